@@ -1,0 +1,529 @@
+"""The one immutable data set object every model, split and metric works on.
+
+A :class:`Dataset` holds vocabularies (users, movies, tags), the explicit
+ratings as flat arrays of *indices* sorted by (user, timestamp, movie), the
+per-movie table (titles, years, genres, external ids, optional metadata) and a
+sparse movie x tag matrix. It is validated once, here, when it is built; a
+split is a new ``Dataset`` over the same vocabularies.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from functools import cached_property
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import scipy.sparse as sp
+
+from movierec.data.titles import normalise_tags, split_titles
+from movierec.data.vocab import Vocabulary
+
+log = logging.getLogger(__name__)
+
+#: Bit flags naming where a tag in the vocabulary came from.
+TAG_SOURCES: dict[str, int] = {"user": 1, "genre": 2, "tmdb": 4, "genome": 8}
+
+
+class DataError(ValueError):
+    """Input data that cannot be used as it is; the message says what and where."""
+
+
+@dataclass(frozen=True)
+class RatingScale:
+    """The explicit rating scale: ``low`` to ``high`` in steps of ``step``."""
+
+    low: float
+    high: float
+    step: float
+
+    @property
+    def levels(self) -> np.ndarray:
+        """All allowed rating values, ascending, shape ``(n_levels,)`` float32."""
+        n = round((self.high - self.low) / self.step) + 1
+        return (self.low + self.step * np.arange(n)).astype(np.float32)
+
+    def to_dict(self) -> dict[str, float]:
+        return {"low": self.low, "high": self.high, "step": self.step}
+
+
+HALF_STARS = RatingScale(0.5, 5.0, 0.5)
+FIVE_STARS = RatingScale(1.0, 5.0, 1.0)
+
+
+def _numeric(frame: pd.DataFrame, column: str, dtype: Any, what: str) -> np.ndarray:
+    """Column as ``dtype``; a clear :class:`DataError` naming the first bad row otherwise."""
+    if column not in frame.columns:
+        raise DataError(f"{what}: missing column {column!r} (have {list(frame.columns)})")
+    values = pd.to_numeric(frame[column], errors="coerce")
+    bad = values.isna().to_numpy()
+    if bad.any():
+        row = int(np.flatnonzero(bad)[0])
+        raise DataError(
+            f"{what}: column {column!r} has {int(bad.sum())} non-numeric or empty value(s); "
+            f"first at data row {row + 1}: {frame[column].iloc[row]!r}"
+        )
+    return values.to_numpy().astype(dtype, copy=False)
+
+
+@dataclass(frozen=True, eq=False)
+class Dataset:
+    """Ratings, movies and tags over contiguous indices. Build with :meth:`build`.
+
+    Attributes
+    ----------
+    user, movie:
+        Rating rows as user / movie *indices*, shape ``(n_ratings,)`` int32,
+        sorted by (user, timestamp, movie).
+    rating:
+        Explicit ratings on :attr:`scale`, shape ``(n_ratings,)`` float32.
+    timestamp:
+        Seconds since the epoch, shape ``(n_ratings,)`` int64.
+    movie_info:
+        One row per movie index (``RangeIndex``): ``movie_id``, ``title`` (raw),
+        ``display_title``, ``year`` (0 if unknown), ``genres`` (tuple of str),
+        ``imdb_id``, ``tmdb_id`` (0 if unknown) and, where metadata gave them,
+        ``overview``, ``runtime``, ``release_date``, ``vote_average``, ``poster_path``.
+    movie_tags:
+        CSR matrix ``(n_movies, n_tags)`` float32: how strongly each tag applies
+        (user-tag application counts + 1 per genre / TMDB keyword + genome relevance).
+    tag_source:
+        Bit mask per tag (see :data:`TAG_SOURCES`), shape ``(n_tags,)`` int8.
+    tag_events:
+        User tag applications: ``user_id`` (external), ``movie`` (index),
+        ``tag`` (index), ``timestamp``.
+    repairs:
+        Counted repairs made while building (e.g. duplicate ratings dropped).
+    """
+
+    name: str
+    users: Vocabulary
+    movies: Vocabulary
+    tags: Vocabulary
+    user: np.ndarray
+    movie: np.ndarray
+    rating: np.ndarray
+    timestamp: np.ndarray
+    scale: RatingScale
+    movie_info: pd.DataFrame
+    movie_tags: sp.csr_matrix
+    tag_source: np.ndarray
+    tag_events: pd.DataFrame
+    user_info: pd.DataFrame | None = None
+    source_path: str | None = None
+    repairs: Mapping[str, int] = field(default_factory=dict)
+
+    # ------------------------------------------------------------------ build
+    @classmethod
+    def build(
+        cls,
+        name: str,
+        ratings: pd.DataFrame,
+        movies: pd.DataFrame,
+        *,
+        scale: RatingScale | None = None,
+        tags: pd.DataFrame | None = None,
+        links: pd.DataFrame | None = None,
+        genome_scores: pd.DataFrame | None = None,
+        genome_tags: pd.DataFrame | None = None,
+        genome_threshold: float = 0.8,
+        metadata: pd.DataFrame | None = None,
+        users: pd.DataFrame | None = None,
+        source_path: str | None = None,
+    ) -> Dataset:
+        """Validate raw MovieLens-shaped tables and build the data set.
+
+        Parameters
+        ----------
+        ratings:
+            Columns ``userId, movieId, rating, timestamp`` (external ids).
+        movies:
+            Columns ``movieId, title`` and ``genres`` (pipe-separated string
+            or a list of genre names per row).
+        scale:
+            Rating scale; inferred when omitted (half stars if any rating is
+            fractional, else 1-5).
+        tags:
+            Optional ``userId, movieId, tag, timestamp`` user tag applications.
+        links:
+            Optional ``movieId, imdbId, tmdbId``.
+        genome_scores, genome_tags:
+            Optional ``movieId, tagId, relevance`` and ``tagId, tag``; tags with
+            relevance at or above ``genome_threshold`` join the movie's tags.
+        metadata:
+            Optional per-movie metadata keyed by ``movieId`` (see
+            :mod:`movierec.data.metadata`): ``keywords`` (list of str), ``overview``, ...
+        users:
+            Optional demographics keyed by ``userId``.
+
+        Raises
+        ------
+        DataError
+            Non-numeric fields, ratings off the scale, ratings of unknown
+            movies, duplicate movie ids.
+        """
+        repairs: dict[str, int] = {}
+
+        # movies -------------------------------------------------------------
+        movie_ids = _numeric(movies, "movieId", np.int64, "movies")
+        if pd.Index(movie_ids).has_duplicates:
+            dup = pd.Index(movie_ids)[pd.Index(movie_ids).duplicated()][:5].tolist()
+            raise DataError(f"movies: duplicate movieId(s) {dup}")
+        order = np.argsort(movie_ids, kind="stable")
+        movies = movies.iloc[order].reset_index(drop=True)
+        movie_vocab = Vocabulary(movie_ids[order], "movie")
+        n_movies = len(movie_vocab)
+        display, year = split_titles(movies["title"])
+        genres = _genre_lists(movies["genres"] if "genres" in movies else pd.Series([[]] * n_movies))
+        info = pd.DataFrame(
+            {
+                "movie_id": movie_vocab.ids,
+                "title": movies["title"].astype(str).to_numpy(),
+                "display_title": display.to_numpy(),
+                "year": year,
+                "genres": genres,
+                "imdb_id": np.zeros(n_movies, np.int64),
+                "tmdb_id": np.zeros(n_movies, np.int64),
+            }
+        )
+        if links is not None and len(links):
+            lidx = movie_vocab.index(_numeric(links, "movieId", np.int64, "links"), missing="mask")
+            keep = lidx >= 0
+            for col, out in (("imdbId", "imdb_id"), ("tmdbId", "tmdb_id")):
+                if col in links:
+                    vals = pd.to_numeric(links[col], errors="coerce").fillna(0).to_numpy().astype(np.int64)
+                    info.loc[lidx[keep], out] = vals[keep]
+        if metadata is not None and len(metadata):
+            midx = movie_vocab.index(metadata["movieId"].to_numpy(np.int64), missing="mask")
+            meta = metadata.loc[midx >= 0].assign(_idx=midx[midx >= 0]).drop_duplicates("_idx")
+            for col in ("overview", "runtime", "release_date", "vote_average", "poster_path"):
+                if col in meta:
+                    values = pd.Series([None] * n_movies, dtype=object)
+                    values.iloc[meta["_idx"].to_numpy()] = meta[col].to_numpy()
+                    info[col] = values.to_numpy()
+
+        # ratings ------------------------------------------------------------
+        r_user_ids = _numeric(ratings, "userId", np.int64, "ratings")
+        r_movie_ids = _numeric(ratings, "movieId", np.int64, "ratings")
+        r_value = _numeric(ratings, "rating", np.float32, "ratings")
+        r_time = (
+            _numeric(ratings, "timestamp", np.int64, "ratings")
+            if "timestamp" in ratings
+            else np.zeros(len(ratings), np.int64)
+        )
+        if scale is None:
+            scale = HALF_STARS if (len(r_value) and np.any(r_value % 1 != 0)) else FIVE_STARS
+        off = (
+            (r_value < scale.low)
+            | (r_value > scale.high)
+            | (np.abs((r_value - scale.low) / scale.step % 1) > 1e-6)
+        )
+        if off.any():
+            row = int(np.flatnonzero(off)[0])
+            raise DataError(
+                f"ratings: {int(off.sum())} rating(s) off the {scale.low:g}-{scale.high:g} scale "
+                f"(step {scale.step:g}); first at data row {row + 1}: {r_value[row]:g}"
+            )
+        r_movie = movie_vocab.index(r_movie_ids, missing="mask")
+        if (r_movie < 0).any():
+            unknown = np.unique(r_movie_ids[r_movie < 0])
+            raise DataError(
+                f"ratings: {int((r_movie < 0).sum())} rating(s) of {len(unknown)} movie id(s) "
+                f"missing from the movie list, e.g. {unknown[:5].tolist()}"
+            )
+        user_vocab = Vocabulary.from_values(r_user_ids, "user")
+        r_user = user_vocab.index(r_user_ids)
+        # sort by (user, time, movie); duplicates (user, movie) keep the latest
+        order = np.lexsort((r_movie, r_time, r_user))
+        r_user, r_movie, r_value, r_time = r_user[order], r_movie[order], r_value[order], r_time[order]
+        key = r_user.astype(np.int64) * n_movies + r_movie
+        # keep the last occurrence in time order of every key
+        rev_unique = np.unique(key[::-1], return_index=True)[1]
+        keep_idx = np.sort(len(key) - 1 - rev_unique)
+        if len(keep_idx) < len(key):
+            repairs["duplicate_ratings_dropped"] = len(key) - len(keep_idx)
+            log.warning(
+                "ratings: dropped %d duplicate (user, movie) rating(s), kept the latest",
+                repairs["duplicate_ratings_dropped"],
+            )
+            r_user, r_movie, r_value, r_time = (a[keep_idx] for a in (r_user, r_movie, r_value, r_time))
+
+        # tags -----------------------------------------------------------------
+        tag_frames: list[pd.DataFrame] = []  # columns movie (index), tag (str), weight, source
+        events = pd.DataFrame({"user_id": [], "movie": [], "tag": [], "timestamp": []})
+        if tags is not None and len(tags):
+            t_movie_ids = _numeric(tags, "movieId", np.int64, "tags")
+            t_users = _numeric(tags, "userId", np.int64, "tags")
+            t_time = (
+                _numeric(tags, "timestamp", np.int64, "tags")
+                if "timestamp" in tags
+                else np.zeros(len(tags), np.int64)
+            )
+            t_movie = movie_vocab.index(t_movie_ids, missing="mask")
+            t_name = normalise_tags(tags["tag"].fillna(""))
+            ok = (t_movie >= 0) & (t_name.str.len() > 0).to_numpy() & tags["tag"].notna().to_numpy()
+            if (~ok).any():
+                repairs["tag_rows_dropped"] = int((~ok).sum())
+                log.warning(
+                    "tags: dropped %d row(s) with an unknown movie id or an empty tag", int((~ok).sum())
+                )
+            events = pd.DataFrame(
+                {
+                    "user_id": t_users[ok],
+                    "movie": t_movie[ok],
+                    "tag": t_name[ok].to_numpy(),
+                    "timestamp": t_time[ok],
+                }
+            )
+            tag_frames.append(
+                events.groupby(["movie", "tag"], sort=False)
+                .size()
+                .rename("weight")
+                .reset_index()
+                .assign(source="user")
+            )
+        g = info[["genres"]].explode("genres").dropna()
+        if len(g):
+            tag_frames.append(
+                pd.DataFrame(
+                    {
+                        "movie": g.index.to_numpy(),
+                        "tag": normalise_tags(g["genres"]).to_numpy(),
+                        "weight": 1.0,
+                        "source": "genre",
+                    }
+                )
+            )
+        if metadata is not None and "keywords" in metadata and len(metadata):
+            kw = metadata[["movieId", "keywords"]].explode("keywords").dropna()
+            kidx = movie_vocab.index(kw["movieId"].to_numpy(np.int64), missing="mask")
+            kw = kw.loc[kidx >= 0]
+            if len(kw):
+                tag_frames.append(
+                    pd.DataFrame(
+                        {
+                            "movie": kidx[kidx >= 0],
+                            "tag": normalise_tags(kw["keywords"]).to_numpy(),
+                            "weight": 1.0,
+                            "source": "tmdb",
+                        }
+                    )
+                )
+        if genome_scores is not None and genome_tags is not None and len(genome_scores):
+            gs = genome_scores.loc[
+                pd.to_numeric(genome_scores["relevance"], errors="coerce") >= genome_threshold
+            ]
+            names = pd.Series(genome_tags["tag"].to_numpy(), index=genome_tags["tagId"].to_numpy())
+            gidx = movie_vocab.index(gs["movieId"].to_numpy(np.int64), missing="mask")
+            gs = gs.loc[gidx >= 0]
+            if len(gs):
+                tag_frames.append(
+                    pd.DataFrame(
+                        {
+                            "movie": gidx[gidx >= 0],
+                            "tag": normalise_tags(
+                                names.reindex(gs["tagId"].to_numpy()).fillna("")
+                            ).to_numpy(),
+                            "weight": gs["relevance"].to_numpy(np.float32),
+                            "source": "genome",
+                        }
+                    )
+                )
+        all_tags = (
+            pd.concat(tag_frames, ignore_index=True)
+            if tag_frames
+            else pd.DataFrame({"movie": [], "tag": [], "weight": [], "source": []})
+        )
+        all_tags = all_tags.loc[all_tags["tag"].str.len() > 0] if len(all_tags) else all_tags
+        tag_vocab = (
+            Vocabulary.from_values(all_tags["tag"].astype(str), "tag")
+            if len(all_tags)
+            else Vocabulary(np.array([], dtype=object), "tag")
+        )
+        tag_idx = (
+            tag_vocab.index(all_tags["tag"].to_numpy(object)) if len(all_tags) else np.array([], np.int64)
+        )
+        movie_tags = sp.csr_matrix(
+            (all_tags["weight"].to_numpy(np.float32), (all_tags["movie"].to_numpy(np.int64), tag_idx)),
+            shape=(n_movies, len(tag_vocab)),
+            dtype=np.float32,
+        )
+        movie_tags.sum_duplicates()
+        tag_source = np.zeros(len(tag_vocab), np.int8)
+        for source, bit in TAG_SOURCES.items():
+            sel = tag_idx[(all_tags["source"] == source).to_numpy()] if len(all_tags) else tag_idx
+            tag_source[np.unique(sel)] |= bit
+        if len(events):
+            events = events.assign(tag=tag_vocab.index(events["tag"].to_numpy(object)))
+        events = events.astype(
+            {"user_id": np.int64, "movie": np.int64, "tag": np.int64, "timestamp": np.int64}
+        )
+
+        user_info = None
+        if users is not None and len(users):
+            u = users.copy()
+            u["userId"] = _numeric(u, "userId", np.int64, "users")
+            uidx = user_vocab.index(u["userId"].to_numpy(), missing="mask")
+            user_info = u.loc[uidx >= 0].assign(user=uidx[uidx >= 0]).set_index("user").sort_index()
+
+        return cls(
+            name=name,
+            users=user_vocab,
+            movies=movie_vocab,
+            tags=tag_vocab,
+            user=_frozen(r_user.astype(np.int32)),
+            movie=_frozen(r_movie.astype(np.int32)),
+            rating=_frozen(r_value.astype(np.float32)),
+            timestamp=_frozen(r_time.astype(np.int64)),
+            scale=scale,
+            movie_info=info,
+            movie_tags=movie_tags,
+            tag_source=_frozen(tag_source),
+            tag_events=events,
+            user_info=user_info,
+            source_path=source_path,
+            repairs=dict(repairs),
+        )
+
+    # -------------------------------------------------------------- derived
+    @property
+    def n_users(self) -> int:
+        return len(self.users)
+
+    @property
+    def n_movies(self) -> int:
+        return len(self.movies)
+
+    @property
+    def n_tags(self) -> int:
+        return len(self.tags)
+
+    @property
+    def n_ratings(self) -> int:
+        return int(self.user.shape[0])
+
+    def subset(self, mask: np.ndarray, name: str | None = None) -> Dataset:
+        """The same data set restricted to the rating rows where ``mask`` is true.
+
+        Vocabularies, movies and tags are kept, so indices stay comparable
+        across splits. ``mask`` is a bool array of shape ``(n_ratings,)``.
+        """
+        mask = np.asarray(mask, dtype=bool)
+        if mask.shape != (self.n_ratings,):
+            raise ValueError(f"mask must have shape ({self.n_ratings},), got {mask.shape}")
+        return Dataset(
+            name=name or self.name,
+            users=self.users,
+            movies=self.movies,
+            tags=self.tags,
+            user=_frozen(self.user[mask]),
+            movie=_frozen(self.movie[mask]),
+            rating=_frozen(self.rating[mask]),
+            timestamp=_frozen(self.timestamp[mask]),
+            scale=self.scale,
+            movie_info=self.movie_info,
+            movie_tags=self.movie_tags,
+            tag_source=self.tag_source,
+            tag_events=self.tag_events,
+            user_info=self.user_info,
+            source_path=self.source_path,
+            repairs=self.repairs,
+        )
+
+    @cached_property
+    def user_ptr(self) -> np.ndarray:
+        """CSR-style pointers: user ``u``'s rows are ``ptr[u]:ptr[u+1]``, shape ``(n_users + 1,)``."""
+        counts = np.bincount(self.user, minlength=self.n_users)
+        return _frozen(np.concatenate([[0], np.cumsum(counts)]).astype(np.int64))
+
+    def interactions(self, *, values: str = "binary") -> sp.csr_matrix:
+        """User x movie CSR matrix ``(n_users, n_movies)`` float32.
+
+        ``values="binary"`` gives 1 per rating, ``"rating"`` the rating itself.
+        """
+        data = np.ones(self.n_ratings, np.float32) if values == "binary" else self.rating
+        m = sp.csr_matrix(
+            (data, (self.user.astype(np.int64), self.movie.astype(np.int64))),
+            shape=(self.n_users, self.n_movies),
+            dtype=np.float32,
+        )
+        m.sum_duplicates()
+        return m
+
+    def history(self, user: int) -> tuple[np.ndarray, np.ndarray]:
+        """Movie indices and ratings of user index ``user`` in time order."""
+        lo, hi = self.user_ptr[user], self.user_ptr[user + 1]
+        return self.movie[lo:hi], self.rating[lo:hi]
+
+    @cached_property
+    def movie_popularity(self) -> np.ndarray:
+        """Number of ratings per movie, shape ``(n_movies,)`` int64."""
+        return _frozen(np.bincount(self.movie, minlength=self.n_movies).astype(np.int64))
+
+    @cached_property
+    def movie_mean_rating(self) -> np.ndarray:
+        """Mean rating per movie, NaN for unrated movies, shape ``(n_movies,)`` float32."""
+        sums = np.bincount(self.movie, weights=self.rating, minlength=self.n_movies)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            mean = sums / self.movie_popularity
+        return _frozen(mean.astype(np.float32))
+
+    @cached_property
+    def genre_names(self) -> list[str]:
+        """Sorted distinct genre names."""
+        return sorted({g for gs in self.movie_info["genres"] for g in gs})
+
+    def fingerprint(self) -> str:
+        """A short content hash of vocabularies and ratings, used to tie models to data."""
+        import hashlib
+
+        h = hashlib.sha256()
+        h.update(self.name.encode())
+        for arr in (self.movies.ids, self.user, self.movie, self.rating):
+            h.update(np.ascontiguousarray(arr).tobytes())
+        h.update("\x00".join(map(str, self.tags.ids)).encode())
+        return h.hexdigest()[:16]
+
+    def summary(self) -> dict[str, Any]:
+        """Counts as plain JSON-able values."""
+        sources = {name: int(np.count_nonzero(self.tag_source & bit)) for name, bit in TAG_SOURCES.items()}
+        return {
+            "name": self.name,
+            "ratings": self.n_ratings,
+            "users": self.n_users,
+            "movies": self.n_movies,
+            "rated_movies": int(np.count_nonzero(self.movie_popularity)),
+            "tag_applications": len(self.tag_events),
+            "tags": self.n_tags,
+            "tag_sources": sources,
+            "genres": self.genre_names,
+            "rating_scale": self.scale.to_dict(),
+            "first_rating": int(self.timestamp.min()) if self.n_ratings else None,
+            "last_rating": int(self.timestamp.max()) if self.n_ratings else None,
+            "movies_with_overview": int(self.movie_info["overview"].notna().sum())
+            if "overview" in self.movie_info
+            else 0,
+            "repairs": dict(self.repairs),
+        }
+
+
+def _frozen(a: np.ndarray) -> np.ndarray:
+    a = np.ascontiguousarray(a)
+    a.setflags(write=False)
+    return a
+
+
+def _genre_lists(genres: pd.Series) -> np.ndarray:
+    """Per-movie tuples of genre names from pipe strings or lists."""
+    out = np.empty(len(genres), dtype=object)
+    for i, g in enumerate(genres.to_numpy()):  # per movie, not per rating
+        if isinstance(g, list | tuple):
+            out[i] = tuple(g)
+        elif isinstance(g, str) and g and g != "(no genres listed)":
+            out[i] = tuple(x for x in g.split("|") if x and x != "(no genres listed)")
+        else:
+            out[i] = ()
+    return out

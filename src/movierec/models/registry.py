@@ -1,0 +1,62 @@
+"""Model names used on the command line, mapped lazily to their classes."""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+from movierec.models.base import Recommender
+
+#: name -> "module:Class"; imported only when asked for (heavy extras stay lazy).
+MODELS: dict[str, str] = {
+    "pop": "movierec.models.popularity:Popularity",
+    "itemknn": "movierec.models.knn:ItemKNN",
+    "userknn": "movierec.models.knn:UserKNN",
+    "mf": "movierec.models.mf:BiasedMF",
+    "als": "movierec.models.als:ALS",
+    "ease": "movierec.models.ease:EASE",
+    "mlp-reg": "movierec.models.rating_mlp:RatingRegressor",
+    "mlp-clf": "movierec.models.rating_mlp:RatingClassifier",
+    "gmf": "movierec.models.ncf:GMF",
+    "mlp": "movierec.models.ncf:NCFMLP",
+    "neumf": "movierec.models.ncf:NeuMF",
+    "sequence": "movierec.models.sequence:SequenceLSTM",
+    "sequence-attn": "movierec.models.sequence:SequenceAttention",
+    "content": "movierec.models.content:ContentRecommender",
+    "hybrid": "movierec.models.hybrid:Hybrid",
+}
+
+
+class UnknownModelError(ValueError):
+    """A model name that is not registered."""
+
+
+def available() -> list[str]:
+    """Registered names whose module can be imported in this install."""
+    out = []
+    for name in MODELS:
+        try:
+            model_class(name)
+        except (UnknownModelError, ImportError):
+            continue
+        out.append(name)
+    return out
+
+
+def model_class(name: str) -> type[Recommender]:
+    """The class registered under ``name``."""
+    if name not in MODELS:
+        raise UnknownModelError(f"unknown model {name!r}; choose one of: {', '.join(MODELS)}")
+    module, _, cls = MODELS[name].partition(":")
+    try:
+        found: type[Recommender] = getattr(importlib.import_module(module), cls)
+    except ModuleNotFoundError as exc:
+        if exc.name and exc.name.startswith("movierec"):
+            raise UnknownModelError(f"model {name!r} is not implemented in this version") from exc
+        raise
+    return found
+
+
+def create(name: str, **overrides: Any) -> Recommender:
+    """A new, unfitted model ``name`` with config fields overridden by ``overrides``."""
+    return model_class(name)(**overrides)

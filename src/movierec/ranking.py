@@ -1,0 +1,229 @@
+"""Candidate selection and top-N: the only place that excludes what a query
+already holds, applies filters and falls back to popularity.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import scipy.sparse as sp
+
+from movierec.data.dataset import Dataset
+from movierec.models.base import Query, Recommender
+
+
+@dataclass(frozen=True)
+class Catalog:
+    """Per-movie arrays that filters and fallbacks need, aligned with a movie vocabulary.
+
+    Attributes
+    ----------
+    year:
+        Release year per movie index, ``(n_movies,)`` int32, 0 if unknown.
+    mean_rating:
+        Mean rating, ``(n_movies,)`` float32, NaN if unrated.
+    rating_count:
+        Number of ratings, ``(n_movies,)`` int64.
+    genres:
+        Boolean membership ``(n_movies, n_genres)``.
+    genre_names:
+        Column names of ``genres``.
+    """
+
+    year: np.ndarray
+    mean_rating: np.ndarray
+    rating_count: np.ndarray
+    genres: np.ndarray
+    genre_names: tuple[str, ...]
+
+    @classmethod
+    def from_dataset(cls, data: Dataset) -> Catalog:
+        names = tuple(data.genre_names)
+        col = {g: i for i, g in enumerate(names)}
+        genres = np.zeros((data.n_movies, len(names)), dtype=bool)
+        rows = [i for i, gs in enumerate(data.movie_info["genres"]) for _ in gs]
+        cols = [col[g] for gs in data.movie_info["genres"] for g in gs]
+        genres[rows, cols] = True
+        return cls(
+            year=data.movie_info["year"].to_numpy(np.int32),
+            mean_rating=np.asarray(data.movie_mean_rating, np.float32),
+            rating_count=np.asarray(data.movie_popularity, np.int64),
+            genres=genres,
+            genre_names=names,
+        )
+
+    @property
+    def n_movies(self) -> int:
+        return int(self.year.shape[0])
+
+    @property
+    def popularity_scores(self) -> np.ndarray:
+        """The fallback ranking: rating count, ties broken by mean rating; float32 ``(n_movies,)``."""
+        mean = np.nan_to_num(self.mean_rating, nan=0.0)
+        return (np.log1p(self.rating_count) + 1e-3 * mean).astype(np.float32)
+
+
+@dataclass(frozen=True)
+class Filters:
+    """Constraints on recommended movies; ``None`` means no constraint.
+
+    ``genres`` keeps movies having any of the named genres; ``min_rating``
+    applies to the mean rating and needs at least ``min_count`` ratings.
+    """
+
+    min_rating: float | None = None
+    min_count: int = 0
+    year_min: int | None = None
+    year_max: int | None = None
+    genres: tuple[str, ...] = ()
+
+    def mask(self, catalog: Catalog) -> np.ndarray | None:
+        """Allowed movies as a bool array ``(n_movies,)``, or ``None`` if nothing is filtered."""
+        if self == Filters():
+            return None
+        ok = np.ones(catalog.n_movies, dtype=bool)
+        if self.min_rating is not None:
+            ok &= np.nan_to_num(catalog.mean_rating, nan=-np.inf) >= self.min_rating
+        if self.min_count:
+            ok &= catalog.rating_count >= self.min_count
+        if self.year_min is not None:
+            ok &= catalog.year >= self.year_min
+        if self.year_max is not None:
+            ok &= (catalog.year <= self.year_max) & (catalog.year > 0)
+        if self.genres:
+            unknown = [g for g in self.genres if g not in catalog.genre_names]
+            if unknown:
+                raise ValueError(f"unknown genre(s) {unknown}; known: {list(catalog.genre_names)}")
+            cols = [catalog.genre_names.index(g) for g in self.genres]
+            ok &= catalog.genres[:, cols].any(axis=1)
+        return ok
+
+
+def top_n(
+    scores: np.ndarray,
+    n: int,
+    *,
+    exclude: sp.csr_matrix | Sequence[np.ndarray] | None = None,
+    allowed: np.ndarray | None = None,
+    fallback: np.ndarray | None = None,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Top ``n`` movie indices per row of ``scores``.
+
+    Parameters
+    ----------
+    scores:
+        ``(B, n_movies)`` float scores; NaN = cannot score. Not modified.
+    n:
+        How many to return per row.
+    exclude:
+        Movie indices to drop per row: a CSR ``(B, n_movies)`` matrix or a list of
+        ``B`` index arrays (the query's own movies, a user's training items).
+    allowed:
+        Bool ``(n_movies,)``: only these movies may be returned (filters).
+    fallback:
+        ``(n_movies,)`` scores used for a row with no finite score (popularity).
+
+    Returns
+    -------
+    indices:
+        ``(B, n)`` int64 movie indices, best first, ``-1`` where fewer than ``n``
+        movies are eligible.
+    values:
+        ``(B, n)`` float32 scores of those movies (``-inf`` at padding).
+    """
+    s = np.array(scores, dtype=np.float32, copy=True, ndmin=2)
+    b, m = s.shape
+    nan = np.isnan(s)
+    if fallback is not None:
+        empty = nan.all(axis=1) if m else np.zeros(b, dtype=bool)
+        if empty.any():
+            s[empty] = np.asarray(fallback, np.float32)[None, :]
+            nan[empty] = False
+    s[nan] = -np.inf
+    if exclude is not None:
+        if sp.issparse(exclude):
+            ex = sp.csr_matrix(exclude)
+            rows = np.repeat(np.arange(ex.shape[0]), np.diff(ex.indptr))
+            s[rows, ex.indices] = -np.inf
+        else:
+            lists = list(exclude)
+            if lists:
+                rows = np.repeat(np.arange(len(lists)), [len(x) for x in lists])
+                cols = np.concatenate([np.asarray(x, np.int64) for x in lists])
+                s[rows, cols] = -np.inf
+    if allowed is not None:
+        s[:, ~np.asarray(allowed, dtype=bool)] = -np.inf
+    k = min(n, m)
+    if k <= 0:
+        return np.full((b, n), -1, np.int64), np.full((b, n), -np.inf, np.float32)
+    part = np.argpartition(-s, k - 1, axis=1)[:, :k] if k < m else np.tile(np.arange(m), (b, 1))
+    vals = np.take_along_axis(s, part, axis=1)
+    order = np.lexsort((part, -vals), axis=1)  # by score desc, index asc for ties
+    idx = np.take_along_axis(part, order, axis=1)
+    vals = np.take_along_axis(vals, order, axis=1)
+    idx = np.where(np.isfinite(vals), idx, -1)
+    if k < n:
+        idx = np.pad(idx, ((0, 0), (0, n - k)), constant_values=-1)
+        vals = np.pad(vals, ((0, 0), (0, n - k)), constant_values=-np.inf)
+    return idx.astype(np.int64), vals.astype(np.float32)
+
+
+@dataclass(frozen=True)
+class Recommendations:
+    """Top-N result for one query: movie and tag indices with scores."""
+
+    movies: np.ndarray
+    movie_scores: np.ndarray
+    tags: np.ndarray
+    tag_scores: np.ndarray
+    fallback: bool
+
+
+def recommend(
+    model: Recommender,
+    queries: Sequence[Query],
+    n: int,
+    *,
+    catalog: Catalog | None = None,
+    filters: Filters | None = None,
+    n_tags: int = 0,
+) -> list[Recommendations]:
+    """Recommend for each query: score, drop held movies and tags, filter, take the top N.
+
+    Empty queries (and rows the model cannot score) get the catalogue's
+    popularity ranking, filtered the same way.
+    """
+    model._check_fitted()
+    for q in queries:
+        q.check(model.n_movies, model.n_tags)
+    needs_model = [i for i, q in enumerate(queries) if not q.is_empty]
+    scores = np.full((len(queries), model.n_movies), np.nan, np.float32)
+    if needs_model:
+        scores[needs_model] = model.score([queries[i] for i in needs_model])
+    fallback = catalog.popularity_scores if catalog is not None else None
+    allowed = filters.mask(catalog) if (filters is not None and catalog is not None) else None
+    used_fallback = np.asarray(np.isnan(scores).all(axis=1), dtype=bool)
+    idx, vals = top_n(scores, n, exclude=[q.movies for q in queries], allowed=allowed, fallback=fallback)
+    tag_idx = np.zeros((len(queries), 0), np.int64)
+    tag_vals = np.zeros((len(queries), 0), np.float32)
+    if n_tags and model.supports_tags and needs_model:
+        tscores = np.full((len(queries), model.n_tags), np.nan, np.float32)
+        tscores[needs_model] = model.score_tags([queries[i] for i in needs_model])
+        held = [np.concatenate([q.liked_tags, q.disliked_tags]) for q in queries]
+        tag_idx, tag_vals = top_n(tscores, n_tags, exclude=held)
+    out = []
+    for i in range(len(queries)):
+        keep = idx[i] >= 0
+        tkeep = np.asarray(tag_idx[i] >= 0)
+        out.append(
+            Recommendations(
+                movies=idx[i][keep],
+                movie_scores=vals[i][keep],
+                tags=tag_idx[i][tkeep],
+                tag_scores=tag_vals[i][tkeep],
+                fallback=bool(used_fallback[i]),
+            )
+        )
+    return out

@@ -1,0 +1,59 @@
+"""Process-wide settings, read from ``MOVIEREC_*`` environment variables.
+
+Settings are passed explicitly (``Settings()`` built once by the CLI or the
+app factory); nothing in the library reads the environment on its own.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import platformdirs
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+def _default_home() -> Path:
+    return Path(platformdirs.user_data_dir("movierec", appauthor=False))
+
+
+class Settings(BaseSettings):
+    """Where movierec keeps its data and where it finds data sets.
+
+    Every field can be set with an environment variable named
+    ``MOVIEREC_<FIELD>`` (for example ``MOVIEREC_MIRROR=/srv/movielens``).
+    """
+
+    model_config = SettingsConfigDict(env_prefix="MOVIEREC_", extra="ignore")
+
+    home: Path = Field(
+        default_factory=_default_home,
+        description="Directory holding the download cache, the catalogue database and model artifacts.",
+    )
+    mirror: Path | None = Field(
+        default=None,
+        description="Directory of official GroupLens zips (e.g. ml-latest-small.zip) used instead of the network.",
+    )
+    metadata: Path | None = Field(
+        default=None,
+        description="Optional movie-metadata directory (TMDB keywords.csv, tmdb_5000_movies.csv, ...).",
+    )
+    base_url: str = Field(
+        default="https://files.grouplens.org/datasets/movielens/",
+        description="Where official MovieLens zips are downloaded from when no mirror holds them.",
+    )
+
+    @property
+    def cache_dir(self) -> Path:
+        """Unpacked data sets and downloaded zips: ``HOME/datasets``."""
+        return self.home / "datasets"
+
+    @property
+    def models_dir(self) -> Path:
+        """Trained model artifacts: ``HOME/models``."""
+        return self.home / "models"
+
+    @property
+    def database_path(self) -> Path:
+        """The SQLite catalogue and session database: ``HOME/movierec.sqlite3``."""
+        return self.home / "movierec.sqlite3"
