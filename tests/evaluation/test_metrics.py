@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import random
 from collections.abc import Callable
 
 import numpy as np
@@ -234,13 +235,13 @@ def test_perfect_ranking_scores_one(case: tuple[np.ndarray, sp.csr_matrix, int],
 @FAST
 @given(ranking_case(), st.randoms(use_true_random=False))
 def test_set_metrics_invariant_to_order_within_top_k(
-    case: tuple[np.ndarray, sp.csr_matrix, int], rnd: object
+    case: tuple[np.ndarray, sp.csr_matrix, int], rnd: random.Random
 ) -> None:
     ranked, rel, k = case
     shuffled = ranked.copy()
     for row in shuffled:
         head = list(row[:k])
-        rnd.shuffle(head)  # type: ignore[attr-defined]
+        rnd.shuffle(head)
         row[:k] = head
     a = ranking_metrics(ranked, rel, ks=(k,))
     b = ranking_metrics(shuffled, rel, ks=(k,))

@@ -7,8 +7,8 @@ import sys
 
 import typer
 
-from movierec.cli import data as data_cmd
-from movierec.cli import models as models_cmd
+import movierec.cli.data as data_cmd
+import movierec.cli.models as models_cmd
 
 app = typer.Typer(
     name="movierec",
