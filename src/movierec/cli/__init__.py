@@ -8,6 +8,7 @@ import sys
 import typer
 
 import movierec.cli.data as data_cmd
+import movierec.cli.evaluate as evaluate_cmd
 import movierec.cli.models as models_cmd
 
 app = typer.Typer(
@@ -19,6 +20,7 @@ app = typer.Typer(
 )
 app.add_typer(data_cmd.app, name="data")
 models_cmd.register(app)
+evaluate_cmd.register(app)
 
 
 def main() -> None:

@@ -1,0 +1,560 @@
+"""Named, reproducible evaluation protocols.
+
+A protocol does two things: :meth:`Protocol.prepare` splits a data set once
+(the same split for every model compared), and :meth:`Protocol.evaluate`
+scores one fitted model on that split and returns per-user metric arrays.
+:func:`run` ties them together with fitting, timing and bootstrap CIs and
+returns a :class:`Result`.
+
+=================  ===========================================================
+``rating``         random 10 % of rows (or an ml-100k canonical split); RMSE, MAE
+``topn``           every rating positive; per-user random 20 % test; full ranking
+                   over all movies minus the user's training items
+``topn-sampled``   NCF protocol: latest interaction vs 99 sampled unseen movies;
+                   *only* for comparison with papers
+``next-item``      last rating test, the one before validation; the model scores
+                   the user's history as a query
+=================  ===========================================================
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from abc import ABC, abstractmethod
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
+
+import numpy as np
+import scipy.sparse as sp
+
+from movierec.data import splits
+from movierec.data.dataset import Dataset
+from movierec.evaluation import metrics as M
+from movierec.models.base import CannotScoreError, Query, Recommender, feedback_from_ratings
+from movierec.ranking import top_n
+
+__all__ = [
+    "PROTOCOLS",
+    "NextItemProtocol",
+    "Prepared",
+    "Protocol",
+    "RatingProtocol",
+    "Result",
+    "SampledTopNProtocol",
+    "TopNProtocol",
+    "UnsupportedError",
+    "compare",
+    "feedback_thresholds",
+    "get_protocol",
+    "run",
+]
+
+#: users scored per call of ``score_users`` / ``score``
+BATCH_USERS = 512
+
+
+class UnsupportedError(ValueError):
+    """The model cannot be evaluated under this protocol (e.g. no rating predictions)."""
+
+
+@dataclass
+class Prepared:
+    """A split made once by :meth:`Protocol.prepare` and shared by all models.
+
+    Attributes
+    ----------
+    data:
+        The full data set.
+    train, test:
+        Disjoint parts of ``data`` (same vocabularies).
+    valid:
+        Validation part for early stopping, or ``None``.
+    users:
+        Evaluated user *indices*, shape ``(n_eval,)`` int64, ascending.
+    extra:
+        Protocol-specific arrays (e.g. sampled candidates).
+    """
+
+    data: Dataset
+    train: Dataset
+    test: Dataset
+    valid: Dataset | None = None
+    users: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
+    split: str = ""
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class Result:
+    """One model evaluated under one protocol.
+
+    Attributes
+    ----------
+    metrics:
+        Mean per metric; keys lower-case with ``@k`` (``ndcg@10``, ``rmse``, ``coverage@10``).
+    per_user:
+        Per-user values, each shape ``(len(users),)`` float64 aligned with ``users``
+        (NaN where a user has no value).
+    users:
+        User *indices* of the rows of ``per_user``, shape ``(n_eval,)`` int64.
+    ci:
+        95 % bootstrap interval ``(low, high)`` per metric that has per-user (or per-row) values.
+    curves:
+        Extras for reports: ``ndcg_at`` (NDCG@k for k = 1..max(ks)), ``rec_popularity``
+        (training rating count of every recommended movie, top max(ks) of every user).
+    supported:
+        ``False`` when the model cannot do the protocol; ``message`` says why.
+    notes:
+        Caveats printed with the result (e.g. that a sampled protocol is only for paper comparison).
+    """
+
+    protocol: str
+    dataset: str
+    model: str
+    metrics: dict[str, float] = field(default_factory=dict)
+    per_user: dict[str, np.ndarray] = field(default_factory=dict)
+    users: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
+    ci: dict[str, tuple[float, float]] = field(default_factory=dict)
+    fit_seconds: float = 0.0
+    eval_seconds: float = 0.0
+    n_users: int = 0
+    split: str = ""
+    seed: int = 0
+    supported: bool = True
+    message: str = ""
+    notes: list[str] = field(default_factory=list)
+    curves: dict[str, np.ndarray] = field(default_factory=dict)
+
+    def to_dict(self, *, with_ci: bool = True) -> dict[str, Any]:
+        """JSON-able summary (no per-user arrays)."""
+        out: dict[str, Any] = {
+            "protocol": self.protocol,
+            "dataset": self.dataset,
+            "model": self.model,
+            "metrics": {k: _round(v) for k, v in self.metrics.items()},
+            "fit_seconds": round(self.fit_seconds, 3),
+            "eval_seconds": round(self.eval_seconds, 3),
+            "n_users": self.n_users,
+            "split": self.split,
+            "seed": self.seed,
+            "supported": self.supported,
+        }
+        if with_ci:
+            out["ci"] = {k: [_round(lo), _round(hi)] for k, (lo, hi) in self.ci.items()}
+        if self.message:
+            out["message"] = self.message
+        if self.notes:
+            out["notes"] = list(self.notes)
+        return out
+
+
+def _round(x: float) -> float | None:
+    return None if not math.isfinite(x) else round(float(x), 6)
+
+
+# ------------------------------------------------------------------ helpers
+
+
+def feedback_thresholds(data: Dataset) -> tuple[float, float]:
+    """(like, dislike) rating thresholds for the data set's scale.
+
+    On a 0.5-5 or 1-5 scale this gives like ``>= 4.0`` and dislike ``<= 2.0``;
+    other scales are mapped proportionally (75 % and 37.5 % of the range, rounded
+    to the scale's step, up and down respectively).
+    """
+    s = data.scale
+    span = s.high - s.low
+    like = s.low + math.ceil(0.75 * span / s.step - 1e-9) * s.step
+    dislike = s.low + math.floor(0.375 * span / s.step + 1e-9) * s.step
+    return float(like), float(dislike)
+
+
+def _rows(m: sp.csr_matrix, users: np.ndarray) -> sp.csr_matrix:
+    return sp.csr_matrix(m[users])
+
+
+def _train_popularity(train: Dataset) -> np.ndarray:
+    """Distinct training users per movie, ``(n_movies,)`` int64 (ratings are unique per pair)."""
+    return np.asarray(train.movie_popularity, np.int64)
+
+
+def _genre_features(data: Dataset) -> sp.csr_matrix:
+    """Binary movie x genre matrix ``(n_movies, n_genres)`` float32."""
+    names = data.genre_names
+    col = {g: i for i, g in enumerate(names)}
+    genres = data.movie_info["genres"]
+    counts = np.fromiter((len(g) for g in genres), np.int64, len(genres))
+    cols = np.fromiter((col[g] for gs in genres for g in gs), np.int64, int(counts.sum()))
+    rows = np.repeat(np.arange(len(genres)), counts)
+    return sp.csr_matrix(
+        (np.ones(rows.size, np.float32), (rows, cols)), shape=(data.n_movies, max(len(names), 1))
+    )
+
+
+def _rank_full(
+    model: Recommender,
+    users: np.ndarray,
+    n: int,
+    exclude: sp.csr_matrix,
+    fallback: np.ndarray,
+) -> np.ndarray:
+    """Top-``n`` movie indices ``(len(users), n)`` int64 from ``score_users``, excluding ``exclude`` rows."""
+    out = np.full((len(users), n), -1, np.int64)
+    for start in range(0, len(users), BATCH_USERS):
+        batch = users[start : start + BATCH_USERS]
+        scores = model.score_users(batch)
+        out[start : start + len(batch)], _ = top_n(
+            scores, n, exclude=exclude[start : start + len(batch)], fallback=fallback
+        )
+    return out
+
+
+def _ndcg_curve(ranked: np.ndarray, relevant: sp.csr_matrix, k_max: int) -> np.ndarray:
+    """Mean NDCG@k for k = 1..k_max, shape ``(k_max,)``."""
+    hits = M.hits_matrix(ranked[:, :k_max], relevant)
+    n_rel = M.count_relevant(relevant)
+    keep = n_rel > 0
+    return np.array([float(np.nanmean(M.ndcg(hits[keep], n_rel[keep], k))) for k in range(1, k_max + 1)])
+
+
+def _beyond_accuracy(
+    ranked: np.ndarray, prepared: Prepared, ks: tuple[int, ...]
+) -> tuple[dict[str, np.ndarray], dict[str, float]]:
+    """Per-user novelty / popularity / diversity and global coverage at each k."""
+    pop = _train_popularity(prepared.train)
+    n_train_users = max(int(np.count_nonzero(np.diff(prepared.train.user_ptr))), 1)
+    pop = np.minimum(pop, n_train_users)
+    feats = _genre_features(prepared.data)
+    per_user: dict[str, np.ndarray] = {}
+    scalars: dict[str, float] = {}
+    for k in ks:
+        scalars[f"coverage@{k}"] = M.coverage(ranked, prepared.data.n_movies, k)
+        per_user[f"novelty@{k}"] = M.novelty(ranked, pop, n_train_users, k)
+        per_user[f"popularity@{k}"] = M.popularity_percentile(ranked, pop, k)
+        per_user[f"diversity@{k}"] = M.intra_list_diversity(ranked, feats, k)
+    return per_user, scalars
+
+
+# ---------------------------------------------------------------- protocols
+
+
+class Protocol(ABC):
+    """A named evaluation protocol."""
+
+    name: ClassVar[str]
+    #: what the protocol measures, one line
+    description: ClassVar[str] = ""
+    #: caveats attached to every result
+    notes: ClassVar[tuple[str, ...]] = ()
+
+    @abstractmethod
+    def prepare(self, data: Dataset, rng: np.random.Generator, *, split: str | None = None) -> Prepared:
+        """Split ``data`` once; the result is shared by every model evaluated."""
+
+    def check(self, model: Recommender) -> None:
+        """Raise :class:`UnsupportedError` if ``model`` cannot be evaluated here."""
+        return None
+
+    @abstractmethod
+    def evaluate(
+        self, model: Recommender, prepared: Prepared, ks: tuple[int, ...]
+    ) -> tuple[dict[str, np.ndarray], dict[str, float], dict[str, np.ndarray]]:
+        """Score a fitted model: (per-user arrays aligned with ``prepared.users``,
+        scalar metrics without per-user values, curves for reports)."""
+
+
+class RatingProtocol(Protocol):
+    """Rating prediction: RMSE and MAE of :meth:`Recommender.predict` on held-out rows."""
+
+    name = "rating"
+    description = "rating prediction on a random 10% of rows (or a canonical ml-100k split)"
+    test_ratio = 0.1
+
+    def prepare(self, data: Dataset, rng: np.random.Generator, *, split: str | None = None) -> Prepared:
+        if split:
+            train, test = splits.canonical(data, split)
+        else:
+            train, test = splits.random_holdout(data, self.test_ratio, rng)
+        users = np.unique(test.user).astype(np.int64)
+        return Prepared(data, train, test, users=users, split=split or f"random {self.test_ratio:.0%}")
+
+    def check(self, model: Recommender) -> None:
+        if not model.supports_ratings:
+            raise UnsupportedError(f"{model.name} does not predict ratings (supports_ratings is False)")
+
+    def evaluate(
+        self, model: Recommender, prepared: Prepared, ks: tuple[int, ...]
+    ) -> tuple[dict[str, np.ndarray], dict[str, float], dict[str, np.ndarray]]:
+        test = prepared.test
+        pred = np.asarray(model.predict(test.user.astype(np.int64), test.movie.astype(np.int64)), np.float64)
+        if pred.shape != (test.n_ratings,):
+            raise ValueError(
+                f"{model.name}.predict returned shape {pred.shape}, expected ({test.n_ratings},)"
+            )
+        pred = np.clip(pred, test.scale.low, test.scale.high)
+        err = pred - test.rating
+        pos = np.searchsorted(prepared.users, test.user)
+        n = np.bincount(pos, minlength=len(prepared.users))
+        se = np.bincount(pos, weights=err**2, minlength=len(prepared.users))
+        ae = np.bincount(pos, weights=np.abs(err), minlength=len(prepared.users))
+        per_user = {"rmse": np.sqrt(se / n), "mae": ae / n}
+        scalars = {"rmse": M.rmse(pred, test.rating), "mae": M.mae(pred, test.rating)}
+        return per_user, scalars, {"sq_err": err**2, "abs_err": np.abs(err)}
+
+
+class TopNProtocol(Protocol):
+    """Full-catalogue top-N ranking with every rating counted as a positive."""
+
+    name = "topn"
+    description = "full ranking over all movies minus training items; per-user random 20% test"
+    test_ratio = 0.2
+
+    def prepare(self, data: Dataset, rng: np.random.Generator, *, split: str | None = None) -> Prepared:
+        if split:
+            train, test = splits.canonical(data, split)
+        else:
+            train, test = splits.per_user_holdout(data, self.test_ratio, rng)
+        users = np.unique(test.user).astype(np.int64)
+        return Prepared(data, train, test, users=users, split=split or f"per-user {self.test_ratio:.0%}")
+
+    def evaluate(
+        self, model: Recommender, prepared: Prepared, ks: tuple[int, ...]
+    ) -> tuple[dict[str, np.ndarray], dict[str, float], dict[str, np.ndarray]]:
+        users = prepared.users
+        k_max = max(ks)
+        exclude = _rows(prepared.train.interactions(), users)
+        relevant = _rows(prepared.test.interactions(), users)
+        fallback = np.log1p(_train_popularity(prepared.train)).astype(np.float32)
+        ranked = _rank_full(model, users, k_max, exclude, fallback)
+        per_user = M.ranking_metrics(ranked, relevant, ks)
+        extra, scalars = _beyond_accuracy(ranked, prepared, ks)
+        per_user.update(extra)
+        pop = _train_popularity(prepared.train)
+        curves = {
+            "ndcg_at": _ndcg_curve(ranked, relevant, k_max),
+            "rec_popularity": pop[ranked[ranked >= 0]],
+        }
+        return per_user, scalars, curves
+
+
+class SampledTopNProtocol(Protocol):
+    """The NCF protocol: rank each user's latest movie among 99 sampled unseen movies."""
+
+    name = "topn-sampled"
+    description = "latest interaction ranked against 99 sampled never-rated movies (NCF protocol)"
+    notes = (
+        "sampled metrics: the test movie is ranked among 99 random unseen movies, not the whole "
+        "catalogue; only for comparison with papers that use this protocol",
+    )
+    n_negatives = 99
+
+    def prepare(self, data: Dataset, rng: np.random.Generator, *, split: str | None = None) -> Prepared:
+        if split:
+            raise ValueError("topn-sampled uses a leave-latest-out split; --split is not allowed")
+        train, _, test = splits.temporal_leave_last(data, n_valid=0, n_test=1)
+        users = test.user.astype(np.int64)  # one test row per user, ascending
+        seen = _rows(data.interactions(), users)
+        n_free = data.n_movies - np.diff(seen.indptr)
+        if len(users) and n_free.min() < self.n_negatives:
+            raise ValueError(
+                f"topn-sampled needs {self.n_negatives} never-rated movies per user; "
+                f"a user has only {int(n_free.min())}"
+            )
+        negatives = np.empty((len(users), self.n_negatives), np.int64)
+        for start in range(0, len(users), BATCH_USERS):
+            sl = slice(start, start + BATCH_USERS)
+            block = seen[sl]
+            keys = rng.random((block.shape[0], data.n_movies), dtype=np.float32)
+            rows = np.repeat(np.arange(block.shape[0]), np.diff(block.indptr))
+            keys[rows, block.indices] = np.inf  # never sample a rated movie
+            negatives[sl] = np.argpartition(keys, self.n_negatives - 1, axis=1)[:, : self.n_negatives]
+        candidates = np.concatenate([test.movie.astype(np.int64)[:, None], negatives], axis=1)
+        return Prepared(
+            data, train, test, users=users, split="leave latest out", extra={"candidates": candidates}
+        )
+
+    def evaluate(
+        self, model: Recommender, prepared: Prepared, ks: tuple[int, ...]
+    ) -> tuple[dict[str, np.ndarray], dict[str, float], dict[str, np.ndarray]]:
+        users = prepared.users
+        cand: np.ndarray = prepared.extra["candidates"]  # (n_users, 100), the test movie first
+        k_max = min(max(ks), cand.shape[1])
+        ranked = np.full((len(users), k_max), -1, np.int64)
+        for start in range(0, len(users), BATCH_USERS):
+            sl = slice(start, start + BATCH_USERS)
+            scores = np.asarray(model.score_users(users[sl]), np.float32)
+            c = cand[sl]
+            s = np.take_along_axis(scores, c, axis=1)
+            s = np.where(np.isnan(s), -np.inf, s)
+            order = np.lexsort((c, -s), axis=1)[:, :k_max]  # score desc, ties by movie index
+            ranked[sl] = np.take_along_axis(c, order, axis=1)
+        relevant = sp.csr_matrix(
+            (np.ones(len(users), np.float32), (np.arange(len(users)), cand[:, 0])),
+            shape=(len(users), prepared.data.n_movies),
+        )
+        ks_ok = tuple(k for k in ks if k <= k_max)
+        full = M.ranking_metrics(ranked, relevant, ks_ok)
+        per_user = {k: v for k, v in full.items() if k.split("@")[0] in ("hr", "ndcg", "mrr")}
+        return per_user, {}, {"ndcg_at": _ndcg_curve(ranked, relevant, k_max)}
+
+
+class NextItemProtocol(Protocol):
+    """Next-item prediction from the user's history, scored as a query."""
+
+    name = "next-item"
+    description = "last rating per user is test, the one before validation; history scored as a query"
+
+    def prepare(self, data: Dataset, rng: np.random.Generator, *, split: str | None = None) -> Prepared:
+        if split:
+            raise ValueError("next-item uses a temporal leave-last-out split; --split is not allowed")
+        train, valid, test = splits.temporal_leave_last(data, n_valid=1, n_test=1)
+        users = test.user.astype(np.int64)
+        history = data.subset(~_rows_of(data, test), f"{data.name}:history")
+        return Prepared(
+            data,
+            train,
+            test,
+            valid=valid,
+            users=users,
+            split="temporal leave-last (1 valid, 1 test)",
+            extra={"history": history},
+        )
+
+    def evaluate(
+        self, model: Recommender, prepared: Prepared, ks: tuple[int, ...]
+    ) -> tuple[dict[str, np.ndarray], dict[str, float], dict[str, np.ndarray]]:
+        users = prepared.users
+        hist: Dataset = prepared.extra["history"]
+        like, dislike = feedback_thresholds(prepared.data)
+        feedback = feedback_from_ratings(np.asarray(hist.rating), like, dislike)
+        ptr = hist.user_ptr
+        k_max = max(ks)
+        fallback = np.log1p(_train_popularity(prepared.train)).astype(np.float32)
+        ranked = np.full((len(users), k_max), -1, np.int64)
+        for start in range(0, len(users), BATCH_USERS):
+            batch = users[start : start + BATCH_USERS]
+            queries = [
+                Query(
+                    movies=hist.movie[ptr[u] : ptr[u + 1]],
+                    feedback=feedback[ptr[u] : ptr[u + 1]],
+                    ratings=hist.rating[ptr[u] : ptr[u + 1]],
+                    user=int(u),
+                )
+                for u in batch
+            ]
+            scores = model.score(queries)
+            ranked[start : start + len(batch)], _ = top_n(
+                scores, k_max, exclude=[q.movies for q in queries], fallback=fallback
+            )
+        relevant = _rows(prepared.test.interactions(), users)
+        full = M.ranking_metrics(ranked, relevant, ks)
+        per_user = {k: v for k, v in full.items() if k.split("@")[0] in ("hr", "ndcg", "mrr")}
+        pop = _train_popularity(prepared.train)
+        curves = {
+            "ndcg_at": _ndcg_curve(ranked, relevant, k_max),
+            "rec_popularity": pop[ranked[ranked >= 0]],
+        }
+        return per_user, {}, curves
+
+
+def _rows_of(data: Dataset, part: Dataset) -> np.ndarray:
+    """Bool mask ``(data.n_ratings,)``: rows of ``data`` whose (user, movie) pair is in ``part``."""
+    key = data.user.astype(np.int64) * data.n_movies + data.movie
+    pkey = part.user.astype(np.int64) * data.n_movies + part.movie
+    return np.isin(key, pkey)
+
+
+PROTOCOLS: dict[str, type[Protocol]] = {
+    p.name: p for p in (RatingProtocol, TopNProtocol, SampledTopNProtocol, NextItemProtocol)
+}
+
+
+def get_protocol(name: str) -> Protocol:
+    """A new protocol object by name; :class:`ValueError` listing the names otherwise."""
+    if name not in PROTOCOLS:
+        raise ValueError(f"unknown protocol {name!r}; choose one of: {', '.join(PROTOCOLS)}")
+    return PROTOCOLS[name]()
+
+
+# ----------------------------------------------------------------- running
+
+
+def run(
+    model: Recommender,
+    protocol: Protocol,
+    prepared: Prepared,
+    *,
+    fit_rng: np.random.Generator,
+    stats_rng: np.random.Generator,
+    ks: tuple[int, ...] = (10, 20),
+    model_name: str | None = None,
+    n_resamples: int = 1000,
+    seed: int = 0,
+) -> Result:
+    """Fit ``model`` on ``prepared.train`` (validation passed for early stopping) and evaluate it.
+
+    A model that cannot do the protocol gives a :class:`Result` with
+    ``supported=False`` and a message instead of raising.
+    """
+    ks = tuple(sorted({int(k) for k in ks}))
+    if not ks or ks[0] < 1:
+        raise ValueError(f"cut-offs must be positive integers, got {ks}")
+    result = Result(
+        protocol=protocol.name,
+        dataset=prepared.data.name,
+        model=model_name or model.name,
+        split=prepared.split,
+        seed=seed,
+        n_users=len(prepared.users),
+        notes=list(protocol.notes),
+    )
+    try:
+        protocol.check(model)
+    except UnsupportedError as exc:
+        result.supported, result.message = False, str(exc)
+        return result
+    start = time.perf_counter()
+    model.fit(prepared.train, fit_rng, valid=prepared.valid)
+    result.fit_seconds = time.perf_counter() - start
+    start = time.perf_counter()
+    try:
+        per_user, scalars, curves = protocol.evaluate(model, prepared, ks)
+    except (NotImplementedError, CannotScoreError) as exc:
+        result.supported, result.message = False, f"{model.name} cannot be evaluated: {exc}"
+        return result
+    result.eval_seconds = time.perf_counter() - start
+    result.users = prepared.users
+    result.per_user = per_user
+    result.metrics = {
+        k: float(np.nanmean(v)) if np.any(~np.isnan(v)) else math.nan for k, v in per_user.items()
+    }
+    result.metrics.update(scalars)
+    if protocol.name == "rating":
+        lo, hi = M.bootstrap_ci(curves["sq_err"], stats_rng, n_resamples)[1:]
+        result.ci["rmse"] = (math.sqrt(lo), math.sqrt(hi))
+        result.ci["mae"] = M.bootstrap_ci(curves["abs_err"], stats_rng, n_resamples)[1:]
+    else:
+        for key, values in per_user.items():
+            if np.any(~np.isnan(values)):
+                result.ci[key] = M.bootstrap_ci(values, stats_rng, n_resamples)[1:]
+        result.curves = curves
+    return result
+
+
+def compare(
+    a: Result, b: Result, metric: str, rng: np.random.Generator, n_resamples: int = 1000
+) -> dict[str, float]:
+    """Paired comparison of two results on their common users for ``metric``.
+
+    Returns :func:`movierec.evaluation.metrics.paired_comparison`'s dict
+    (``mean_diff`` is ``a - b``, with CI and a sign-flip p-value).
+    """
+    if a.protocol != b.protocol or a.dataset != b.dataset:
+        raise ValueError(f"results are not comparable: {a.protocol}/{a.dataset} vs {b.protocol}/{b.dataset}")
+    if metric not in a.per_user or metric not in b.per_user:
+        raise ValueError(f"metric {metric!r} has no per-user values in both results")
+    common, ia, ib = np.intersect1d(a.users, b.users, return_indices=True)
+    if common.size == 0:
+        raise ValueError("the results share no users")
+    return M.paired_comparison(a.per_user[metric][ia], b.per_user[metric][ib], rng, n_resamples)
