@@ -37,3 +37,40 @@ def info_cmd(name: NameArg, mirror: MirrorOpt = None, json_out: JsonOpt = False)
         return
     for key, value in summary.items():
         typer.echo(f"{key:>22}: {value}")
+
+
+@app.command("build")
+def build_cmd(
+    name: Annotated[
+        str, typer.Argument(help="Data set name (ml-latest-small, ml-100k, ...) or a folder/zip.")
+    ] = "ml-latest-small",
+    db: Annotated[
+        str | None, typer.Option("--db", help="Catalogue database to write (default: HOME/movierec.sqlite3).")
+    ] = None,
+    mirror: MirrorOpt = None,
+    json_out: JsonOpt = False,
+) -> None:
+    """Load a data set and write its movies, tags and search index to the catalogue database.
+
+    The previous catalogue in that database is replaced; sessions and favourites are kept.
+    """
+    from movierec.data.load import load_dataset
+    from movierec.storage.catalog import build_catalog
+    from movierec.storage.db import connect
+
+    s = settings(mirror)
+    start = time.perf_counter()
+    ds = load_dataset(name, s)
+    load_seconds = time.perf_counter() - start
+    path = db if db else s.database_path
+    conn = connect(path)
+    try:
+        counts = build_catalog(ds, conn)
+    finally:
+        conn.close()
+    result = {"database": str(path), "dataset": ds.name, **counts, "load_seconds": round(load_seconds, 3)}
+    if json_out:
+        echo_json(result)
+        return
+    for key, value in result.items():
+        typer.echo(f"{key:>14}: {value}")

@@ -4,20 +4,25 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import numpy as np
+import pandas as pd
 import typer
 
 from movierec.cli.common import DatasetOpt, JsonOpt, MirrorOpt, echo_json, settings
 
-ModelName = Annotated[str, typer.Option("--model", "-m", help="Model name: pop, itemknn, ease, mf, als, neumf, sequence, ...")]
+ModelName = Annotated[
+    str, typer.Option("--model", "-m", help="Model name: pop, itemknn, ease, mf, als, neumf, sequence, ...")
+]
 
 
 def train(
     model: ModelName = "pop",
     dataset: DatasetOpt = "ml-latest-small",
-    out: Annotated[Path | None, typer.Option("--out", "-o", help="Model directory (default: HOME/models/NAME).")] = None,
+    out: Annotated[
+        Path | None, typer.Option("--out", "-o", help="Model directory (default: HOME/models/NAME).")
+    ] = None,
     seed: Annotated[int, typer.Option(help="Seed of the random generator.")] = 0,
     mirror: MirrorOpt = None,
     json_out: JsonOpt = False,
@@ -33,13 +38,139 @@ def train(
     start = time.perf_counter()
     rec.fit(data, np.random.default_rng(seed))
     path = save_model(rec, out or s.models_dir / model)
-    result = {"model": model, "dataset": data.name, "path": str(path), "fit_seconds": round(time.perf_counter() - start, 3)}
+    result = {
+        "model": model,
+        "dataset": data.name,
+        "path": str(path),
+        "fit_seconds": round(time.perf_counter() - start, 3),
+    }
     if json_out:
         echo_json(result)
     else:
         typer.echo(f"trained {model} on {data.name} in {result['fit_seconds']} s -> {path}")
 
 
+def _resolve_movies(conn: Any, titles: list[str], data: Any) -> list[int]:
+    """Movie indices of typed titles; ambiguous or unknown titles stop with a clear message."""
+    from movierec.storage.catalog import resolve_title
+
+    out = []
+    for text in titles:
+        if text.strip().isdigit() and int(text) in data.movies:
+            out.append(data.movies.index_one(int(text)))
+            continue
+        found = resolve_title(conn, text, limit=8)
+        exact = [r for r in found if r.get("match") == "exact"]
+        pick = exact if exact else found
+        if not pick:
+            raise typer.BadParameter(f"no movie matches {text!r}; try `movierec search` words from its title")
+        if len(pick) > 1 and not (exact and len(exact) == 1):
+            listing = "; ".join(f"{r['display_title']} ({r['year']}) [id {r['movie_id']}]" for r in pick)
+            raise typer.BadParameter(
+                f"{text!r} is ambiguous: {listing}. Add the year, e.g. 'Heat (1995)', or pass the id."
+            )
+        out.append(data.movies.index_one(int(pick[0]["movie_id"])))
+    return out
+
+
+def _resolve_tags(names: list[str], data: Any) -> list[int]:
+    from movierec.data.titles import normalise_tags
+
+    norm = normalise_tags(pd.Series(names, dtype=object)).tolist() if names else []
+    missing = [n for n in norm if n not in data.tags]
+    if missing:
+        raise typer.BadParameter(
+            f"unknown tag(s) {missing}; `movierec data info` lists the tag vocabulary size"
+        )
+    return [data.tags.index_one(n) for n in norm]
+
+
+def recommend(
+    model_dir: Annotated[
+        Path, typer.Option("--model", "-m", help="Model directory written by `movierec train`.")
+    ],
+    like: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--like", help="A liked movie (title, 'Title (year)' or id); repeat, most important last."
+        ),
+    ] = None,
+    dislike: Annotated[
+        list[str] | None, typer.Option("--dislike", help="A disliked movie; repeatable.")
+    ] = None,
+    like_tag: Annotated[list[str] | None, typer.Option("--like-tag", help="A liked tag; repeatable.")] = None,
+    dislike_tag: Annotated[
+        list[str] | None, typer.Option("--dislike-tag", help="A disliked tag; repeatable.")
+    ] = None,
+    query: Annotated[
+        str | None, typer.Option("--query", "-q", help="Free-text taste, for content models.")
+    ] = None,
+    n: Annotated[int, typer.Option("-n", min=1, max=500, help="How many movies.")] = 10,
+    n_tags: Annotated[
+        int, typer.Option("--n-tags", min=0, max=100, help="How many tags (models with a tag head).")
+    ] = 10,
+    min_rating: Annotated[float | None, typer.Option(help="Minimum mean rating.")] = None,
+    year_min: Annotated[int | None, typer.Option(help="Earliest release year.")] = None,
+    year_max: Annotated[int | None, typer.Option(help="Latest release year.")] = None,
+    genre: Annotated[
+        list[str] | None, typer.Option("--genre", help="Keep movies of any of these genres; repeatable.")
+    ] = None,
+    dataset: Annotated[
+        str | None,
+        typer.Option("--dataset", "-d", help="Data set (default: the one the model was trained on)."),
+    ] = None,
+    mirror: MirrorOpt = None,
+    json_out: JsonOpt = False,
+) -> None:
+    """Recommend movies (and tags) for a session of liked and disliked movies and tags."""
+    from movierec.data.load import load_dataset
+    from movierec.models.artifacts import load_model
+    from movierec.models.base import Query
+    from movierec.ranking import Catalog, Filters
+    from movierec.ranking import recommend as rank
+    from movierec.storage.catalog import open_catalog
+
+    s = settings(mirror)
+    model = load_model(model_dir)
+    data = load_dataset(dataset or model.fit_info.dataset, s)
+    if model.movies != data.movies:
+        raise typer.BadParameter(f"model {model_dir} was trained on another movie list than {data.name}")
+    conn = open_catalog(data, s.database_path)
+    q = Query.session(
+        _resolve_movies(conn, like or [], data),
+        _resolve_movies(conn, dislike or [], data),
+        _resolve_tags(like_tag or [], data),
+        _resolve_tags(dislike_tag or [], data),
+        text=query,
+    )
+    filters = Filters(min_rating=min_rating, year_min=year_min, year_max=year_max, genres=tuple(genre or ()))
+    result = rank(model, [q], n, catalog=Catalog.from_dataset(data), filters=filters, n_tags=n_tags)[0]
+    info = data.movie_info
+    movies = [
+        {
+            "movie_id": int(info.at[i, "movie_id"]),
+            "title": str(info.at[i, "display_title"]),
+            "year": int(info.at[i, "year"]),
+            "genres": list(info.at[i, "genres"]),
+            "score": float(sc),
+        }
+        for i, sc in zip(result.movies, result.movie_scores, strict=True)
+    ]
+    tags = [
+        {"tag": str(data.tags.ids[t]), "score": float(sc)}
+        for t, sc in zip(result.tags, result.tag_scores, strict=True)
+    ]
+    out = {"model": model.name, "fallback": result.fallback, "movies": movies, "tags": tags}
+    if json_out:
+        echo_json(out)
+        return
+    for rank_no, m in enumerate(movies, 1):
+        typer.echo(f"{rank_no:>3}. {m['title']} ({m['year']})  {', '.join(m['genres'])}")
+    if tags:
+        typer.echo("tags: " + ", ".join(t["tag"] for t in tags))
+
+
 def register(app: typer.Typer) -> None:
     """Attach the model commands to the top-level app."""
     app.command("train")(train)
+    app.command("recommend")(recommend)

@@ -1,0 +1,155 @@
+"""Tests for movierec.storage.db: connection settings, versioned migrations, integrity checks."""
+
+from __future__ import annotations
+
+import sqlite3
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from movierec.data.dataset import Dataset
+from movierec.storage import db
+from movierec.storage.catalog import build_catalog, get_movie, search_movies
+from movierec.storage.db import (
+    MIGRATIONS,
+    SCHEMA_VERSION,
+    StorageError,
+    connect,
+    integrity_check,
+    migrate,
+    schema_version,
+)
+from movierec.storage.sessions import SessionStore
+
+
+def tiny() -> Dataset:
+    movies = pd.DataFrame(
+        {"movieId": [1, 2], "title": ["Matrix, The (1999)", "Heat (1995)"], "genres": ["Sci-Fi", "Crime"]}
+    )
+    ratings = pd.DataFrame(
+        {"userId": [1, 1, 2], "movieId": [1, 2, 1], "rating": [5.0, 3.0, 4.0], "timestamp": [1, 2, 3]}
+    )
+    return Dataset.build("tiny", ratings, movies)
+
+
+def tables(conn: sqlite3.Connection) -> set[str]:
+    return {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+
+
+def test_connection_settings(tmp_path: Path) -> None:
+    conn = connect(tmp_path / "sub" / "x.sqlite3")  # creates the folder
+    assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+    assert conn.execute("PRAGMA foreign_keys").fetchone()[0] == 1
+    assert conn.execute("PRAGMA busy_timeout").fetchone()[0] == 5000
+    assert conn.execute("PRAGMA synchronous").fetchone()[0] == 1  # NORMAL
+    assert conn.row_factory is sqlite3.Row
+    assert not conn.in_transaction
+
+
+def test_versions_are_consecutive() -> None:
+    assert [v for v, _, _ in MIGRATIONS] == list(range(1, SCHEMA_VERSION + 1))
+    assert SCHEMA_VERSION == 2
+
+
+def test_fresh_database_gets_newest_schema(tmp_path: Path) -> None:
+    conn = connect(tmp_path / "x.sqlite3")
+    assert schema_version(conn) == 0
+    assert migrate(conn) == SCHEMA_VERSION
+    assert {
+        "movies",
+        "tags",
+        "movie_tags",
+        "meta",
+        "movies_fts",
+        "sessions",
+        "session_items",
+        "favourites",
+    } <= tables(conn)
+    assert migrate(conn) == SCHEMA_VERSION  # idempotent
+    assert integrity_check(conn)
+
+
+def test_v1_to_v2_keeps_the_catalogue(tmp_path: Path) -> None:
+    path = tmp_path / "x.sqlite3"
+    conn = connect(path)
+    assert migrate(conn, target=1) == 1
+    assert "sessions" not in tables(conn)
+    # fill a v1 database by hand, as a v1 release of movierec would have
+    conn.execute(
+        "INSERT INTO movies (movie_id, title, display_title, folded_title, year, rating_count) "
+        "VALUES (1, 'Matrix, The (1999)', 'The Matrix', 'the matrix', 1999, 2)"
+    )
+    conn.execute("INSERT INTO movie_title_keys (key, movie_id) VALUES ('matrix', 1)")
+    conn.execute("INSERT INTO movies_fts(movies_fts) VALUES ('rebuild')")
+    conn.close()
+
+    conn = connect(path)
+    assert schema_version(conn) == 1
+    assert migrate(conn) == 2
+    assert "sessions" in tables(conn)
+    assert get_movie(conn, 1)["display_title"] == "The Matrix"  # type: ignore[index]
+    assert [m["movie_id"] for m in search_movies(conn, "matrix")] == [1]
+    store = SessionStore(conn)
+    token = store.create()
+    assert store.add(token, "movie", 1, "like").liked == [1]
+    assert integrity_check(conn)
+
+
+def test_build_catalog_migrates_an_empty_database(tmp_path: Path) -> None:
+    conn = connect(tmp_path / "x.sqlite3")
+    build_catalog(tiny(), conn)
+    assert schema_version(conn) == SCHEMA_VERSION
+
+
+def test_newer_database_is_refused(tmp_path: Path) -> None:
+    conn = connect(tmp_path / "x.sqlite3")
+    conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION + 1}")
+    with pytest.raises(StorageError, match="newer"):
+        migrate(conn)
+    with pytest.raises(StorageError, match="unknown schema version"):
+        migrate(connect(tmp_path / "y.sqlite3"), target=99)
+
+
+def test_failed_step_rolls_back(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    bad = (3, "broken", "CREATE TABLE half_done (a INTEGER);\nSELECT * FROM no_such_table;\n")
+    monkeypatch.setattr(db, "MIGRATIONS", [*MIGRATIONS, bad])
+    monkeypatch.setattr(db, "SCHEMA_VERSION", 3)
+    conn = connect(tmp_path / "x.sqlite3")
+    with pytest.raises(StorageError, match="v3"):
+        migrate(conn, target=3)
+    assert schema_version(conn) == 2  # the good steps stay, the broken one left nothing behind
+    assert "half_done" not in tables(conn)
+    assert not conn.in_transaction
+
+
+def test_statement_splitter_handles_triggers() -> None:
+    script = (
+        "CREATE TABLE a (x);\n"
+        "CREATE TRIGGER t AFTER INSERT ON a BEGIN\n  UPDATE a SET x = 1;\n  UPDATE a SET x = 2;\nEND;\n"
+        "-- a comment\n"
+    )
+    assert len(db._statements(script)) == 2
+
+
+def test_integrity_check_finds_a_stale_full_text_index(tmp_path: Path) -> None:
+    conn = connect(tmp_path / "x.sqlite3")
+    build_catalog(tiny(), conn)
+    assert integrity_check(conn)
+    # change a movie behind the back of the external-content FTS index
+    conn.execute("UPDATE movies SET display_title = 'Something else' WHERE movie_id = 1")
+    assert not integrity_check(conn)
+
+
+def test_integrity_check_on_a_damaged_file(tmp_path: Path) -> None:
+    path = tmp_path / "x.sqlite3"
+    conn = connect(path)
+    build_catalog(tiny(), conn)
+    conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    conn.close()
+    data = bytearray(path.read_bytes())
+    page = 4096
+    for p in range(1, len(data) // page):  # keep the header page, scribble over the rest
+        data[p * page + 8 : p * page + 200] = b"\xa5" * 192
+    path.write_bytes(bytes(data))
+    assert not integrity_check(connect(path))
