@@ -160,14 +160,13 @@ def recommend(
         {"tag": str(data.tags.ids[t]), "score": float(sc)}
         for t, sc in zip(result.tags, result.tag_scores, strict=True)
     ]
-    out = {"model": model.name, "fallback": result.fallback, "movies": movies, "tags": tags}
     if json_out:
-        echo_json(out)
+        echo_json({"model": model.name, "fallback": result.fallback, "movies": movies, "tags": tags})
         return
     for rank_no, m in enumerate(movies, 1):
-        typer.echo(f"{rank_no:>3}. {m['title']} ({m['year']})  {', '.join(m['genres'])}")
+        typer.echo(f"{rank_no:>3}. {m['title']} ({m['year']})  {', '.join(map(str, m['genres']))}")
     if tags:
-        typer.echo("tags: " + ", ".join(t["tag"] for t in tags))
+        typer.echo("tags: " + ", ".join(str(t["tag"]) for t in tags))
 
 
 def register(app: typer.Typer) -> None:

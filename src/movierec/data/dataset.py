@@ -64,9 +64,22 @@ def _numeric(frame: pd.DataFrame, column: str, dtype: Any, what: str) -> np.ndar
         row = int(np.flatnonzero(bad)[0])
         raise DataError(
             f"{what}: column {column!r} has {int(bad.sum())} non-numeric or empty value(s); "
-            f"first at data row {row + 1}: {frame[column].iloc[row]!r}"
+            f"first at data row {row + 1}: {_plain(frame[column].iloc[row])!r}"
         )
+    if np.dtype(dtype).kind in "iu" and values.dtype.kind == "f":
+        frac = values.to_numpy() % 1 != 0  # ids and timestamps must be whole, not silently truncated
+        if frac.any():
+            row = int(np.flatnonzero(frac)[0])
+            raise DataError(
+                f"{what}: column {column!r} has {int(frac.sum())} non-integer value(s); "
+                f"first at data row {row + 1}: {_plain(frame[column].iloc[row])!r}"
+            )
     return values.to_numpy().astype(dtype, copy=False)
+
+
+def _plain(value: Any) -> Any:
+    """A numpy scalar as the plain Python value (``1.5``, not ``np.float64(1.5)``) for messages."""
+    return value.item() if isinstance(value, np.generic) else value
 
 
 @dataclass(frozen=True, eq=False)
@@ -237,14 +250,21 @@ class Dataset:
         user_vocab = Vocabulary.from_values(r_user_ids, "user")
         r_user = user_vocab.index(r_user_ids)
         # sort by (user, time, movie); duplicates (user, movie) keep the latest
-        order = np.lexsort((r_movie, r_time, r_user))
+        pair = r_user * n_movies + r_movie
+        # a file in (user, movie) order without repeats (every MovieLens release) skips the duplicate search
+        maybe_dups = not bool(np.all(pair[1:] > pair[:-1]))
+        del pair
+        order = _rating_order(r_user, r_time, r_movie, len(user_vocab))
         r_user, r_movie, r_value, r_time = r_user[order], r_movie[order], r_value[order], r_time[order]
-        key = r_user.astype(np.int64) * n_movies + r_movie
-        # keep the last occurrence in time order of every key
-        rev_unique = np.unique(key[::-1], return_index=True)[1]
-        keep_idx = np.sort(len(key) - 1 - rev_unique)
-        if len(keep_idx) < len(key):
-            repairs["duplicate_ratings_dropped"] = len(key) - len(keep_idx)
+        del order
+        keep_idx = np.arange(len(r_user))
+        if maybe_dups:
+            key = r_user.astype(np.int64) * n_movies + r_movie
+            # keep the last occurrence in time order of every key
+            rev_unique = np.unique(key[::-1], return_index=True)[1]
+            keep_idx = np.sort(len(key) - 1 - rev_unique)
+        if len(keep_idx) < len(r_user):
+            repairs["duplicate_ratings_dropped"] = len(r_user) - len(keep_idx)
             log.warning(
                 "ratings: dropped %d duplicate (user, movie) rating(s), kept the latest",
                 repairs["duplicate_ratings_dropped"],
@@ -508,6 +528,28 @@ class Dataset:
             else 0,
             "repairs": dict(self.repairs),
         }
+
+
+def _rating_order(user: np.ndarray, time: np.ndarray, movie: np.ndarray, n_users: int) -> np.ndarray:
+    """Row order sorting ratings by (user, time, movie); all inputs shape ``(n,)`` int64 (indices, seconds).
+
+    Fast path: one stable argsort of a packed ``(user, time)`` int64 key. Rows tied on
+    (user, time) then keep file order, which is movie order in MovieLens files (sorted by
+    user, movie); that is checked, and ``np.lexsort`` (3 sorts, several times slower at
+    25M rows) is the fallback when it does not hold or the key does not fit in 62 bits.
+    """
+    if len(user) == 0:
+        return np.zeros(0, np.int64)
+    t0 = int(time.min())
+    t_bits = (int(time.max()) - t0).bit_length()
+    if int(n_users).bit_length() + t_bits <= 62:
+        key = (user.astype(np.int64) << t_bits) | (time - t0)
+        order = np.argsort(key, kind="stable")
+        key = key[order]
+        moved = movie[order]
+        if not np.any((key[1:] == key[:-1]) & (moved[1:] < moved[:-1])):
+            return order
+    return np.lexsort((movie, time, user))
 
 
 def _frozen(a: np.ndarray) -> np.ndarray:

@@ -106,7 +106,9 @@ def _read_dat(
     return frame
 
 
-_RATING_DTYPES = {"userId": "int64", "movieId": "int64", "rating": "float32", "timestamp": "int64"}
+# Only the rating is typed here: pandas' pyarrow engine casts a forced int64 with astype, silently
+# truncating "1.5" to 1; inferred id columns come out int64 (or float64, which validation rejects).
+_RATING_DTYPES = {"rating": "float32"}
 
 
 def _read_ratings_csv(path: Path) -> pd.DataFrame:
