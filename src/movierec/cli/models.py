@@ -146,7 +146,7 @@ def recommend(
     filters = Filters(min_rating=min_rating, year_min=year_min, year_max=year_max, genres=tuple(genre or ()))
     result = rank(model, [q], n, catalog=Catalog.from_dataset(data), filters=filters, n_tags=n_tags)[0]
     info = data.movie_info
-    movies = [
+    movies: list[dict[str, Any]] = [
         {
             "movie_id": int(info.at[i, "movie_id"]),
             "title": str(info.at[i, "display_title"]),
@@ -164,7 +164,7 @@ def recommend(
         echo_json({"model": model.name, "fallback": result.fallback, "movies": movies, "tags": tags})
         return
     for rank_no, m in enumerate(movies, 1):
-        typer.echo(f"{rank_no:>3}. {m['title']} ({m['year']})  {', '.join(map(str, m['genres']))}")
+        typer.echo(f"{rank_no:>3}. {m['title']} ({m['year']})  {', '.join(m['genres'])}")
     if tags:
         typer.echo("tags: " + ", ".join(str(t["tag"]) for t in tags))
 
