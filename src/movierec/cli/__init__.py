@@ -9,6 +9,7 @@ import typer
 
 import movierec.cli.data as data_cmd
 import movierec.cli.evaluate as evaluate_cmd
+import movierec.cli.serve as serve_cmd
 import movierec.cli.models as models_cmd
 
 app = typer.Typer(
@@ -21,6 +22,7 @@ app = typer.Typer(
 app.add_typer(data_cmd.app, name="data")
 models_cmd.register(app)
 evaluate_cmd.register(app)
+serve_cmd.register(app)
 
 
 def main() -> None:

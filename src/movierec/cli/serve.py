@@ -1,0 +1,170 @@
+"""``movierec serve`` (the web app over an existing model and catalogue) and
+``movierec run`` (fetch data, build the catalogue, train a default model if
+none exists, then serve): the product's main job in one command.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import time
+from pathlib import Path
+from typing import Annotated, Any
+
+import numpy as np
+import typer
+
+from movierec.cli.common import DatasetOpt, MirrorOpt, settings
+
+log = logging.getLogger(__name__)
+
+HostOpt = Annotated[str, typer.Option("--host", help="Interface to listen on (0.0.0.0 for every interface).")]
+PortOpt = Annotated[int, typer.Option("--port", min=1, max=65535, help="TCP port to listen on.")]
+
+#: Small, fast configurations for the model ``run`` trains when none exists
+#: (fields a model's config lacks are skipped): a couple of minutes at most on 2 cores.
+FAST_CONFIGS: dict[str, dict[str, Any]] = {
+    "sequence": {
+        "epochs": 3,
+        "embed_dim": 32,
+        "hidden_dim": 64,
+        "n_layers": 1,
+        "max_len": 30,
+        "tags_per_movie": 5,
+        "batch_size": 512,
+        "threads": 2,
+        "patience": 1,
+        "progress": True,
+    },
+    "itemknn": {"k": 100},
+    "pop": {},
+}
+
+
+def default_model_name() -> str:
+    """``sequence`` if it imports, else ``itemknn``, else ``pop``."""
+    from movierec.models.registry import UnknownModelError, model_class
+
+    for name in ("sequence", "itemknn"):
+        try:
+            model_class(name)
+        except (UnknownModelError, ImportError):
+            continue
+        return name
+    return "pop"
+
+
+def _fast_overrides(name: str) -> dict[str, Any]:
+    from movierec.models.registry import model_class
+
+    wanted = FAST_CONFIGS.get(name, {})
+    config = model_class(name).Config
+    known = {f.name for f in dataclasses.fields(config)} if dataclasses.is_dataclass(config) else set()
+    return {k: v for k, v in wanted.items() if k in known}
+
+
+def _uvicorn(app: Any, host: str, port: int) -> None:
+    import uvicorn
+
+    uvicorn.run(app, host=host, port=port, proxy_headers=True, log_level="info")
+
+
+def serve(
+    host: HostOpt = "127.0.0.1",
+    port: PortOpt = 8000,
+    model: Annotated[
+        Path | None, typer.Option("--model", help="Model directory (default: HOME/models/default).")
+    ] = None,
+    db: Annotated[
+        Path | None, typer.Option("--db", help="Catalogue database (default: HOME/movierec.sqlite3).")
+    ] = None,
+) -> None:
+    """Serve the web app and JSON API (OpenAPI at /docs) over a trained model and a built catalogue."""
+    from movierec.service.app import create_app
+    from movierec.service.config import ServiceSettings
+
+    s = settings()
+    svc = ServiceSettings(settings=s, model_dir=model, database_path=db)
+    if not (svc.resolved_model_dir / "meta.json").exists():
+        raise FileNotFoundError(
+            f"no model at {svc.resolved_model_dir}; train one (`movierec train -o DIR`) or use `movierec run`"
+        )
+    if not svc.resolved_database_path.exists():
+        raise FileNotFoundError(
+            f"no catalogue database at {svc.resolved_database_path}; `movierec run` builds it"
+        )
+    typer.echo(f"movierec: http://{host}:{port}/  (API docs: http://{host}:{port}/docs)")
+    _uvicorn(create_app(svc), host, port)
+
+
+def prepare(dataset: str, mirror: Path | None = None, *, model_name: str | None = None) -> tuple[Path, Path]:
+    """Everything ``run`` does before serving: data, catalogue, default model.
+
+    Returns the model directory and the database path. The catalogue is rebuilt
+    when missing or built from other data (fingerprint differs); the model is
+    trained only when ``HOME/models/default`` holds none.
+    """
+    from movierec.data.load import load_dataset
+    from movierec.models.artifacts import ArtifactError, read_meta, save_model
+    from movierec.models.registry import create
+    from movierec.storage.catalog import build_catalog, catalog_info
+    from movierec.storage.db import connect
+
+    s = settings(mirror)
+    typer.echo(f"loading {dataset} ...")
+    data = load_dataset(dataset, s)
+    fingerprint = data.fingerprint()
+    conn = connect(s.database_path)
+    try:
+        info = catalog_info(conn)
+        if info.get("movies", 0) == 0 or info.get("fingerprint") != fingerprint:
+            typer.echo(f"building the catalogue in {s.database_path} ...")
+            built = build_catalog(data, conn)
+            typer.echo(f"  {built.get('movies')} movies, {built.get('tags')} tags")
+    finally:
+        conn.close()
+    model_dir = s.models_dir / "default"
+    try:
+        meta = read_meta(model_dir)
+        if meta.get("data_fingerprint") != fingerprint:
+            typer.echo(f"note: the model in {model_dir} was trained on other data; delete it to retrain")
+    except ArtifactError:
+        name = model_name or default_model_name()
+        overrides = _fast_overrides(name)
+        typer.echo(f"training the default model ({name}) on {data.name} ...")
+        start = time.perf_counter()
+        rec = create(name, **overrides)
+        rec.fit(data, np.random.default_rng(0))
+        save_model(rec, model_dir)
+        typer.echo(f"  trained in {time.perf_counter() - start:.1f} s -> {model_dir}")
+    return model_dir, s.database_path
+
+
+def run(
+    dataset: DatasetOpt = "ml-latest-small",
+    host: HostOpt = "127.0.0.1",
+    port: PortOpt = 8000,
+    mirror: MirrorOpt = None,
+    model: Annotated[
+        str | None,
+        typer.Option(
+            "--model",
+            "-m",
+            help="Model to train when HOME/models/default holds none (default: sequence, else itemknn, else pop).",
+        ),
+    ] = None,
+) -> None:
+    """Fetch the data, build the catalogue, train a default model if there is none, and serve the web app."""
+    from movierec.service.app import create_app
+    from movierec.service.config import ServiceSettings
+
+    model_dir, db = prepare(dataset, mirror, model_name=model)
+    svc = ServiceSettings(settings=settings(mirror), model_dir=model_dir, database_path=db)
+    typer.echo(f"movierec: http://{host}:{port}/  (API docs: http://{host}:{port}/docs)")
+    _uvicorn(create_app(svc), host, port)
+
+
+def register(app: typer.Typer) -> None:
+    """Attach ``serve`` and ``run`` to the top-level app."""
+    app.command("serve")(serve)
+    app.command("run")(run)

@@ -1,0 +1,41 @@
+"""Settings of the HTTP service (paths come from :class:`movierec.settings.Settings`)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from movierec.settings import Settings
+
+
+class ServiceSettings(BaseModel):
+    """Where the service finds its model and database, and its limits."""
+
+    model_config = ConfigDict(frozen=True)
+
+    settings: Settings = Field(default_factory=Settings, description="Data, model and database locations.")
+    model_dir: Path | None = Field(
+        default=None, description="Model artifact directory; default HOME/models/default."
+    )
+    database_path: Path | None = Field(
+        default=None, description="SQLite catalogue + sessions database; default HOME/movierec.sqlite3."
+    )
+    max_inference_threads: int = Field(default=2, ge=1, le=64, description="Concurrent model calls.")
+    max_waiting: int = Field(
+        default=32,
+        ge=0,
+        le=10_000,
+        description="Model calls allowed to wait; beyond that: 503 + Retry-After.",
+    )
+    max_body_bytes: int = Field(default=64 * 1024, ge=1024, description="Largest request body; larger: 413.")
+    cookie_name: str = Field(default="movierec_session", description="Name of the anonymous session cookie.")
+    cookie_max_age: int = Field(default=365 * 24 * 3600, ge=60, description="Cookie lifetime in seconds.")
+
+    @property
+    def resolved_model_dir(self) -> Path:
+        return self.model_dir or self.settings.models_dir / "default"
+
+    @property
+    def resolved_database_path(self) -> Path:
+        return self.database_path or self.settings.database_path

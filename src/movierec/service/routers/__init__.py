@@ -1,0 +1,1 @@
+"""Thin routers: parse, validate, call the library."""

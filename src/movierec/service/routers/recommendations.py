@@ -1,0 +1,38 @@
+"""``GET /api/recommendations``: movies and tags for the visitor's session."""
+
+from __future__ import annotations
+
+import time
+from typing import Annotated
+
+from fastapi import APIRouter, Query
+
+from movierec.service.deps import ConnDep, EngineDep, GateDep, SessionDep, StoreDep
+from movierec.service.routers._common import cards, store_call
+from movierec.service.schemas import RecommendationsOut, Tag
+
+router = APIRouter(tags=["recommendations"])
+
+
+@router.get("/recommendations", response_model=RecommendationsOut, responses={503: {"description": "Busy"}})
+async def recommendations(
+    conn: ConnDep,
+    engine: EngineDep,
+    gate: GateDep,
+    store: StoreDep,
+    token: SessionDep,
+    n: Annotated[int, Query(ge=1, le=100)] = 24,
+    n_tags: Annotated[int, Query(ge=0, le=50)] = 12,
+) -> RecommendationsOut:
+    """Recommended movies (with a reason each) and tags; liked and disliked items never come back."""
+    start = time.perf_counter()
+    state = store_call(store.get, token)
+    rec = await gate.run(engine.recommend, state, n, n_tags)
+    extra = {m["movie_id"]: {"score": m["score"], "reason": m["reason"]} for m in rec["movies"]}
+    return RecommendationsOut(
+        movies=cards(conn, [m["movie_id"] for m in rec["movies"]], extra),
+        tags=[Tag(**t) for t in rec["tags"]],
+        fallback=rec["fallback"],
+        notes=rec["notes"],
+        elapsed_ms=round((time.perf_counter() - start) * 1000, 2),
+    )

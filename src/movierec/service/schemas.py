@@ -1,0 +1,155 @@
+"""Request and response bodies of the HTTP API, with limits on every field."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+from urllib.parse import quote_plus
+
+from pydantic import BaseModel, ConfigDict, Field, StrictInt, StringConstraints, model_validator
+
+MAX_LIST = 200
+MAX_STR = 200
+
+MovieId = Annotated[StrictInt, Field(ge=1, le=2**62)]
+TagName = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=MAX_STR)]
+Kind = Literal["movie", "tag"]
+Feedback = Literal["like", "dislike"]
+
+
+class _In(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+def _check_value(kind: str, value: int | str) -> None:
+    if kind == "movie" and not isinstance(value, int):
+        raise ValueError("a movie value must be an integer movie id >= 1")
+    if kind == "tag" and not isinstance(value, str):
+        raise ValueError("a tag value must be a string of 1-200 characters")
+
+
+class ItemRef(_In):
+    """A movie (by MovieLens id) or a tag (by name) in the session."""
+
+    kind: Kind
+    value: MovieId | TagName
+
+    @model_validator(mode="after")
+    def _value_fits_kind(self) -> ItemRef:
+        _check_value(self.kind, self.value)
+        return self
+
+
+class ItemIn(ItemRef):
+    """Like or dislike a movie or a tag."""
+
+    feedback: Feedback
+
+
+class OrderIn(_In):
+    """The new order of liked or disliked movies / tags; most important last."""
+
+    kind: Kind
+    feedback: Feedback
+    ordered: Annotated[list[MovieId | TagName], Field(max_length=MAX_LIST)]
+
+    @model_validator(mode="after")
+    def _values_fit_kind(self) -> OrderIn:
+        for v in self.ordered:
+            _check_value(self.kind, v)
+        return self
+
+
+class FiltersIn(_In):
+    """Filters on recommended movies; ``null`` removes a constraint."""
+
+    min_rating: Annotated[float | None, Field(ge=0.0, le=5.0)] = None
+    year_min: Annotated[int | None, Field(ge=1800, le=2200)] = None
+    year_max: Annotated[int | None, Field(ge=1800, le=2200)] = None
+    genres: Annotated[
+        list[Annotated[str, StringConstraints(min_length=1, max_length=50)]], Field(max_length=40)
+    ] = []
+
+    @model_validator(mode="after")
+    def _years_in_order(self) -> FiltersIn:
+        if self.year_min is not None and self.year_max is not None and self.year_min > self.year_max:
+            raise ValueError(f"year_min ({self.year_min}) must not exceed year_max ({self.year_max})")
+        return self
+
+
+class FavouriteIn(_In):
+    movie_id: MovieId
+
+
+class Movie(BaseModel):
+    """A movie card: what the page shows in a grid."""
+
+    movie_id: int
+    title: str = ""
+    display_title: str = ""
+    year: int | None = None
+    genres: list[str] = []
+    mean_rating: float | None = None
+    rating_count: int = 0
+    poster_path: str | None = None
+    score: float | None = None
+    reason: str | None = None
+
+
+class MovieDetail(Movie):
+    """The movie view: a card plus overview, runtime, tags and outside links."""
+
+    overview: str | None = None
+    runtime: float | None = None
+    release_date: str | None = None
+    imdb_id: int | None = None
+    tmdb_id: int | None = None
+    tags: list[str] = []
+    imdb_url: str | None = None
+    tmdb_url: str | None = None
+    trailer_url: str = ""
+
+
+def movie_detail(row: dict[str, Any]) -> MovieDetail:
+    """A :class:`MovieDetail` of a catalogue row, with IMDb, TMDB and trailer-search links."""
+    imdb, tmdb = row.get("imdb_id") or None, row.get("tmdb_id") or None
+    name = f"{row.get('display_title') or row.get('title') or ''} {row.get('year') or ''} trailer"
+    return MovieDetail(
+        **{k: v for k, v in row.items() if k in MovieDetail.model_fields},
+        imdb_url=f"https://www.imdb.com/title/tt{int(imdb):07d}/" if imdb else None,
+        tmdb_url=f"https://www.themoviedb.org/movie/{int(tmdb)}" if tmdb else None,
+        trailer_url="https://www.youtube.com/results?search_query=" + quote_plus(" ".join(name.split())),
+    )
+
+
+class Tag(BaseModel):
+    tag: str
+    score: float | None = None
+    movie_count: int | None = None
+
+
+class SessionOut(BaseModel):
+    """Everything the visitor has said, in order (most important last)."""
+
+    liked: list[Movie]
+    disliked: list[Movie]
+    liked_tags: list[str]
+    disliked_tags: list[str]
+    filters: dict[str, Any]
+    favourites: list[int]
+
+
+class RecommendationsOut(BaseModel):
+    movies: list[Movie]
+    tags: list[Tag]
+    fallback: bool
+    notes: list[str]
+    elapsed_ms: float
+
+
+class Health(BaseModel):
+    status: Literal["ok"]
+    model: str
+    movies: int
+    tags: int
+    genres: list[str]
+    inference_pending: int

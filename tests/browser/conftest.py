@@ -1,0 +1,108 @@
+"""A live movierec server (uvicorn in a thread) over the service tests' tiny data set,
+and Debian's Chromium driven by Playwright."""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import socket
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+SCREENSHOTS = Path(__file__).resolve().parents[2] / "test-output" / "screenshots"
+
+
+def _service_data() -> Any:
+    """The service tests' data helpers (``small_dataset``), loaded by path."""
+    path = Path(__file__).resolve().parents[1] / "service" / "conftest.py"
+    spec = importlib.util.spec_from_file_location("_movierec_service_testdata", path)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@pytest.fixture(scope="session")
+def chromium_path() -> str:
+    if not Path(CHROMIUM).exists():
+        if os.environ.get("CI", "").lower() == "true":
+            pytest.fail(f"{CHROMIUM} is missing (apt-get install chromium)")
+        pytest.skip(f"{CHROMIUM} is missing (apt-get install chromium)")
+    pytest.importorskip("playwright.sync_api")
+    return CHROMIUM
+
+
+@pytest.fixture(scope="session")
+def live_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    import uvicorn
+
+    from movierec.models.artifacts import save_model
+    from movierec.models.registry import available, create
+    from movierec.service.app import create_app
+    from movierec.service.config import ServiceSettings
+    from movierec.settings import Settings
+    from movierec.storage.catalog import build_catalog
+    from movierec.storage.db import connect
+
+    tmp = tmp_path_factory.mktemp("live")
+    data = _service_data().small_dataset()
+    model = create("itemknn" if "itemknn" in available() else "pop").fit(data)
+    save_model(model, tmp / "model")
+    conn = connect(tmp / "db.sqlite3")
+    build_catalog(data, conn)
+    conn.close()
+    app = create_app(
+        ServiceSettings(
+            settings=Settings(home=tmp), model_dir=tmp / "model", database_path=tmp / "db.sqlite3"
+        )
+    )
+    port = _free_port()
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 20
+    while not server.started:
+        if time.monotonic() > deadline or not thread.is_alive():
+            server.should_exit = True
+            pytest.fail("the movierec server did not start within 20 s")
+        time.sleep(0.05)
+    yield f"http://127.0.0.1:{port}"
+    server.should_exit = True
+    thread.join(timeout=10)
+
+
+@pytest.fixture(scope="session")
+def browser(chromium_path: str) -> Iterator[Any]:
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        b = p.chromium.launch(executable_path=chromium_path, args=CHROMIUM_ARGS)
+        yield b
+        b.close()
+
+
+@pytest.fixture(scope="session")
+def screenshots() -> Path:
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    return SCREENSHOTS

@@ -1,0 +1,266 @@
+"""A new visitor's whole visit, in Chromium: search, like, dislike, reorder, filter,
+save, reload; recommendations change after every step; HTML in titles and tags
+shows as text. Screenshots of the main states go to test-output/screenshots/.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+pytestmark = pytest.mark.browser
+
+DESKTOP = {"width": 1280, "height": 800}
+PHONE = {"width": 390, "height": 844}
+
+
+def rec_signature(page: Any) -> list[str]:
+    """What the visitor sees as recommendations: movie ids, reasons and suggested tags."""
+    return page.evaluate(
+        """() => [
+            ...[...document.querySelectorAll('#recs li.card')].map(
+                li => li.dataset.movieId + ':' + (li.querySelector('.reason')?.textContent ?? '')),
+            ...[...document.querySelectorAll('#suggested-tags li.chip')].map(li => '#' + li.dataset.tag),
+        ]"""
+    )
+
+
+def version(page: Any) -> int:
+    return int(page.evaluate("() => Number(document.body.dataset.recVersion || 0)"))
+
+
+def step(page: Any, name: str, action: Any, timings: dict[str, float], *, changes: bool = True) -> list[str]:
+    """Run ``action`` (a click), wait for new recommendations, log the round trip; return the new signature.
+
+    ``changes=False`` only requires fresh recommendations, not different ones (reordering
+    cannot change the list of an order-insensitive model such as itemknn or pop).
+    """
+    before_v, before = version(page), rec_signature(page)
+    start = time.perf_counter()
+    action()
+    page.wait_for_function(
+        f"() => Number(document.body.dataset.recVersion || 0) > {before_v}", timeout=10_000
+    )
+    ms = (time.perf_counter() - start) * 1000
+    timings[name] = ms
+    print(
+        f"click-to-recommendations [{name}]: {ms:.0f} ms (server-side fetch {page.evaluate('document.body.dataset.recMs')} ms)"
+    )
+    after = rec_signature(page)
+    if changes:
+        assert after != before, f"recommendations did not change after: {name}"
+    return after
+
+
+def session(page: Any) -> dict[str, Any]:
+    return page.evaluate("() => fetch('/api/session').then(r => r.json())")  # type: ignore[no-any-return]
+
+
+def test_visitor_journey(browser: Any, live_server: str, screenshots: Path) -> None:
+    context = browser.new_context(viewport=DESKTOP)
+    page = context.new_page()
+    errors: list[str] = []
+    page.on("pageerror", lambda e: errors.append(str(e)))
+    page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
+    page.on("dialog", lambda d: (errors.append(f"unexpected dialog: {d.message}"), d.dismiss()))
+    timings: dict[str, float] = {}
+
+    page.goto(live_server + "/")
+    page.wait_for_function("() => Number(document.body.dataset.recVersion || 0) >= 1", timeout=10_000)
+    assert page.locator("#recs li.card").count() == 24
+    assert page.locator("#offline").is_hidden()
+    page.screenshot(path=str(screenshots / "desktop-1-new-visitor.png"), full_page=True)
+
+    # search "matrix" (type-ahead) and like The Matrix
+    page.fill("#q", "matrix")
+    results = page.locator("#result-movies")
+    results.get_by_role("button", name="Like The Matrix", exact=True).wait_for(timeout=5_000)
+    assert results.locator("li.card").first.locator(".card-title").inner_text() == "The Matrix"
+    page.screenshot(path=str(screenshots / "desktop-2-search.png"))
+    step(
+        page,
+        "like The Matrix",
+        lambda: results.get_by_role("button", name="Like The Matrix", exact=True).click(),
+        timings,
+    )
+    assert [m["display_title"] for m in session(page)["liked"]] == ["The Matrix"]
+    page.click("#results-close")
+
+    # like two suggested tags
+    for i in range(2):
+        chip = page.locator("#suggested-tags li.chip").first
+        tag = chip.get_attribute("data-tag")
+        step(page, f"like tag {i + 1}", lambda chip=chip: chip.locator("button.like").click(), timings)
+        assert tag in session(page)["liked_tags"]
+    assert len(session(page)["liked_tags"]) == 2
+    assert page.locator("#liked-tags li.chip").count() == 2
+
+    # dislike one recommended movie
+    first = page.locator("#recs li.card").first
+    disliked_id = int(first.get_attribute("data-movie-id") or 0)
+    step(page, "dislike a movie", lambda: first.locator("button.dislike").click(), timings)
+    assert [m["movie_id"] for m in session(page)["disliked"]] == [disliked_id]
+    assert page.locator(f'#recs li.card[data-movie-id="{disliked_id}"]').count() == 0
+
+    # like two more movies so there is something to reorder
+    for name in ("like 2nd movie", "like 3rd movie"):
+        card = page.locator("#recs li.card").first
+        step(page, name, lambda card=card: card.locator("button.like").click(), timings)
+    liked = [m["movie_id"] for m in session(page)["liked"]]
+    assert len(liked) == 3
+    page.evaluate("window.scrollTo(0, 0)")
+    page.screenshot(path=str(screenshots / "desktop-3-session.png"), full_page=True)
+
+    # reorder by drag and drop: the first chip dropped onto the last one's right half
+    chips = page.locator("#liked li.chip")
+    src, dst = chips.nth(0), chips.nth(2)
+    box = dst.bounding_box()
+    assert box is not None
+    step(
+        page,
+        "drag reorder",
+        lambda: src.drag_to(dst, target_position={"x": box["width"] - 4, "y": box["height"] / 2}),
+        timings,
+        changes=False,
+    )
+    after_drag = [m["movie_id"] for m in session(page)["liked"]]
+    assert after_drag == [liked[1], liked[2], liked[0]]
+
+    # reorder by keyboard: focus the first chip, Alt+ArrowRight moves it right
+    page.locator("#liked li.chip").first.focus()
+    step(page, "keyboard reorder", lambda: page.keyboard.press("Alt+ArrowRight"), timings, changes=False)
+    assert [m["movie_id"] for m in session(page)["liked"]] == [after_drag[1], after_drag[0], after_drag[2]]
+    focused = page.evaluate("() => document.activeElement?.dataset?.value")
+    assert focused == str(after_drag[0]), "focus should stay on the moved chip"
+    # and with the visible buttons
+    name = page.locator("#liked li.chip").nth(1).locator(".chip-label").inner_text()
+    step(
+        page,
+        "button reorder",
+        lambda: page.get_by_role("button", name=f"Move {name} left (less important)").click(),
+        timings,
+        changes=False,
+    )
+    assert [m["movie_id"] for m in session(page)["liked"]] == after_drag
+
+    # a genre (any of the checked ones), then back to all genres
+    page.click("#filters details.genres summary")
+    drama = page.get_by_role("checkbox", name="Drama")
+    step(page, "genre Drama", lambda: drama.check(), timings)
+    genres = page.locator("#recs li.card .meta:not(.rating)").all_inner_texts()
+    assert genres and all("Drama" in g for g in genres)
+    step(page, "all genres", lambda: drama.uncheck(), timings)
+    page.click("#filters details.genres summary")
+
+    # the 2010s
+    step(page, "filter 2010s", lambda: page.select_option("#f-decade", "2010"), timings)
+    years = [
+        int(y)
+        for y in page.evaluate(
+            "() => [...document.querySelectorAll('#recs li.card .meta:not(.rating)')].map(p => p.textContent.slice(0, 4))"
+        )
+    ]
+    assert years and all(2010 <= y <= 2019 for y in years)
+    assert session(page)["filters"]["year_min"] == 2010
+
+    # save a favourite
+    fav_card = page.locator("#recs li.card").first
+    fav_id = int(fav_card.get_attribute("data-movie-id") or 0)
+    fav_card.locator("button.save").click()
+    page.wait_for_function("() => document.querySelector('#fav-count').textContent === '1'", timeout=5_000)
+    assert fav_card.locator("button.save").get_attribute("aria-pressed") == "true"
+    page.evaluate("window.scrollTo(0, 0)")
+    page.screenshot(path=str(screenshots / "desktop-4-filtered.png"), full_page=True)
+
+    # reload: everything is still there
+    before_reload = session(page)
+    page.reload()
+    page.wait_for_function("() => Number(document.body.dataset.recVersion || 0) >= 1", timeout=10_000)
+    assert session(page) == before_reload
+    assert page.locator("#liked li.chip").count() == 3
+    assert page.locator("#disliked li.chip").count() == 1
+    assert page.locator("#liked-tags li.chip").count() == 2
+    assert page.input_value("#f-decade") == "2010"
+    assert page.locator("#fav-count").inner_text() == "1"
+    page.click("#fav-open")
+    page.locator(f'#fav-list li.card[data-movie-id="{fav_id}"]').wait_for(timeout=5_000)
+    assert page.locator("#fav-list li.card").count() == 1
+    page.screenshot(path=str(screenshots / "desktop-5-favourites.png"))
+    page.keyboard.press("Escape")
+
+    # the movie view
+    page.fill("#q", "matrix")
+    results.get_by_role("button", name="Open The Matrix", exact=True).click()
+    view = page.locator("#movie-view")
+    view.wait_for(state="visible")
+    assert page.locator("#mv-title").inner_text() == "The Matrix"
+    assert (
+        page.get_by_role("link", name="IMDb").get_attribute("href") == "https://www.imdb.com/title/tt0133095/"
+    )
+    assert (
+        page.get_by_role("link", name="TMDB").get_attribute("href") == "https://www.themoviedb.org/movie/602"
+    )
+    assert "search_query=The+Matrix+1999+trailer" in (
+        page.get_by_role("link", name="Trailer (YouTube)").get_attribute("href") or ""
+    )
+    page.locator("#mv-similar li.card").first.wait_for()
+    page.screenshot(path=str(screenshots / "desktop-6-movie-view.png"))
+    page.keyboard.press("Escape")
+
+    # phone width
+    page.set_viewport_size(PHONE)
+    page.click("#results-close")
+    page.evaluate("window.scrollTo(0, 0)")
+    page.screenshot(path=str(screenshots / "phone-1-main.png"), full_page=True)
+    width = page.evaluate("() => document.documentElement.scrollWidth")
+    assert width <= PHONE["width"], f"page scrolls sideways on a phone ({width}px)"
+    page.fill("#q", "matrix")
+    results.get_by_role("button", name="Open The Matrix", exact=True).click()
+    view.wait_for(state="visible")
+    page.locator("#mv-similar li.card").first.wait_for()
+    page.screenshot(path=str(screenshots / "phone-2-movie-view.png"))
+    page.keyboard.press("Escape")
+
+    assert not errors, errors
+    print("round trips (ms):", {k: round(v) for k, v in timings.items()})
+    context.close()
+
+
+def test_html_in_titles_and_tags_is_text(browser: Any, live_server: str, screenshots: Path) -> None:
+    context = browser.new_context(viewport=DESKTOP)
+    page = context.new_page()
+    dialogs: list[str] = []
+    page.on("dialog", lambda d: (dialogs.append(d.message), d.dismiss()))
+    page.goto(live_server + "/")
+    page.fill("#q", "bold")
+    card = page.locator("#result-movies li.card").first
+    card.wait_for()
+    title = card.locator(".card-title").inner_text()
+    assert title == "<b>Bold</b> & <script>alert(1)</script>"
+    assert card.locator(".card-title b, .card-title script").count() == 0
+    # the movie view of a movie tagged "<script>x</script>"
+    page.fill("#q", "reloaded")
+    page.get_by_role("button", name="Open The Matrix Reloaded", exact=True).click()
+    page.locator("#movie-view").wait_for(state="visible")
+    tags = page.locator("#mv-tags li.chip .chip-label").all_inner_texts()
+    assert "<script>x</script>" in tags
+    assert page.locator("#mv-tags script").count() == 0
+    page.screenshot(path=str(screenshots / "desktop-7-html-as-text.png"))
+    assert dialogs == []
+    context.close()
+
+
+def test_banner_when_server_unreachable(browser: Any, live_server: str) -> None:
+    context = browser.new_context(viewport=DESKTOP)
+    page = context.new_page()
+    page.goto(live_server + "/")
+    page.wait_for_function("() => Number(document.body.dataset.recVersion || 0) >= 1", timeout=10_000)
+    page.route("**/api/**", lambda route: route.abort())
+    page.fill("#q", "matrix")
+    page.locator("#offline").wait_for(state="visible", timeout=5_000)
+    page.unroute("**/api/**")
+    page.locator("#offline").wait_for(state="hidden", timeout=10_000)
+    context.close()

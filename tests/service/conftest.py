@@ -1,0 +1,73 @@
+"""A small MovieLens-shaped data set and a fitted ``pop`` model for the service tests."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from movierec.data.dataset import Dataset
+
+GENRES = ["Action", "Comedy", "Drama", "Sci-Fi", "Thriller", "Romance"]
+
+
+def small_frames() -> dict[str, pd.DataFrame]:
+    """Raw MovieLens-shaped tables (``ratings``, ``movies``, ``tags``, ``links``): 30 movies (ids 1..30, years 1975..2019), 12 users, a few tags.
+
+    Movie 2 is "Matrix, The (1999)", movie 7 has an HTML-ish title and movie 3 a
+    "<script>" tag, so the page can be checked to render them as text.
+    """
+    rng = np.random.default_rng(7)
+    ids = np.arange(1, 31)
+    years = 1975 + (ids * 3) % 45
+    titles = [f"Movie {i} ({y})" for i, y in zip(ids, years, strict=True)]
+    titles[1] = "Matrix, The (1999)"
+    titles[2] = "Matrix Reloaded, The (2003)"
+    titles[6] = "<b>Bold</b> & <script>alert(1)</script> (2012)"
+    titles[9] = "Heat (1995)"
+    genres = ["|".join(GENRES[j] for j in {i % 6, (i * 5) % 6}) for i in ids]
+    genres[1] = "Action|Sci-Fi|Thriller"
+    movies = pd.DataFrame({"movieId": ids, "title": titles, "genres": genres})
+    rows = []
+    for u in range(1, 13):
+        seen = rng.choice(ids, size=12, replace=False, p=(31 - ids) / (31 - ids).sum())
+        for k, m in enumerate(seen):
+            rows.append((u, int(m), float(rng.integers(1, 11)) / 2, 1_000_000 + 60 * k))
+    ratings = pd.DataFrame(rows, columns=["userId", "movieId", "rating", "timestamp"])
+    tags = pd.DataFrame(
+        [
+            (1, 2, "cyberpunk", 1),
+            (2, 2, "cyberpunk", 2),
+            (1, 2, "philosophy", 3),
+            (3, 3, "cyberpunk", 4),
+            (3, 3, "<script>x</script>", 5),
+            (4, 10, "heist", 6),
+            (5, 10, "crime", 7),
+            (5, 11, "crime", 8),
+            (6, 12, "funny", 9),
+            (6, 13, "funny", 10),
+            (7, 20, "space", 11),
+            (7, 21, "space", 12),
+            (8, 25, "dark", 13),
+            (8, 4, "dark", 14),
+        ],
+        columns=["userId", "movieId", "tag", "timestamp"],
+    )
+    links = pd.DataFrame({"movieId": ids, "imdbId": 133093 + ids, "tmdbId": 600 + ids})
+    return {"ratings": ratings, "movies": movies, "tags": tags, "links": links}
+
+
+def small_dataset() -> Dataset:
+    """The :func:`small_frames` tables as a :class:`Dataset` named ``tiny``."""
+    f = small_frames()
+    return Dataset.build("tiny", f["ratings"], f["movies"], tags=f["tags"], links=f["links"])
+
+
+@pytest.fixture(scope="session")
+def tiny() -> Dataset:
+    return small_dataset()
+
+
+@pytest.fixture
+def tiny_frames() -> dict[str, pd.DataFrame]:
+    return small_frames()

@@ -1,0 +1,426 @@
+"""The HTTP API over a tiny catalogue and a fitted ``pop`` model.
+
+Every TestClient raises server exceptions, so a known bad input that reached
+the last-resort 500 handler would fail its test.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pandas as pd
+import pytest
+from fastapi.testclient import TestClient
+
+from movierec.data.dataset import Dataset
+from movierec.models.artifacts import save_model
+from movierec.models.registry import create
+from movierec.service.app import create_app
+from movierec.service.config import ServiceSettings
+from movierec.settings import Settings
+from movierec.storage.catalog import build_catalog
+from movierec.storage.db import connect
+
+MATRIX = 2
+
+
+@pytest.fixture(scope="module")
+def service_settings(tmp_path_factory: pytest.TempPathFactory, tiny: Dataset) -> ServiceSettings:
+    tmp = tmp_path_factory.mktemp("svc")
+    save_model(create("pop").fit(tiny), tmp / "model")
+    conn = connect(tmp / "db.sqlite3")
+    build_catalog(tiny, conn)
+    conn.close()
+    return ServiceSettings(
+        settings=Settings(home=tmp), model_dir=tmp / "model", database_path=tmp / "db.sqlite3"
+    )
+
+
+@pytest.fixture
+def client(service_settings: ServiceSettings) -> Iterator[TestClient]:
+    with TestClient(create_app(service_settings)) as c:
+        yield c
+
+
+def rec_ids(c: TestClient, n: int = 10) -> list[int]:
+    r = c.get("/api/recommendations", params={"n": n, "n_tags": 5})
+    assert r.status_code == 200, r.text
+    return [m["movie_id"] for m in r.json()["movies"]]
+
+
+# ------------------------------------------------------------------ endpoints
+def test_health_and_page(client: TestClient) -> None:
+    h = client.get("/api/health").json()
+    assert h["status"] == "ok" and h["model"] == "pop" and h["movies"] == 30
+    assert "Sci-Fi" in h["genres"]
+    page = client.get("/")
+    assert page.status_code == 200 and "text/html" in page.headers["content-type"]
+    assert "<script" in page.text and 'src="/static/app.js"' in page.text
+    assert client.get("/static/app.js").status_code == 200
+    assert client.get("/static/style.css").status_code == 200
+    assert client.get("/openapi.json").json()["info"]["title"] == "movierec"
+
+
+def test_security_headers(client: TestClient) -> None:
+    for url in ("/", "/api/health", "/api/movies/999999", "/static/app.js"):
+        h = client.get(url).headers
+        csp = h["content-security-policy"]
+        assert "default-src 'self'" in csp and "script-src 'self'" in csp and "style-src 'self'" in csp
+        assert "img-src 'self' https://image.tmdb.org data:" in csp
+        assert h["x-content-type-options"] == "nosniff"
+        assert h["referrer-policy"] == "same-origin"
+
+
+def test_docs_page_gets_its_own_policy(client: TestClient) -> None:
+    r = client.get("/docs")
+    assert r.status_code == 200 and "swagger" in r.text.lower()
+    assert "'unsafe-inline'" in r.headers["content-security-policy"]
+    assert "'unsafe-inline'" not in client.get("/").headers["content-security-policy"]
+
+
+def test_engine_from_dataset_matches_engine_from_catalogue(client: TestClient, tiny: Dataset) -> None:
+    from movierec.serving import Engine
+
+    served = client.app.state.engine  # type: ignore[attr-defined]  # built from the database rows
+    direct = Engine.from_dataset(served.model, tiny)
+    assert direct.catalog.genre_names == served.catalog.genre_names
+    assert (direct.catalog.year == served.catalog.year).all()
+    assert (direct.catalog.genres == served.catalog.genres).all()
+    assert (direct.titles == served.titles).all()
+    # both know The Matrix's tags; the dataset one also has co-occurrence for similar()
+    m = served.model.movies.index_one(MATRIX)
+    assert set(direct.movie_tags[m].indices) == set(served.movie_tags[m].indices)
+    assert direct.similar(MATRIX, 3) and direct.interactions is not None
+
+
+def test_search_movies_and_tags(client: TestClient) -> None:
+    found = client.get("/api/movies/search", params={"q": "matrix"}).json()
+    assert found[0]["movie_id"] == MATRIX and found[0]["display_title"] == "The Matrix"
+    assert found[0]["year"] == 1999 and "Sci-Fi" in found[0]["genres"]
+    assert (
+        client.get("/api/movies/search", params={"q": "matrix", "limit": 1}).json()[0]["movie_id"] == MATRIX
+    )
+    tags = client.get("/api/tags/search", params={"q": "cyber"}).json()
+    assert tags[0]["tag"] == "cyberpunk" and tags[0]["movie_count"] == 2
+
+
+@pytest.mark.parametrize(
+    "q",
+    [
+        "",
+        " ",
+        "'; DROP TABLE movies; --",
+        '"',
+        "%",
+        "_",
+        "*",
+        "NEAR(",
+        "a OR b",
+        "\\",
+        "<script>alert(1)</script>",
+        "\u0000",
+        "é" * 200,
+        "(((",
+        "matrix\"'",
+    ],
+)
+def test_hostile_search_strings(client: TestClient, q: str) -> None:
+    for url in ("/api/movies/search", "/api/tags/search"):
+        r = client.get(url, params={"q": q})
+        assert r.status_code == 200, (url, q, r.text)
+        assert isinstance(r.json(), list)
+    assert client.get("/api/movies/search", params={"q": "matrix"}).json()[0]["movie_id"] == MATRIX
+
+
+def test_movie_view_and_similar(client: TestClient) -> None:
+    m = client.get(f"/api/movies/{MATRIX}").json()
+    assert m["display_title"] == "The Matrix" and "cyberpunk" in m["tags"]
+    assert m["imdb_url"] == f"https://www.imdb.com/title/tt{133093 + MATRIX:07d}/"
+    assert m["tmdb_url"] == f"https://www.themoviedb.org/movie/{600 + MATRIX}"
+    assert m["trailer_url"] == "https://www.youtube.com/results?search_query=The+Matrix+1999+trailer"
+    sim = client.get(f"/api/movies/{MATRIX}/similar", params={"n": 5}).json()
+    assert 0 < len(sim) <= 5 and MATRIX not in [s["movie_id"] for s in sim]
+    scores = [s["score"] for s in sim]
+    assert scores == sorted(scores, reverse=True)
+
+
+def test_recommendations_change_after_like_and_exclude_held(client: TestClient) -> None:
+    first = client.get("/api/recommendations", params={"n": 5, "n_tags": 5}).json()
+    assert first["fallback"] is True and len(first["movies"]) == 5
+    assert all(m["reason"] for m in first["movies"])
+    top = first["movies"][0]["movie_id"]
+    client.post("/api/session/items", json={"kind": "movie", "value": top, "feedback": "like"})
+    second = client.get("/api/recommendations", params={"n": 5, "n_tags": 5}).json()
+    ids = [m["movie_id"] for m in second["movies"]]
+    assert top not in ids and ids != [m["movie_id"] for m in first["movies"]]
+    assert any(m["reason"] and m["reason"].startswith("because you liked") for m in second["movies"])
+    client.post("/api/session/items", json={"kind": "movie", "value": ids[0], "feedback": "dislike"})
+    assert ids[0] not in rec_ids(client, 29)
+    assert top not in rec_ids(client, 29)
+    assert len(rec_ids(client, 100)) == 28  # every other movie, nothing held
+    # liking a tag: it is no longer suggested
+    tags = [t["tag"] for t in client.get("/api/recommendations", params={"n_tags": 20}).json()["tags"]]
+    assert tags
+    client.post("/api/session/items", json={"kind": "tag", "value": tags[0], "feedback": "like"})
+    after = [t["tag"] for t in client.get("/api/recommendations", params={"n_tags": 20}).json()["tags"]]
+    assert tags[0] not in after
+
+
+def test_session_items_order_and_removal(client: TestClient) -> None:
+    for mid in (MATRIX, 10, 11):
+        assert (
+            client.post(
+                "/api/session/items", json={"kind": "movie", "value": mid, "feedback": "like"}
+            ).status_code
+            == 200
+        )
+    client.post("/api/session/items", json={"kind": "tag", "value": "Cyberpunk", "feedback": "like"})
+    client.post("/api/session/items", json={"kind": "tag", "value": "heist", "feedback": "dislike"})
+    s = client.get("/api/session").json()
+    assert [m["movie_id"] for m in s["liked"]] == [MATRIX, 10, 11]
+    assert s["liked_tags"] == ["cyberpunk"] and s["disliked_tags"] == ["heist"]
+    r = client.put(
+        "/api/session/order", json={"kind": "movie", "feedback": "like", "ordered": [11, MATRIX, 10]}
+    )
+    assert [m["movie_id"] for m in r.json()["liked"]] == [11, MATRIX, 10]
+    bad = client.put(
+        "/api/session/order", json={"kind": "movie", "feedback": "like", "ordered": [11, MATRIX]}
+    )
+    assert bad.status_code == 422 and "10" in bad.text
+    # switching a like to a dislike moves it
+    s = client.post("/api/session/items", json={"kind": "movie", "value": 10, "feedback": "dislike"}).json()
+    assert [m["movie_id"] for m in s["liked"]] == [11, MATRIX] and [m["movie_id"] for m in s["disliked"]] == [
+        10
+    ]
+    s = client.request("DELETE", "/api/session/items", json={"kind": "movie", "value": 11}).json()
+    assert [m["movie_id"] for m in s["liked"]] == [MATRIX]
+    s = client.delete("/api/session/items/tag/cyberpunk").json()
+    assert s["liked_tags"] == []
+    s = client.delete("/api/session/items/movie/2").json()
+    assert s["liked"] == []
+    assert client.delete("/api/session/items/movie/abc").status_code == 422
+
+
+def test_filters_apply(client: TestClient, tiny: Dataset) -> None:
+    r = client.put(
+        "/api/session/filters", json={"year_min": 2010, "year_max": 2019, "genres": ["Drama", "Comedy"]}
+    )
+    assert r.status_code == 200 and r.json()["filters"]["year_min"] == 2010
+    recs = client.get("/api/recommendations", params={"n": 30}).json()["movies"]
+    info = tiny.movie_info.set_index("movie_id")
+    expected = {
+        int(i)
+        for i, row in info.iterrows()
+        if 2010 <= row["year"] <= 2019 and {"Drama", "Comedy"} & set(row["genres"])
+    }
+    assert recs and {m["movie_id"] for m in recs} == expected
+    client.put("/api/session/filters", json={"min_rating": 3.5})
+    recs = client.get("/api/recommendations", params={"n": 30}).json()["movies"]
+    assert recs and all(m["mean_rating"] >= 3.5 for m in recs)
+    assert len(recs) == int((tiny.movie_mean_rating >= 3.5).sum())
+    assert client.put("/api/session/filters", json={"genres": ["Western"]}).status_code == 422
+    assert client.put("/api/session/filters", json={"year_min": 2000, "year_max": 1990}).status_code == 422
+    assert client.put("/api/session/filters", json={}).json()["filters"]["genres"] == []
+    assert len(rec_ids(client, 100)) == 30
+
+
+def test_favourites_persist_across_restarts(service_settings: ServiceSettings) -> None:
+    with TestClient(create_app(service_settings)) as c:
+        assert c.post("/api/favourites", json={"movie_id": MATRIX}).status_code == 200
+        assert [m["movie_id"] for m in c.post("/api/favourites", json={"movie_id": 10}).json()] == [
+            10,
+            MATRIX,
+        ]
+        c.post("/api/session/items", json={"kind": "movie", "value": 11, "feedback": "like"})
+        cookie = c.cookies.get("movierec_session")
+    assert cookie
+    with TestClient(create_app(service_settings), cookies={"movierec_session": cookie}) as c:
+        assert [m["movie_id"] for m in c.get("/api/favourites").json()] == [10, MATRIX]
+        assert [m["movie_id"] for m in c.get("/api/session").json()["liked"]] == [11]
+        assert [
+            m["movie_id"] for m in c.request("DELETE", "/api/favourites", json={"movie_id": 10}).json()
+        ] == [MATRIX]
+        assert c.delete(f"/api/favourites/{MATRIX}").json() == []
+        assert c.get("/api/session").json()["favourites"] == []
+
+
+# -------------------------------------------------------------------- cookies
+def test_cookie_new_session_isolation_and_forgery(service_settings: ServiceSettings) -> None:
+    app = create_app(service_settings)
+    with TestClient(app) as a, TestClient(app) as b:
+        r = a.get("/api/session")
+        set_cookie = r.headers["set-cookie"].lower()
+        assert "httponly" in set_cookie and "samesite=lax" in set_cookie and "max-age=31536000" in set_cookie
+        assert "secure" not in set_cookie  # plain http in tests
+        token = a.cookies.get("movierec_session")
+        assert token and len(token) >= 32
+        assert "set-cookie" not in a.get("/api/session").headers  # known cookie: kept
+        a.post("/api/session/items", json={"kind": "movie", "value": MATRIX, "feedback": "like"})
+        a.post("/api/favourites", json={"movie_id": 10})
+        sb = b.get("/api/session").json()
+        assert sb["liked"] == [] and sb["favourites"] == []
+        assert b.cookies.get("movierec_session") != token
+        for forged in ("x" * 43, "short", "<script>", "a" * 500):
+            with TestClient(app, cookies={"movierec_session": forged}) as f:
+                r = f.get("/api/session")
+                assert r.json()["liked"] == [] and r.json()["favourites"] == []
+                assert r.cookies.get("movierec_session") not in (None, forged, token)
+    with TestClient(app, base_url="https://testserver") as s:
+        assert "secure" in s.get("/api/session").headers["set-cookie"].lower()
+
+
+# ---------------------------------------------------------------- bad inputs
+@pytest.mark.parametrize(
+    ("method", "url", "body", "status"),
+    [
+        ("GET", "/api/movies/999999", None, 404),
+        ("GET", "/api/movies/999999/similar", None, 404),
+        ("GET", "/api/movies/0", None, 422),
+        ("GET", "/api/movies/-5", None, 422),
+        ("GET", "/api/movies/abc", None, 422),
+        ("GET", "/api/movies/99999999999999999999999", None, 422),
+        ("GET", "/api/movies/search?limit=0", None, 422),
+        ("GET", "/api/movies/search?limit=100000", None, 422),
+        ("GET", "/api/movies/search?q=" + "x" * 201, None, 422),
+        ("GET", "/api/recommendations?n=0", None, 422),
+        ("GET", "/api/recommendations?n=abc", None, 422),
+        ("GET", "/api/recommendations?n_tags=-1", None, 422),
+        ("POST", "/api/session/items", {"kind": "movie", "value": 999999, "feedback": "like"}, 404),
+        ("POST", "/api/session/items", {"kind": "movie", "value": -1, "feedback": "like"}, 422),
+        ("POST", "/api/session/items", {"kind": "movie", "value": 0, "feedback": "like"}, 422),
+        ("POST", "/api/session/items", {"kind": "movie", "value": "2", "feedback": "like"}, 422),
+        ("POST", "/api/session/items", {"kind": "movie", "value": 2.5, "feedback": "like"}, 422),
+        ("POST", "/api/session/items", {"kind": "movie", "value": True, "feedback": "like"}, 422),
+        ("POST", "/api/session/items", {"kind": "tag", "value": 5, "feedback": "like"}, 422),
+        ("POST", "/api/session/items", {"kind": "tag", "value": "", "feedback": "like"}, 422),
+        ("POST", "/api/session/items", {"kind": "tag", "value": "x" * 201, "feedback": "like"}, 422),
+        ("POST", "/api/session/items", {"kind": "actor", "value": "x", "feedback": "like"}, 422),
+        ("POST", "/api/session/items", {"kind": "movie", "value": 2, "feedback": "love"}, 422),
+        ("POST", "/api/session/items", {"kind": "movie", "value": 2}, 422),
+        ("POST", "/api/session/items", {"kind": "movie", "value": 2, "feedback": "like", "x": 1}, 422),
+        ("POST", "/api/session/items", [1, 2], 422),
+        ("POST", "/api/session/items", "not json", 422),
+        (
+            "PUT",
+            "/api/session/order",
+            {"kind": "movie", "feedback": "like", "ordered": list(range(1, 202))},
+            422,
+        ),
+        ("PUT", "/api/session/order", {"kind": "movie", "feedback": "like", "ordered": ["a"]}, 422),
+        ("PUT", "/api/session/order", {"kind": "movie", "feedback": "like", "ordered": [5]}, 422),
+        ("PUT", "/api/session/filters", {"min_rating": 7}, 422),
+        ("PUT", "/api/session/filters", {"min_rating": "high"}, 422),
+        ("PUT", "/api/session/filters", {"year_min": 99999}, 422),
+        ("PUT", "/api/session/filters", {"genres": "Drama"}, 422),
+        ("PUT", "/api/session/filters", {"genres": ["x"] * 41}, 422),
+        ("POST", "/api/favourites", {"movie_id": 999999}, 404),
+        ("POST", "/api/favourites", {"movie_id": -3}, 422),
+        ("POST", "/api/favourites", {"movie_id": None}, 422),
+        ("DELETE", "/api/favourites/0", None, 422),
+        ("POST", "/api/session/items", {"kind": "tag", "value": "a" * 70_000, "feedback": "like"}, 413),
+    ],
+)
+def test_bad_inputs(client: TestClient, method: str, url: str, body: object, status: int) -> None:
+    kwargs: dict[str, object] = {}
+    if isinstance(body, str):
+        kwargs = {"content": body, "headers": {"content-type": "application/json"}}
+    elif body is not None:
+        kwargs = {"json": body}
+    r = client.request(method, url, **kwargs)  # type: ignore[arg-type]
+    assert r.status_code == status, r.text
+    assert "detail" in r.json()
+    if status == 404:
+        assert "no movie with id" in r.json()["detail"]
+
+
+def test_streamed_body_over_limit_is_413(client: TestClient) -> None:
+    def chunks() -> Iterator[bytes]:
+        yield b'{"kind": "tag", "value": "'
+        for _ in range(80):
+            yield b"a" * 1024
+        yield b'", "feedback": "like"}'
+
+    r = client.post("/api/session/items", content=chunks(), headers={"content-type": "application/json"})
+    assert r.status_code == 413
+
+
+def test_busy_answers_503_with_retry_after(service_settings: ServiceSettings) -> None:
+    app = create_app(service_settings.model_copy(update={"max_waiting": 0, "max_inference_threads": 1}))
+    with TestClient(app) as c:
+        app.state.gate._pending = 1  # one call running, no room to wait
+        r = c.get("/api/recommendations")
+        assert r.status_code == 503 and r.headers["retry-after"] == "1"
+        app.state.gate._pending = 0
+        assert c.get("/api/recommendations").status_code == 200
+
+
+def test_list_limit_from_store_is_422(client: TestClient) -> None:
+    client.get("/api/session")
+    token = client.cookies.get("movierec_session")
+    store = client.app.state.store  # type: ignore[attr-defined]
+    for i in range(200):  # fill the list directly: 200 requests would be slow
+        store.add(token, "tag", f"t{i}", "like")
+    r = client.post("/api/session/items", json={"kind": "tag", "value": "one more", "feedback": "like"})
+    assert r.status_code == 422 and "at most" in r.json()["detail"]
+    # unknown tags are ignored by the engine with a note, never an error
+    notes = client.get("/api/recommendations").json()["notes"]
+    assert any("unknown liked tag" in n for n in notes)
+
+
+# ------------------------------------------------------------------------ CLI
+def _cli() -> object:
+    import typer
+
+    from movierec.cli.serve import register
+
+    app = typer.Typer()
+    register(app)
+    return app
+
+
+def test_cli_commands_have_help() -> None:
+    from typer.testing import CliRunner
+
+    runner = CliRunner()
+    for cmd in ("serve", "run"):
+        r = runner.invoke(_cli(), [cmd, "--help"])  # type: ignore[arg-type]
+        assert r.exit_code == 0 and "--port" in r.output and "--host" in r.output
+
+
+def test_cli_serve_without_model_is_a_clear_error(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from typer.testing import CliRunner
+
+    monkeypatch.setenv("MOVIEREC_HOME", str(tmp_path))
+    r = CliRunner().invoke(_cli(), ["serve", "--port", "8123"])  # type: ignore[arg-type]
+    assert r.exit_code != 0 and isinstance(r.exception, FileNotFoundError)
+    assert "movierec run" in str(r.exception)
+
+
+def test_run_prepares_catalogue_and_model_once(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, tiny_frames: dict[str, pd.DataFrame]
+) -> None:
+    from movierec.cli import serve as serve_cmd
+    from movierec.storage.catalog import catalog_info
+
+    folder = tmp_path / "tiny"
+    folder.mkdir()
+    for name, frame in tiny_frames.items():
+        frame.to_csv(folder / f"{name}.csv", index=False)
+    monkeypatch.setenv("MOVIEREC_HOME", str(tmp_path / "home"))
+    model_dir, db = serve_cmd.prepare(str(folder), model_name="pop")
+    assert (model_dir / "meta.json").exists() and model_dir == tmp_path / "home" / "models" / "default"
+    conn = connect(db)
+    assert catalog_info(conn)["movies"] == 30
+    conn.close()
+    stamp = (model_dir / "meta.json").stat().st_mtime_ns
+    served: list[object] = []
+    monkeypatch.setattr(serve_cmd, "_uvicorn", lambda app, host, port: served.append((app, host, port)))
+    from typer.testing import CliRunner
+
+    r = CliRunner().invoke(_cli(), ["run", "--dataset", str(folder), "--port", "8765"])  # type: ignore[arg-type]
+    assert r.exit_code == 0, r.output
+    assert (model_dir / "meta.json").stat().st_mtime_ns == stamp  # not retrained
+    assert served and served[0][1:] == ("127.0.0.1", 8765)  # type: ignore[index]
+    with TestClient(served[0][0]) as c:  # type: ignore[index,arg-type]
+        assert c.get("/api/movies/search", params={"q": "matrix"}).json()[0]["movie_id"] == MATRIX
