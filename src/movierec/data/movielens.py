@@ -82,9 +82,7 @@ def _decode(raw: bytes) -> str:
         return raw.decode("latin-1")
 
 
-def _read_dat(
-    path: Path, names: list[str], what: str, dtypes: object = None
-) -> pd.DataFrame:
+def _read_dat(path: Path, names: list[str], what: str, dtypes: object = None) -> pd.DataFrame:
     """A ``::``-separated file, read by the C parser after mapping ``::`` to a tab."""
     try:
         raw = path.read_bytes()
@@ -106,15 +104,21 @@ def _read_dat(
     return frame
 
 
-# Only the rating is typed here: pandas' pyarrow engine casts a forced int64 with astype, silently
-# truncating "1.5" to 1; inferred id columns come out int64 (or float64, which validation rejects).
-_RATING_DTYPES = {"rating": "float32"}
-
-
 def _read_ratings_csv(path: Path) -> pd.DataFrame:
-    """``ratings.csv`` via pyarrow (fast, multi-threaded), falling back to the C parser for a clear error."""
+    """``ratings.csv`` via pyarrow (fast, multi-threaded), falling back to the C parser for a clear error.
+
+    pyarrow is called directly with strict column types (a "1.5" user id fails the read instead of
+    being truncated, as pandas' pyarrow engine would with ``dtype=int64``) and its table is turned
+    into numpy columns at once: peak memory at 25M rows is about half that of ``pd.read_csv``.
+    """
+    import pyarrow as pa
+    import pyarrow.csv as pacsv
+
+    types = {"userId": pa.int64(), "movieId": pa.int64(), "rating": pa.float32(), "timestamp": pa.int64()}
     try:
-        frame = pd.read_csv(path, engine="pyarrow", dtype=_RATING_DTYPES)
+        table = pacsv.read_csv(path, convert_options=pacsv.ConvertOptions(column_types=types))
+        frame = pd.DataFrame({c: table.column(c).to_numpy() for c in table.column_names}, copy=False)
+        del table
     except FileNotFoundError as exc:
         raise DataError(f"{path}: missing (ratings); is the data set complete?") from exc
     except Exception:

@@ -62,7 +62,12 @@ def low_rank_ratings(
     users, movies = np.nonzero(mask)
     values = _round_to_scale(truth[users, movies] + rng.normal(0, noise, users.size), scale)
     ratings = pd.DataFrame(
-        {"userId": users + 1, "movieId": movies + 1, "rating": values, "timestamp": rng.integers(1_000_000_000, 1_500_000_000, users.size)}
+        {
+            "userId": users + 1,
+            "movieId": movies + 1,
+            "rating": values,
+            "timestamp": rng.integers(1_000_000_000, 1_500_000_000, users.size),
+        }
     )
     data = Dataset.build("synthetic-low-rank", ratings, synthetic_movies(n_movies, rng), scale=scale)
     return data, np.clip(truth, scale.low, scale.high)
@@ -116,7 +121,9 @@ def markov_sequences(
         rating = np.where(dis, 1.0, rating)
     users = np.repeat(np.arange(n_users), length)
     times = 1_000_000_000 + np.tile(np.arange(length), n_users) * 60 + users
-    ratings = pd.DataFrame({"userId": users + 1, "movieId": seq.ravel() + 1, "rating": rating.ravel(), "timestamp": times})
+    ratings = pd.DataFrame(
+        {"userId": users + 1, "movieId": seq.ravel() + 1, "rating": rating.ravel(), "timestamp": times}
+    )
     ratings = ratings.drop_duplicates(["userId", "movieId"], keep="first")
     movies = synthetic_movies(n_movies, rng)
     tags = pd.DataFrame(

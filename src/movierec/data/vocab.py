@@ -103,10 +103,18 @@ class Vocabulary:
         ``missing="raise"`` raises :class:`UnknownIdError` naming the unknown
         ids; ``missing="mask"`` returns ``-1`` for them.
         """
-        values = np.atleast_1d(np.asarray(ids, dtype=self._ids.dtype if self.is_numeric else object))
-        idx = self._index.get_indexer(values)
+        raw = np.atleast_1d(np.asarray(ids, dtype=None if self.is_numeric else object))
+        if self.is_numeric and raw.dtype.kind not in "iu":
+            # only finite whole numbers can be ids: 1.5, "abc", NaN are unknown, never truncated
+            num = pd.to_numeric(pd.Series(raw.ravel(), dtype=object), errors="coerce").to_numpy(np.float64)
+            whole = np.isfinite(num) & (num == np.round(num))
+            idx = np.full(raw.size, -1, np.int64)
+            idx[whole] = self._index.get_indexer(num[whole].astype(np.int64))
+            idx = idx.reshape(raw.shape)
+        else:
+            idx = self._index.get_indexer(raw.ravel()).reshape(raw.shape)
         if missing == "raise" and (idx < 0).any():
-            raise UnknownIdError(self.kind, values[idx < 0].tolist())
+            raise UnknownIdError(self.kind, raw[idx < 0].tolist())
         return idx.astype(np.int64)
 
     def index_one(self, id_: Any) -> int:
