@@ -25,6 +25,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from movierec.service.config import ServiceSettings
 from movierec.service.gate import Busy, InferenceGate
+from movierec.service.ratelimit import RateLimit, TokenBuckets
 
 log = logging.getLogger(__name__)
 
@@ -158,11 +159,10 @@ def build_engine(model_dir: Path, conn: Any) -> Any:
     """Load the model at ``model_dir`` and align it with the catalogue in ``conn``."""
     from movierec.models.artifacts import load_model
     from movierec.serving import Engine
-    from movierec.storage.catalog import get_movie
+    from movierec.storage.catalog import all_movies_with_tags
 
     model = load_model(model_dir)
-    assert model.movies is not None
-    rows = [row for mid in model.movies.to_list() if (row := get_movie(conn, int(mid))) is not None]
+    rows = all_movies_with_tags(conn)
     if not rows:
         raise RuntimeError(
             "the catalogue database holds none of the model's movies; build it from the model's data "
@@ -234,6 +234,10 @@ def create_app(settings: ServiceSettings | None = None) -> FastAPI:
         return FileResponse(STATIC_DIR / "favicon.svg", media_type="image/svg+xml")
 
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
+    app.state.write_buckets = TokenBuckets(
+        settings.write_rate, settings.write_burst, settings.rate_limit_buckets
+    )
+    app.add_middleware(RateLimit, buckets=app.state.write_buckets, cookie_name=settings.cookie_name)
     app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes)
     app.add_middleware(SecurityHeaders)
     return app

@@ -29,6 +29,13 @@ class ServiceSettings(BaseModel):
         description="Model calls allowed to wait; beyond that: 503 + Retry-After.",
     )
     max_body_bytes: int = Field(default=64 * 1024, ge=1024, description="Largest request body; larger: 413.")
+    write_rate: float = Field(
+        default=20.0, gt=0, le=1e6, description="Writes (POST/PUT/DELETE under /api/) per second per session."
+    )
+    write_burst: int = Field(default=40, ge=1, le=1_000_000, description="Writes a session may make at once.")
+    rate_limit_buckets: int = Field(
+        default=100_000, ge=1, description="Most sessions tracked by the write rate limit (LRU beyond)."
+    )
     cookie_name: str = Field(default="movierec_session", description="Name of the anonymous session cookie.")
     cookie_max_age: int = Field(default=365 * 24 * 3600, ge=60, description="Cookie lifetime in seconds.")
 

@@ -381,3 +381,17 @@ def open_catalog(data: Dataset, path: Path | str) -> sqlite3.Connection:
     if info.get("movies", 0) == 0 or info.get("fingerprint") != data.fingerprint():
         build_catalog(data, conn)
     return conn
+
+
+def all_movies_with_tags(conn: sqlite3.Connection) -> list[dict[str, Any]]:
+    """Every movie with ``tags`` as ``{"tag", "weight"}`` records (all of them), in two queries.
+
+    What the serving engine needs at start-up to align a model with the catalogue.
+    """
+    movies = {int(r["movie_id"]): _movie_dict(r) for r in conn.execute(f"SELECT {_MOVIE_COLUMNS} FROM movies")}
+    for m in movies.values():
+        m["tags"] = []
+    for movie_id, tag, weight in conn.execute("SELECT movie_id, tag, weight FROM movie_tags"):
+        if movie_id in movies:
+            movies[movie_id]["tags"].append({"tag": tag, "weight": float(weight)})
+    return list(movies.values())
