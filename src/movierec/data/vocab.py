@@ -108,9 +108,9 @@ class Vocabulary:
             # only finite whole numbers can be ids: 1.5, "abc", NaN are unknown, never truncated
             num = pd.to_numeric(pd.Series(raw.ravel(), dtype=object), errors="coerce").to_numpy(np.float64)
             whole = np.isfinite(num) & (num == np.round(num))
-            idx = np.full(raw.size, -1, np.int64)
-            idx[whole] = self._index.get_indexer(num[whole].astype(np.int64))
-            idx = idx.reshape(raw.shape)
+            flat = np.full(raw.size, -1, np.int64)
+            flat[whole] = self._index.get_indexer(num[whole].astype(np.int64))
+            idx: np.ndarray = flat.reshape(raw.shape)
         else:
             idx = self._index.get_indexer(raw.ravel()).reshape(raw.shape)
         if missing == "raise" and (idx < 0).any():
