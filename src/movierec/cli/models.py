@@ -169,7 +169,56 @@ def recommend(
         typer.echo("tags: " + ", ".join(str(t["tag"]) for t in tags))
 
 
+def similar(
+    title: Annotated[str, typer.Argument(help="A movie title ('Heat (1995)') or id.")],
+    by: Annotated[
+        str, typer.Option("--by", help="collab (item-kNN), content (text embeddings) or blend.")
+    ] = "blend",
+    n: Annotated[int, typer.Option("-n", min=1, max=200, help="How many movies.")] = 10,
+    dataset: DatasetOpt = "ml-latest-small",
+    mirror: MirrorOpt = None,
+    json_out: JsonOpt = False,
+) -> None:
+    """Movies similar to one movie, by collaboration, by content, or both."""
+    from movierec.data.load import load_dataset
+    from movierec.models.registry import create
+    from movierec.similar import BY, similar_movies
+    from movierec.storage.catalog import open_catalog
+
+    if by not in BY:
+        raise typer.BadParameter(f"--by must be one of {', '.join(BY)}")
+    s = settings(mirror)
+    data = load_dataset(dataset, s)
+    conn = open_catalog(data, s.database_path)
+    movie = _resolve_movies(conn, [title], data)[0]
+    rng = np.random.default_rng(0)
+    collab = create("itemknn").fit(data, rng) if by in ("collab", "blend") else None
+    content = (
+        create("content", cache_dir=str(s.home / "embeddings"), progress=not json_out).fit(data, rng)
+        if by in ("content", "blend")
+        else None
+    )
+    idx, scores = similar_movies(movie, n, by=by, collab=collab, content=content)  # type: ignore[arg-type]
+    info = data.movie_info
+    rows = [
+        {
+            "movie_id": int(info.at[i, "movie_id"]),
+            "title": str(info.at[i, "display_title"]),
+            "year": int(info.at[i, "year"]),
+            "score": float(sc),
+        }
+        for i, sc in zip(idx, scores, strict=True)
+    ]
+    if json_out:
+        echo_json({"movie_id": int(info.at[movie, "movie_id"]), "by": by, "similar": rows})
+        return
+    typer.echo(f"like {info.at[movie, 'display_title']} ({info.at[movie, 'year']}), by {by}:")
+    for k, r in enumerate(rows, 1):
+        typer.echo(f"{k:>3}. {r['title']} ({r['year']})")
+
+
 def register(app: typer.Typer) -> None:
     """Attach the model commands to the top-level app."""
     app.command("train")(train)
     app.command("recommend")(recommend)
+    app.command("similar")(similar)
