@@ -26,6 +26,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from movierec.service.config import ServiceSettings
 from movierec.service.gate import Busy, InferenceGate
 from movierec.service.ratelimit import RateLimit, TokenBuckets
+from movierec.service.schemas import ErrorOut
 
 log = logging.getLogger(__name__)
 
@@ -199,6 +200,7 @@ def create_app(settings: ServiceSettings | None = None) -> FastAPI:
         description="Movie and tag recommendations for anonymous sessions.",
         version="0.1.0",
         lifespan=lifespan,
+        responses={422: {"model": ErrorOut, "description": "Invalid input"}},
     )
 
     @app.exception_handler(Busy)

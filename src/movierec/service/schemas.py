@@ -153,3 +153,15 @@ class Health(BaseModel):
     tags: int
     genres: list[str]
     inference_pending: int
+
+
+class ValidationIssue(BaseModel):
+    loc: list[str | int]
+    msg: str
+    type: str
+
+
+class ErrorOut(BaseModel):
+    """An error: a message, or (request validation) one entry per invalid field."""
+
+    detail: str | list[ValidationIssue]
