@@ -9,8 +9,8 @@ import typer
 
 import movierec.cli.data as data_cmd
 import movierec.cli.evaluate as evaluate_cmd
-import movierec.cli.serve as serve_cmd
 import movierec.cli.models as models_cmd
+import movierec.cli.serve as serve_cmd
 
 app = typer.Typer(
     name="movierec",

@@ -14,11 +14,18 @@ from movierec.settings import Settings
 
 MirrorOpt = Annotated[
     Path | None,
-    typer.Option("--mirror", help="Directory of official GroupLens zips to use instead of the network (env MOVIEREC_MIRROR)."),
+    typer.Option(
+        "--mirror",
+        help="Directory of official GroupLens zips to use instead of the network (env MOVIEREC_MIRROR).",
+    ),
 ]
 DatasetOpt = Annotated[
     str,
-    typer.Option("--dataset", "-d", help="Data set name (ml-latest-small, ml-100k, ml-1m, ...) or a folder holding one."),
+    typer.Option(
+        "--dataset",
+        "-d",
+        help="Data set name (ml-latest-small, ml-100k, ml-1m, ...) or a folder holding one.",
+    ),
 ]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")]
 
@@ -27,7 +34,13 @@ def _user_errors() -> tuple[type[BaseException], ...]:
     from movierec.models.artifacts import ArtifactError
     from movierec.models.registry import UnknownModelError
 
-    errors: list[type[BaseException]] = [DataError, UnknownIdError, ArtifactError, UnknownModelError, FileNotFoundError]
+    errors: list[type[BaseException]] = [
+        DataError,
+        UnknownIdError,
+        ArtifactError,
+        UnknownModelError,
+        FileNotFoundError,
+    ]
     try:
         from movierec.data.fetch import FetchError
 

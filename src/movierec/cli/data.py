@@ -11,11 +11,17 @@ from movierec.cli.common import JsonOpt, MirrorOpt, echo_json, settings
 
 app = typer.Typer(help="Get MovieLens data, inspect it, build the catalogue database.", no_args_is_help=True)
 
-NameArg = Annotated[str, typer.Argument(help="Data set name (ml-latest-small, ml-100k, ml-1m, ml-25m, ...) or a folder/zip.")]
+NameArg = Annotated[
+    str, typer.Argument(help="Data set name (ml-latest-small, ml-100k, ml-1m, ml-25m, ...) or a folder/zip.")
+]
 
 
 @app.command("fetch")
-def fetch_cmd(name: NameArg, mirror: MirrorOpt = None, force: Annotated[bool, typer.Option(help="Fetch again even if cached.")] = False) -> None:
+def fetch_cmd(
+    name: NameArg,
+    mirror: MirrorOpt = None,
+    force: Annotated[bool, typer.Option(help="Fetch again even if cached.")] = False,
+) -> None:
     """Download (or copy from the mirror), verify and unpack a data set into the cache."""
     from movierec.data.fetch import fetch
 

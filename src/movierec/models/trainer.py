@@ -97,12 +97,20 @@ def train(
             net.train()
             start = time.perf_counter()
             total, count = 0.0, 0
-            bar = tqdm(batches(epoch), total=n_batches, desc=f"{name} epoch {epoch + 1}", disable=not config.progress, leave=False)
+            bar = tqdm(
+                batches(epoch),
+                total=n_batches,
+                desc=f"{name} epoch {epoch + 1}",
+                disable=not config.progress,
+                leave=False,
+            )
             for batch in bar:
                 opt.zero_grad(set_to_none=True)
                 loss = loss_fn(net, batch)
                 if not torch.isfinite(loss):
-                    raise FloatingPointError(f"{name}: loss became {loss.item()} at epoch {epoch + 1}; lower the learning rate")
+                    raise FloatingPointError(
+                        f"{name}: loss became {loss.item()} at epoch {epoch + 1}; lower the learning rate"
+                    )
                 loss.backward()
                 if config.clip_norm:
                     nn.utils.clip_grad_norm_(params, config.clip_norm)
@@ -112,7 +120,11 @@ def train(
                 if count % 20 == 0:
                     bar.set_postfix(loss=f"{total / count:.4f}")
             sched.step()
-            row = {"epoch": float(epoch + 1), "loss": total / max(count, 1), "seconds": time.perf_counter() - start}
+            row = {
+                "epoch": float(epoch + 1),
+                "loss": total / max(count, 1),
+                "seconds": time.perf_counter() - start,
+            }
             if validate is not None:
                 net.eval()
                 with torch.no_grad():
@@ -127,7 +139,10 @@ def train(
             history.append(row)
             log.info("%s epoch %d: %s", name, epoch + 1, row)
             if config.progress:
-                tqdm.write(f"{name} epoch {epoch + 1}: " + ", ".join(f"{k}={v:.4g}" for k, v in row.items() if k != "epoch"))
+                tqdm.write(
+                    f"{name} epoch {epoch + 1}: "
+                    + ", ".join(f"{k}={v:.4g}" for k, v in row.items() if k != "epoch")
+                )
             if validate is not None and config.patience and stale >= config.patience:
                 break
     finally:

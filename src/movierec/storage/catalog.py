@@ -388,7 +388,9 @@ def all_movies_with_tags(conn: sqlite3.Connection) -> list[dict[str, Any]]:
 
     What the serving engine needs at start-up to align a model with the catalogue.
     """
-    movies = {int(r["movie_id"]): _movie_dict(r) for r in conn.execute(f"SELECT {_MOVIE_COLUMNS} FROM movies")}
+    movies = {
+        int(r["movie_id"]): _movie_dict(r) for r in conn.execute(f"SELECT {_MOVIE_COLUMNS} FROM movies")
+    }
     for m in movies.values():
         m["tags"] = []
     for movie_id, tag, weight in conn.execute("SELECT movie_id, tag, weight FROM movie_tags"):
