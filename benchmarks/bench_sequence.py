@@ -1,0 +1,106 @@
+"""Sequence recommender benchmark: serving latency and next-item quality.
+
+Run with ``python benchmarks/bench_sequence.py [--threads 2] [--skip-quality]``.
+
+1. Latency of :func:`movierec.ranking.recommend` for one 20-like session
+   (top 20 movies and 10 tags) on the ml-latest-small catalogue and on a
+   synthetic 60,000-movie catalogue (untrained weights: latency does not
+   depend on their values).
+2. Next-item quality on ml-latest-small with the project harness
+   (``next-item`` protocol: temporal leave-last, full ranking excluding the
+   user's history): popularity vs ``sequence`` vs ``sequence-attn``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from movierec.data.dataset import Dataset
+from movierec.data.load import load_dataset
+from movierec.data.synthetic import markov_sequences
+from movierec.evaluation.harness import evaluate
+from movierec.models.base import Query
+from movierec.models.registry import create
+from movierec.ranking import Catalog, recommend
+from movierec.settings import Settings
+
+MIRROR = Path("/work/shared/data/movielens")
+
+
+def latency(data: Dataset, name: str, calls: int, rng: np.random.Generator) -> dict[str, float]:
+    """p50 / p99 milliseconds of ``recommend`` for random 20-like sessions with 2 liked tags."""
+    model = create(name, epochs=0).fit(data, rng)  # untrained: same cost as trained weights
+    catalog = Catalog.from_dataset(data)
+    popular = np.argsort(-data.movie_popularity)[: max(200, 20)]
+    sessions = [
+        Query.session(
+            liked=rng.choice(popular, 20, replace=False),
+            liked_tags=rng.choice(max(data.n_tags, 1), min(2, data.n_tags), replace=False),
+        )
+        for _ in range(calls)
+    ]
+    for q in sessions[:10]:  # warm-up
+        recommend(model, [q], 20, catalog=catalog, n_tags=10)
+    times = np.empty(calls)
+    for i, q in enumerate(sessions):
+        start = time.perf_counter()
+        recommend(model, [q], 20, catalog=catalog, n_tags=10)
+        times[i] = time.perf_counter() - start
+    return {"p50_ms": 1e3 * float(np.percentile(times, 50)), "p99_ms": 1e3 * float(np.percentile(times, 99))}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument(
+        "--threads", type=int, default=2, help="torch threads (the target machine has 2 cores)"
+    )
+    parser.add_argument("--calls", type=int, default=500, help="recommend() calls per latency figure")
+    parser.add_argument("--skip-quality", action="store_true", help="latency only")
+    parser.add_argument("--skip-latency", action="store_true", help="quality only")
+    parser.add_argument("--models", default="pop,sequence,sequence-attn", help="models for the quality table")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument(
+        "--epochs", type=int, default=0, help="override the sequence models' epochs (0: default)"
+    )
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    with tempfile.TemporaryDirectory() as home:
+        data = load_dataset("ml-latest-small", Settings(home=Path(home), mirror=MIRROR))
+    print(
+        f"ml-latest-small: {data.n_users} users, {data.n_movies} movies, {data.n_tags} tags, "
+        f"{data.n_ratings} ratings; torch threads {torch.get_num_threads()}"
+    )
+    rng = np.random.default_rng(args.seed)
+    if not args.skip_latency:
+        big = markov_sequences(200, 60_000, 20, rng, n_tags=1000)
+        print("\nrecommend() latency, 20-like session + 2 tags, top 20 movies + 10 tags")
+        print(f"{'model':<15}{'catalogue':>12}{'p50 ms':>10}{'p99 ms':>10}")
+        for name in ("sequence", "sequence-attn"):
+            for label, d in (("ml-small", data), ("60k synth", big)):
+                r = latency(d, name, args.calls, rng)
+                print(f"{name:<15}{label:>12}{r['p50_ms']:>10.2f}{r['p99_ms']:>10.2f}", flush=True)
+    if not args.skip_quality:
+        print("\nnext-item protocol on ml-latest-small (full ranking, history excluded)")
+        results = evaluate(
+            args.models.split(","), data, "next-item", seed=args.seed, ks=(10,), n_resamples=200
+        )
+        print(f"{'model':<15}{'HR@10':>8}{'NDCG@10':>9}{'MRR@10':>8}{'fit s':>8}")
+        for r in results:
+            m = r.metrics
+            print(
+                f"{r.model:<15}{m.get('hr@10', float('nan')):>8.4f}{m.get('ndcg@10', float('nan')):>9.4f}"
+                f"{m.get('mrr@10', float('nan')):>8.4f}{r.fit_seconds:>8.1f}",
+                flush=True,
+            )
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,626 @@
+"""The interactive session recommender: a sequence network over liked movies and tags.
+
+A session (or a user's history) is an ordered list of steps. Each step is a
+movie with feedback (like / seen / dislike); a special *start* step opens
+every sequence, so a session holding only tags is a start step carrying them.
+The input vector of a step is
+
+    movie embedding + mean(tag embeddings of the movie's tags) + feedback embedding
+    [+ mean(chosen-tag embeddings of the chosen tags), last step only]
+
+where the *chosen tags* stand for "tags of the movie I
+want next": in training a random subset of the next liked movie's tags (in a
+share ``tag_prob`` of the examples), when serving the session's liked tags.
+
+Two encoders read the steps: :class:`SequenceLSTM` (2-layer LSTM) and
+:class:`SequenceAttention` (SASRec-style causal transformer with learned
+recency positions). The last output feeds two heads: a full softmax over all
+movies (next liked movie) and a softmax over tags (the next movie's tags).
+Disliked movies in the input are pushed down by an unlikelihood term
+``-log(1 - p(disliked))``.
+
+Training examples are ``(user, cut position)`` pairs: every liked rating of a
+user is a target once per epoch, with the (at most ``max_len - 1``) ratings
+before it as input, so short prefixes are trained as much as long ones.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+import numpy as np
+import scipy.sparse as sp
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+from movierec.data.dataset import Dataset
+from movierec.models.base import DISLIKE, LIKE, NotFittedError, Query, Recommender, feedback_from_ratings
+from movierec.models.trainer import TrainConfig, torch_generator, train
+
+__all__ = [
+    "REASON_PREFIX",
+    "SequenceAttention",
+    "SequenceConfig",
+    "SequenceLSTM",
+    "SequenceNet",
+    "parse_reason",
+]
+
+#: :meth:`SequenceLSTM.explain` reasons read ``"because you liked {movie:<index>}"``;
+#: the caller replaces the placeholder with the title (see :func:`parse_reason`).
+REASON_PREFIX = "because you liked "
+
+# feedback embedding rows: padding, dislike, seen, like, start step
+_FB_PAD, _FB_START = 0, 4
+
+
+def parse_reason(reason: str | None) -> int | None:
+    """The movie *index* named by an :meth:`~SequenceLSTM.explain` reason, or ``None``."""
+    if not reason or "{movie:" not in reason:
+        return None
+    return int(reason.split("{movie:", 1)[1].split("}", 1)[0])
+
+
+@dataclass
+class SequenceConfig:
+    """Settings of the sequence recommenders (:class:`SequenceLSTM`, :class:`SequenceAttention`)."""
+
+    #: encoder: ``"lstm"`` or ``"attention"`` (each class sets its own default)
+    encoder: str = "lstm"
+    #: size of movie, tag, feedback and position embeddings
+    embed_dim: int = 64
+    #: LSTM hidden size / transformer feed-forward size
+    hidden_dim: int = 128
+    #: LSTM layers / transformer blocks
+    n_layers: int = 2
+    #: attention heads (transformer only)
+    n_heads: int = 2
+    #: dropout on inputs, between layers and before the heads
+    dropout: float = 0.2
+    #: most recent steps fed to the network (the start step included)
+    max_len: int = 50
+    #: tags per movie used as input and tag-head target (highest weight first)
+    tags_per_movie: int = 10
+    #: share of training examples whose last step carries some of the target's tags
+    tag_prob: float = 0.7
+    #: each of the target's tags is kept with this probability when tags are given
+    tag_keep: float = 0.5
+    #: weight of the tag-head loss (cross-entropy against the next movie's tags)
+    tag_loss_weight: float = 0.3
+    #: weight of the unlikelihood loss on disliked movies of the input
+    dislike_weight: float = 0.5
+    #: ratings at or above this are likes
+    like_threshold: float = 4.0
+    #: ratings at or below this are dislikes
+    dislike_threshold: float = 2.0
+    #: train only on liked targets (``False``: every rated movie is a target)
+    liked_targets_only: bool = True
+    #: multi-target: predict all future likes (up to ``future_window`` ahead), not just the next
+    multi_target: bool = False
+    #: how far ahead the multi-target looks
+    future_window: int = 20
+    #: users held out for early stopping when ``fit`` gets no validation set
+    holdout_share: float = 0.1
+    #: cut-off of the validation NDCG used for early stopping
+    valid_k: int = 10
+    #: maximum passes over the training examples
+    epochs: int = 12
+    #: examples per mini-batch
+    batch_size: int = 256
+    #: Adam learning rate
+    lr: float = 2e-3
+    #: decoupled weight decay
+    weight_decay: float = 0.0
+    #: epochs without validation improvement before stopping (0: never stop early)
+    patience: int = 2
+    #: learning-rate decay per epoch
+    lr_decay: float = 0.9
+    #: torch intra-op threads during training (0: leave torch's setting alone)
+    threads: int = 0
+    #: gradient-norm clipping (0: none)
+    clip_norm: float = 5.0
+    #: show a progress bar
+    progress: bool = False
+
+    def train_config(self) -> TrainConfig:
+        return TrainConfig(
+            epochs=self.epochs,
+            batch_size=self.batch_size,
+            lr=self.lr,
+            weight_decay=self.weight_decay,
+            patience=self.patience,
+            lr_decay=self.lr_decay,
+            threads=self.threads,
+            clip_norm=self.clip_norm,
+            progress=self.progress,
+        )
+
+
+@dataclass
+class _Batch:
+    """Network input, right-padded.
+
+    tokens: ``(B, L)`` int64 movie indices, ``n_movies`` = start step, ``n_movies + 1`` = padding.
+    feedback: ``(B, L)`` int64 feedback rows (0 pad, 1 dislike, 2 seen, 3 like, 4 start).
+    lengths: ``(B,)`` int64 valid steps per row (>= 1).
+    chosen: ``(B, K)`` int64 tag indices chosen for the last step, ``n_tags`` = padding.
+    """
+
+    tokens: torch.Tensor
+    feedback: torch.Tensor
+    lengths: torch.Tensor
+    chosen: torch.Tensor
+
+
+class SequenceNet(nn.Module):
+    """Step embeddings -> LSTM or causal transformer -> movie and tag heads.
+
+    ``movie_tags`` is the ``(n_movies + 2, T)`` int64 tag-index matrix of every
+    token (start and padding rows hold only the tag padding index ``n_tags``).
+    """
+
+    movie_tags: torch.Tensor
+
+    def __init__(self, n_movies: int, n_tags: int, movie_tags: torch.Tensor, config: SequenceConfig) -> None:
+        super().__init__()
+        d = config.embed_dim
+        self.n_movies, self.n_tags, self.encoder = n_movies, n_tags, config.encoder
+        self.register_buffer("movie_tags", movie_tags, persistent=True)
+        self.movie_emb = nn.Embedding(n_movies + 2, d, padding_idx=n_movies + 1)
+        self.tag_emb = nn.Embedding(n_tags + 1, d, padding_idx=n_tags)
+        self.want_emb = nn.Embedding(n_tags + 1, d, padding_idx=n_tags)
+        self.fb_emb = nn.Embedding(5, d, padding_idx=_FB_PAD)
+        self.drop = nn.Dropout(config.dropout)
+        if config.encoder == "lstm":
+            self.rnn = nn.LSTM(
+                d,
+                config.hidden_dim,
+                num_layers=config.n_layers,
+                batch_first=True,
+                dropout=config.dropout if config.n_layers > 1 else 0.0,
+            )
+            out_dim = config.hidden_dim
+        elif config.encoder == "attention":
+            self.pos_emb = nn.Embedding(config.max_len, d)
+            layer = nn.TransformerEncoderLayer(
+                d, config.n_heads, config.hidden_dim, config.dropout, batch_first=True, norm_first=True
+            )
+            self.blocks = nn.TransformerEncoder(layer, config.n_layers, enable_nested_tensor=False)
+            self.norm = nn.LayerNorm(d)
+            out_dim = d
+        else:
+            raise ValueError(f"SequenceConfig.encoder must be 'lstm' or 'attention', got {config.encoder!r}")
+        self.movie_head = nn.Linear(out_dim, n_movies)
+        self.tag_head = nn.Linear(out_dim, n_tags)
+
+    def reset_parameters(self, generator: torch.Generator) -> None:
+        """Initialise every weight from ``generator`` (no global torch randomness)."""
+        with torch.no_grad():
+            for name, p in self.named_parameters():
+                if "emb" in name:
+                    p.copy_(torch.randn(p.shape, generator=generator) * 0.05)
+                elif p.dim() >= 2:
+                    bound = math.sqrt(6.0 / (p.shape[0] + p.shape[1]))
+                    p.copy_((torch.rand(p.shape, generator=generator) * 2 - 1) * bound)
+                elif "norm" in name and name.endswith("weight"):
+                    p.fill_(1.0)
+                else:
+                    p.zero_()
+            self.movie_emb.weight[self.n_movies + 1].zero_()
+            self.tag_emb.weight[self.n_tags].zero_()
+            self.want_emb.weight[self.n_tags].zero_()
+            self.fb_emb.weight[_FB_PAD].zero_()
+
+    def encode(self, batch: _Batch) -> torch.Tensor:
+        """Last hidden state per row, ``(B, out_dim)`` float32."""
+        tokens, lengths = batch.tokens, batch.lengths
+        b, length = tokens.shape
+        tag_idx = self.movie_tags[tokens]  # (B, L, T)
+        tag_sum = self.tag_emb(tag_idx).sum(2)
+        tag_cnt = (tag_idx != self.n_tags).sum(2).to(tag_sum.dtype)
+        rows = torch.arange(b)
+        last = lengths - 1
+        x = (
+            self.movie_emb(tokens)
+            + tag_sum / tag_cnt.clamp(min=1.0).unsqueeze(-1)
+            + self.fb_emb(batch.feedback)
+        )
+        if batch.chosen.shape[1]:
+            # chosen tags ("what I want next") have their own embedding table: the same tag as a
+            # property of the current movie means something else (it predicts what follows it)
+            chosen_cnt = (batch.chosen != self.n_tags).sum(1, keepdim=True).to(tag_sum.dtype)
+            chosen_mean = self.want_emb(batch.chosen).sum(1) / chosen_cnt.clamp(min=1.0)
+            x = x.index_put((rows, last), chosen_mean, accumulate=True)
+        if self.encoder == "lstm":
+            packed = nn.utils.rnn.pack_padded_sequence(
+                self.drop(x), lengths.cpu(), batch_first=True, enforce_sorted=False
+            )
+            _, (h, _) = self.rnn(packed)
+            out = h[-1]
+        else:
+            steps = torch.arange(length)
+            # learned recency positions: the last step is position 0
+            pos = (last.unsqueeze(1) - steps.unsqueeze(0)).clamp(min=0)
+            x = self.drop(x + self.pos_emb(pos))
+            causal = torch.triu(torch.ones(length, length, dtype=torch.bool), diagonal=1)
+            pad = steps.unsqueeze(0) >= lengths.unsqueeze(1)
+            h_all = self.blocks(x, mask=causal, src_key_padding_mask=pad)
+            out = self.norm(h_all[rows, last])
+        return self.drop(out)
+
+    def forward(self, batch: _Batch) -> tuple[torch.Tensor, torch.Tensor]:
+        """Log-probabilities over movies ``(B, n_movies)`` and tags ``(B, n_tags)``."""
+        h = self.encode(batch)
+        return F.log_softmax(self.movie_head(h), dim=-1), F.log_softmax(self.tag_head(h), dim=-1)
+
+
+def _top_tags(movie_tags: sp.csr_matrix, cap: int) -> np.ndarray:
+    """Indices of each movie's ``cap`` heaviest tags, ``(n_movies, cap)`` int64 padded with ``n_tags``."""
+    m = sp.csr_matrix(movie_tags)
+    n_movies, n_tags = m.shape
+    out = np.full((n_movies, max(cap, 1)), n_tags, np.int64)
+    if m.nnz == 0 or cap <= 0:
+        return out
+    rows = np.repeat(np.arange(n_movies), np.diff(m.indptr))
+    order = np.lexsort((m.indices, -m.data, rows))  # per row: heaviest first, ties by tag index
+    rank = np.arange(m.nnz) - m.indptr[rows[order]]
+    keep = rank < cap
+    out[rows[order][keep], rank[keep]] = m.indices[order][keep]
+    return out
+
+
+class SequenceLSTM(Recommender):
+    """Next-liked-movie model over sessions of movies (with feedback) and tags; LSTM encoder."""
+
+    name = "sequence"
+    Config = SequenceConfig
+    supports_tags = True
+    default_encoder: ClassVar[str] = "lstm"
+
+    def __init__(self, config: Any | None = None, **overrides: Any) -> None:
+        if config is None:
+            config = SequenceConfig(encoder=self.default_encoder)
+        super().__init__(config, **overrides)
+        self.net: SequenceNet | None = None
+        self._tag_matrix: np.ndarray | None = None
+        self._seq_movie: np.ndarray | None = None
+        self._seq_fb: np.ndarray | None = None
+        self._seq_ptr: np.ndarray | None = None
+        self._last_run: tuple[list[Query], np.ndarray, np.ndarray] | None = None
+
+    # ----------------------------------------------------------------- batches
+    @property
+    def _start(self) -> int:
+        return self.n_movies
+
+    @property
+    def _pad(self) -> int:
+        return self.n_movies + 1
+
+    def _window(
+        self, movie: np.ndarray, fb: np.ndarray, first: np.ndarray, cut: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Right-padded windows of flat sequences ending just before ``cut``.
+
+        Parameters
+        ----------
+        movie, fb:
+            Flat movie indices and feedback (+1/0/-1) of all sequences, ``(N,)``.
+        first:
+            Flat position of each example's sequence start, ``(B,)`` int64.
+        cut:
+            Flat position of each example's target (exclusive end of its input), ``(B,)`` int64.
+
+        Returns
+        -------
+        tokens, feedback, lengths: see :class:`_Batch`.
+        """
+        length = self.config.max_len
+        n = np.minimum(cut - first + 1, length)  # steps including the start step
+        steps = np.arange(length)
+        idx = (cut - n)[:, None] + steps[None, :]
+        valid = steps[None, :] < n[:, None]
+        start = valid & (idx == (first - 1)[:, None])
+        real = valid & ~start
+        safe = np.clip(idx, 0, max(movie.size - 1, 0))
+        tokens = np.full(idx.shape, self._pad, np.int64)
+        feedback = np.full(idx.shape, _FB_PAD, np.int64)
+        if movie.size:
+            tokens[real] = movie[safe[real]]
+            feedback[real] = fb[safe[real]].astype(np.int64) + 2
+        tokens[start] = self._start
+        feedback[start] = _FB_START
+        return tokens, feedback, n.astype(np.int64)
+
+    def _query_batch(self, queries: Sequence[Query]) -> _Batch:
+        """Pad queries into one batch (the last ``max_len - 1`` movies; liked tags on the last step)."""
+        lens = np.array([q.movies.size for q in queries], np.int64)
+        ptr = np.concatenate([[0], np.cumsum(lens)])
+        movie = np.concatenate([q.movies for q in queries] + [np.zeros(0, np.int64)]).astype(np.int64)
+        fb = np.concatenate([q.feedback for q in queries] + [np.zeros(0, np.int8)])
+        tokens, feedback, n = self._window(movie, fb, ptr[:-1], ptr[1:])
+        k = max([q.liked_tags.size for q in queries] + [0])
+        chosen = np.full((len(queries), k), self.n_tags, np.int64)
+        for i, q in enumerate(queries):  # over queries (tags are few)
+            chosen[i, : q.liked_tags.size] = q.liked_tags
+        return _Batch(
+            torch.from_numpy(tokens),
+            torch.from_numpy(feedback),
+            torch.from_numpy(n),
+            torch.from_numpy(chosen),
+        )
+
+    # ----------------------------------------------------------------- fitting
+    def _fit(self, data: Dataset, rng: np.random.Generator, valid: Dataset | None) -> None:
+        cfg = self.config
+        if cfg.max_len < 2:
+            raise ValueError(f"SequenceConfig.max_len must be at least 2, got {cfg.max_len}")
+        movie = np.asarray(data.movie, np.int64)
+        fb = feedback_from_ratings(np.asarray(data.rating), cfg.like_threshold, cfg.dislike_threshold)
+        ptr = np.asarray(data.user_ptr, np.int64)
+        user = np.asarray(data.user, np.int64)
+        self._seq_movie, self._seq_fb, self._seq_ptr = movie, fb, ptr
+        self._tag_matrix = _top_tags(data.movie_tags, cfg.tags_per_movie)
+        gen = torch_generator(rng)
+        net = self._build_net()
+        net.reset_parameters(gen)
+        self.net = net
+        self._last_run = None
+
+        # validation: (sequence start, cut, target) triples
+        targets_ok = fb == LIKE if cfg.liked_targets_only else np.ones(movie.size, bool)
+        if valid is not None and valid.n_ratings:
+            v_user = np.asarray(valid.user, np.int64)
+            v_movie = np.asarray(valid.movie, np.int64)
+            has = ptr[v_user + 1] > ptr[v_user]
+            v_user, v_movie = v_user[has], v_movie[has]
+            v_first, v_cut = ptr[v_user], ptr[v_user + 1]
+            train_ok = targets_ok
+        else:
+            liked_pos = np.flatnonzero(fb == LIKE)
+            # last liked position per user with at least one earlier rating
+            last_liked = np.full(data.n_users, -1, np.int64)
+            np.maximum.at(last_liked, user[liked_pos], liked_pos)
+            cand = np.flatnonzero(last_liked > ptr[:-1])
+            n_hold = round(cfg.holdout_share * cand.size) if cand.size >= 10 else 0
+            v_user = np.sort(rng.choice(cand, n_hold, replace=False)) if n_hold else np.zeros(0, np.int64)
+            v_cut = last_liked[v_user]
+            v_first, v_movie = ptr[v_user], movie[v_cut]
+            after = np.zeros(movie.size + 1, np.int64)  # drop held-out targets and what follows them
+            np.add.at(after, v_cut, 1)
+            np.add.at(after, ptr[v_user + 1], -1)
+            train_ok = targets_ok & (np.cumsum(after)[:-1] == 0)
+        v_excl = [movie[a:b] for a, b in zip(v_first, v_cut, strict=True)]
+
+        ex_pos = np.flatnonzero(train_ok)
+        ex_first = ptr[user[ex_pos]]
+        ex_end = ptr[user[ex_pos] + 1]
+        if ex_pos.size == 0:
+            raise ValueError(f"{self.name}: no training examples (no liked ratings in {data.name!r})")
+        tag_t = torch.from_numpy(self._tag_matrix)
+        n_batches = math.ceil(ex_pos.size / cfg.batch_size)
+
+        def batches(epoch: int) -> Iterator[tuple[_Batch, torch.Tensor, torch.Tensor | None]]:
+            perm = rng.permutation(ex_pos.size)
+            give = rng.random(ex_pos.size) < cfg.tag_prob
+            for start in range(0, ex_pos.size, cfg.batch_size):
+                sel = perm[start : start + cfg.batch_size]
+                cut, first = ex_pos[sel], ex_first[sel]
+                tokens, feedback, n = self._window(movie, fb, first, cut)
+                target = movie[cut]
+                chosen = self._tag_matrix[target].copy()  # type: ignore[index]
+                drop = (rng.random(chosen.shape) >= cfg.tag_keep) | ~give[sel][:, None]
+                chosen[drop] = self.n_tags
+                future: torch.Tensor | None = None
+                if cfg.multi_target:
+                    idx = cut[:, None] + np.arange(cfg.future_window)[None, :]
+                    ok = idx < ex_end[sel][:, None]
+                    idx = np.where(ok, idx, cut[:, None])
+                    ok &= fb[idx] == LIKE
+                    ok[:, 0] = True
+                    future = torch.from_numpy(np.where(ok, movie[idx], -1))
+                yield (
+                    _Batch(
+                        torch.from_numpy(tokens),
+                        torch.from_numpy(feedback),
+                        torch.from_numpy(n),
+                        torch.from_numpy(chosen),
+                    ),
+                    torch.from_numpy(target),
+                    future,
+                )
+
+        def loss_fn(net: nn.Module, batch: tuple[_Batch, torch.Tensor, torch.Tensor | None]) -> torch.Tensor:
+            inp, target, future = batch
+            logp, tlogp = net(inp)
+            if future is None:
+                loss = F.nll_loss(logp, target)
+            else:
+                ok = future >= 0
+                picked = logp.gather(1, future.clamp(min=0)) * ok
+                loss = -(picked.sum(1) / ok.sum(1)).mean()
+            if cfg.tag_loss_weight and self.n_tags:
+                ttags = tag_t[target]
+                tok = (ttags != self.n_tags).to(tlogp.dtype)
+                has = tok.sum(1) > 0
+                if bool(has.any()):
+                    tl = -(tlogp.gather(1, ttags.clamp(max=self.n_tags - 1)) * tok).sum(1) / tok.sum(1).clamp(
+                        min=1
+                    )
+                    loss = loss + cfg.tag_loss_weight * tl[has].mean()
+            if cfg.dislike_weight:
+                dis = inp.feedback == DISLIKE + 2
+                if bool(dis.any()):
+                    p = logp.gather(1, inp.tokens.clamp(max=self.n_movies - 1)).exp()
+                    ul = -torch.log1p(-p.clamp(max=1 - 1e-6))
+                    loss = loss + cfg.dislike_weight * ul[dis].sum() / target.shape[0]
+            return loss
+
+        def validate(net: nn.Module) -> float:
+            if v_user.size == 0:
+                return 0.0
+            return _ndcg_at(self, net, movie, fb, v_first, v_cut, v_movie, v_excl, cfg.valid_k)
+
+        # dropout draws from torch's global generator: seed it only for this fit and restore it after
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(int(rng.integers(0, 2**62)))
+            history = train(
+                net,
+                batches,
+                loss_fn,
+                cfg.train_config(),
+                validate=validate if v_user.size else None,
+                n_batches=n_batches,
+                name=self.name,
+            )
+        self.fit_info.epochs = len(history)
+        self.fit_info.history = history
+        self.fit_info.extra = {"n_examples": int(ex_pos.size), "n_valid": int(v_user.size)}
+
+    def _build_net(self) -> SequenceNet:
+        assert self._tag_matrix is not None
+        pad_rows = np.full((2, self._tag_matrix.shape[1]), self.n_tags, np.int64)
+        tags = torch.from_numpy(np.concatenate([self._tag_matrix, pad_rows]))
+        return SequenceNet(self.n_movies, self.n_tags, tags, self.config)
+
+    # ----------------------------------------------------------------- scoring
+    def _net(self) -> SequenceNet:
+        self._check_fitted()
+        if self.net is None:
+            raise NotFittedError(f"{self.name}: fit or load the model first")
+        return self.net
+
+    def _with_history(self, queries: Sequence[Query]) -> list[Query]:
+        """A query naming only a known user gets that user's ordered training history."""
+        out = []
+        for q in queries:
+            if q.movies.size == 0 and q.user is not None and self._seq_ptr is not None:
+                if not 0 <= q.user < self._seq_ptr.size - 1:
+                    raise IndexError(f"user index out of range 0..{self._seq_ptr.size - 2}: {q.user}")
+                a, b = self._seq_ptr[q.user], self._seq_ptr[q.user + 1]
+                q = Query(
+                    movies=self._seq_movie[a:b],  # type: ignore[index]
+                    feedback=self._seq_fb[a:b],  # type: ignore[index]
+                    liked_tags=q.liked_tags,
+                    disliked_tags=q.disliked_tags,
+                    user=q.user,
+                )
+            out.append(q)
+        return out
+
+    def _run(self, queries: Sequence[Query]) -> tuple[np.ndarray, np.ndarray]:
+        net = self._net()
+        last = self._last_run
+        # ranking.recommend asks for movie and then tag scores of the same Query objects: run once
+        if (
+            last is not None
+            and len(last[0]) == len(queries)
+            and all(a is b for a, b in zip(last[0], queries, strict=True))
+        ):
+            return last[1].copy(), last[2].copy()
+        result = self._run_net(net, queries)
+        # keep only small (interactive) batches: a 512-query evaluation batch would pin ~40 MB
+        self._last_run = (list(queries), *result) if len(queries) <= 16 else None
+        return result
+
+    def _run_net(self, net: SequenceNet, queries: Sequence[Query]) -> tuple[np.ndarray, np.ndarray]:
+        queries = self._with_history(queries)
+        for q in queries:
+            q.check(self.n_movies, self.n_tags)
+        if not queries:
+            return np.zeros((0, self.n_movies), np.float32), np.zeros((0, self.n_tags), np.float32)
+        net.eval()
+        with torch.inference_mode():
+            logp, tlogp = net(self._query_batch(queries))
+        return logp.numpy().astype(np.float32), tlogp.numpy().astype(np.float32)
+
+    def score(self, queries: Sequence[Query]) -> np.ndarray:
+        """Log-probability of each movie being the next liked one, float32 ``(len(queries), n_movies)``."""
+        return self._run(queries)[0]
+
+    def score_tags(self, queries: Sequence[Query]) -> np.ndarray:
+        """Log-probability of each tag describing the next liked movie, float32 ``(len(queries), n_tags)``."""
+        return self._run(queries)[1]
+
+    def score_users(self, users: np.ndarray) -> np.ndarray:
+        """Scores for known user *indices* ``(B,)`` from their time-ordered training histories."""
+        if self._seq_ptr is None:
+            raise NotFittedError(f"{self.name}: score_users needs the training data of fit()")
+        return self.score([Query(user=int(u)) for u in np.asarray(users)])
+
+    def explain(self, query: Query, movies: np.ndarray) -> list[str | None]:
+        """``"because you liked {movie:<index>}"``: the session's liked movie whose
+        embedding is most similar (cosine) to each recommended movie index; ``None`` without likes."""
+        net = self._net()
+        liked = query.liked
+        movies = np.asarray(movies, np.int64)
+        if liked.size == 0 or movies.size == 0:
+            return [None] * movies.size
+        with torch.no_grad():
+            emb = F.normalize(net.movie_emb.weight[: self.n_movies], dim=1)
+            sim = emb[torch.from_numpy(movies)] @ emb[torch.from_numpy(liked)].T
+        best = liked[sim.argmax(1).numpy()]
+        return [f"{REASON_PREFIX}{{movie:{int(m)}}}" for m in best]
+
+    # -------------------------------------------------------------- persistence
+    def state(self) -> dict[str, np.ndarray]:
+        net = self._net()
+        out = {f"net.{k}": v.detach().cpu().numpy() for k, v in net.state_dict().items()}
+        assert self._tag_matrix is not None
+        out["tag_matrix"] = self._tag_matrix
+        return out
+
+    def load_state(self, state: dict[str, np.ndarray]) -> None:
+        self._tag_matrix = np.asarray(state["tag_matrix"], np.int64)
+        net = self._build_net()
+        weights = {k[4:]: torch.from_numpy(np.array(v)) for k, v in state.items() if k.startswith("net.")}
+        try:
+            net.load_state_dict(weights)
+        except RuntimeError as exc:
+            raise ValueError(str(exc)) from exc
+        net.eval()
+        self.net = net
+        self._last_run = None
+
+
+class SequenceAttention(SequenceLSTM):
+    """The same sequence recommender with a SASRec-style causal transformer encoder."""
+
+    name = "sequence-attn"
+    default_encoder = "attention"
+
+
+def _ndcg_at(
+    model: SequenceLSTM,
+    net: nn.Module,
+    movie: np.ndarray,
+    fb: np.ndarray,
+    first: np.ndarray,
+    cut: np.ndarray,
+    target: np.ndarray,
+    exclude: list[np.ndarray],
+    k: int,
+) -> float:
+    """Mean NDCG@k of ``target`` movie indices ``(V,)`` given the flat histories
+    ``[first, cut)``, full ranking over all movies minus each history ``exclude``."""
+    total = 0.0
+    step = 512
+    for s in range(0, target.size, step):
+        tokens, feedback, n = model._window(movie, fb, first[s : s + step], cut[s : s + step])
+        chosen = torch.zeros((n.size, 0), dtype=torch.int64)
+        logp, _ = net(
+            _Batch(torch.from_numpy(tokens), torch.from_numpy(feedback), torch.from_numpy(n), chosen)
+        )
+        scores = logp.numpy().copy()
+        rows = np.repeat(np.arange(n.size), [e.size for e in exclude[s : s + step]])
+        if rows.size:
+            scores[rows, np.concatenate(exclude[s : s + step])] = -np.inf
+        tgt = target[s : s + step]
+        t_score = scores[np.arange(n.size), tgt]
+        rank = (scores > t_score[:, None]).sum(1)
+        total += float(np.where(rank < k, 1.0 / np.log2(rank + 2.0), 0.0).sum())
+    return total / max(target.size, 1)

@@ -1,0 +1,221 @@
+"""Tests of the session recommenders (``sequence`` LSTM and ``sequence-attn`` transformer).
+
+Known answer: :func:`markov_sequences` walks ``i -> i+1``, movie ``i`` carries
+tag ``tag{i % n_tags}``; the models must learn the chain, react to tags, to
+order and to dislikes.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # tests/ holds contract.py
+
+from contract import ModelContract
+from movierec.data import splits
+from movierec.data.dataset import FIVE_STARS, Dataset
+from movierec.data.synthetic import markov_sequences, synthetic_movies
+from movierec.models.artifacts import load_model, save_model
+from movierec.models.base import Query
+from movierec.models.sequence import SequenceAttention, SequenceLSTM, parse_reason
+from movierec.ranking import Catalog, recommend
+
+N_MOVIES, N_TAGS = 20, 4
+TINY: dict[str, Any] = {
+    "embed_dim": 16,
+    "hidden_dim": 32,
+    "max_len": 8,
+    "dropout": 0.0,
+    "threads": 1,
+    "batch_size": 128,
+}
+CLASSES = {"lstm": SequenceLSTM, "attn": SequenceAttention}
+
+
+def tiny(cls: type[SequenceLSTM], **overrides: Any) -> SequenceLSTM:
+    return cls(**{**TINY, "epochs": 16, "lr": 1e-2, "patience": 0, **overrides})
+
+
+class TestLSTMContract(ModelContract):
+    make = staticmethod(lambda: SequenceLSTM(**{**TINY, "batch_size": 64}, epochs=15, lr=1e-2, patience=0))
+    quality = "checkerboard"
+
+
+class TestAttentionContract(ModelContract):
+    make = staticmethod(
+        lambda: SequenceAttention(**{**TINY, "batch_size": 64}, epochs=15, lr=1e-2, patience=0)
+    )
+    # at this tiny size the transformer still puts 1-2 of 400 checkerboard picks in the wrong half;
+    # its quality is checked on the Markov chain below (chain, order, tags, dislikes)
+    quality = None
+
+
+@pytest.fixture(scope="module")
+def markov() -> Dataset:
+    return markov_sequences(150, N_MOVIES, 12, np.random.default_rng(0), n_tags=N_TAGS, dislike_rate=0.15)
+
+
+@pytest.fixture(scope="module", params=list(CLASSES))
+def fitted(request: pytest.FixtureRequest, markov: Dataset) -> SequenceLSTM:
+    return tiny(CLASSES[request.param]).fit(markov, np.random.default_rng(1))
+
+
+def tag_index(model: SequenceLSTM, k: int) -> int:
+    assert model.tags is not None
+    return int(model.tags.index(np.array([f"tag{k}"], dtype=object))[0])
+
+
+def test_learns_the_chain(fitted: SequenceLSTM) -> None:
+    scores = fitted.score([Query.session(liked=[i]) for i in range(N_MOVIES)])
+    top3 = np.argsort(-scores, axis=1)[:, :3]
+    hits = np.mean([(i + 1) % N_MOVIES in top3[i] for i in range(N_MOVIES)])
+    assert hits >= 0.8, f"next movie in the top 3 for only {hits:.0%} of movies"
+    assert scores.dtype == np.float32 and scores.shape == (N_MOVIES, N_MOVIES)
+
+
+def test_order_matters_the_last_like_weighs_most(fitted: SequenceLSTM) -> None:
+    a, b = fitted.score([Query.session(liked=[1, 9]), Query.session(liked=[9, 1])])
+    assert not np.allclose(a, b)
+    assert a[10] > a[2] and b[2] > b[10]
+
+
+def test_liked_tag_shifts_towards_its_movies(fitted: SequenceLSTM) -> None:
+    for k in range(N_TAGS):
+        with_tag = np.flatnonzero(np.arange(N_MOVIES) % N_TAGS == k)
+        base, tagged = np.exp(
+            fitted.score(
+                [Query.session(liked=[3]), Query.session(liked=[3], liked_tags=[tag_index(fitted, k)])]
+            )
+        )
+        assert tagged[with_tag].sum() > base[with_tag].sum(), f"tag{k} did not raise its movies"
+
+
+def test_tags_only_session(fitted: SequenceLSTM, markov: Dataset) -> None:
+    t = tag_index(fitted, 2)
+    q = Query.session(liked_tags=[t])
+    probs = np.exp(fitted.score([q])[0])
+    with_tag = np.arange(N_MOVIES) % N_TAGS == 2
+    assert probs[with_tag].sum() > with_tag.mean(), "a tags-only session must favour the tag's movies"
+    rec = recommend(fitted, [q], 5, catalog=Catalog.from_dataset(markov), n_tags=3)[0]
+    assert not rec.fallback and len(rec.movies) == 5
+    assert t not in rec.tags and len(rec.tags) == 3
+
+
+def test_tag_head_predicts_next_movies_tag(fitted: SequenceLSTM) -> None:
+    tags = fitted.score_tags([Query.session(liked=[i]) for i in range(N_MOVIES)])
+    assert tags.shape == (N_MOVIES, fitted.n_tags) and tags.dtype == np.float32
+    user_tags = [tag_index(fitted, k) for k in range(N_TAGS)]
+    best = np.asarray(user_tags)[np.argmax(tags[:, user_tags], axis=1)]
+    expected = [tag_index(fitted, (i + 1) % N_TAGS) for i in range(N_MOVIES)]
+    assert np.mean(best == expected) >= 0.6  # chance: 0.25
+
+
+@pytest.fixture(scope="module")
+def two_tastes() -> Dataset:
+    """Even users like (5) even movies and dislike (1) odd ones; odd users the reverse."""
+    rng = np.random.default_rng(4)
+    n_users, n_movies, n_like, n_dislike = 80, 20, 6, 3
+    own = rng.random((n_users, n_movies // 2)).argsort(axis=1)
+    users = np.repeat(np.arange(n_users), n_like + n_dislike)
+    parity = users % 2
+    half = np.concatenate([own[:, :n_like], own[:, n_like : n_like + n_dislike]], axis=1).ravel()
+    liked = np.tile(np.r_[np.ones(n_like, bool), np.zeros(n_dislike, bool)], n_users)
+    movies = 2 * half + np.where(liked, parity, 1 - parity)
+    ratings = pd.DataFrame(
+        {
+            "userId": users + 1,
+            "movieId": movies + 1,
+            "rating": np.where(liked, 5.0, 1.0),
+            "timestamp": rng.permutation(users.size),
+        }
+    )
+    return Dataset.build("two-tastes", ratings, synthetic_movies(n_movies, rng), scale=FIVE_STARS)
+
+
+@pytest.mark.parametrize("kind", list(CLASSES))
+def test_dislike_lowers_the_movie_and_its_neighbours(kind: str, two_tastes: Dataset) -> None:
+    model = tiny(CLASSES[kind]).fit(two_tastes, np.random.default_rng(0))
+    odd = np.arange(1, 20, 2)
+    # the same session, movie 3 liked vs disliked: 3 and the other odd movies must drop
+    as_like, as_dislike = model.score(
+        [Query(movies=[3, 4], feedback=[1, 1]), Query(movies=[3, 4], feedback=[-1, 1])]
+    )
+    assert as_dislike[3] < as_like[3]
+    assert np.exp(as_dislike[odd]).sum() < np.exp(as_like[odd]).sum()
+
+
+def test_empty_session_falls_back_to_popularity(fitted: SequenceLSTM, markov: Dataset) -> None:
+    catalog = Catalog.from_dataset(markov)
+    rec = recommend(fitted, [Query()], 5, catalog=catalog)[0]
+    assert rec.fallback
+    np.testing.assert_array_equal(rec.movies, np.argsort(-catalog.popularity_scores, kind="stable")[:5])
+
+
+def test_unknown_indices_are_rejected(fitted: SequenceLSTM) -> None:
+    with pytest.raises(IndexError, match="movie index out of range"):
+        fitted.score([Query.session(liked=[N_MOVIES])])
+    with pytest.raises(IndexError, match="tag index out of range"):
+        fitted.score_tags([Query.session(liked_tags=[fitted.n_tags])])
+    with pytest.raises(IndexError, match="user index out of range"):
+        fitted.score([Query(user=10_000)])
+
+
+def test_known_user_uses_time_ordered_history(fitted: SequenceLSTM, markov: Dataset) -> None:
+    movies, ratings = markov.history(5)
+    fb = np.where(ratings >= 4, 1, np.where(ratings <= 2, -1, 0))
+    np.testing.assert_array_equal(
+        fitted.score_users(np.array([5])), fitted.score([Query(movies=movies, feedback=fb)])
+    )
+
+
+def test_save_load_identical(fitted: SequenceLSTM, tmp_path: Path) -> None:
+    qs = [
+        Query.session(liked=[1, 2], disliked=[7], liked_tags=[tag_index(fitted, 1)]),
+        Query.session(liked=[3]),
+    ]
+    loaded = load_model(save_model(fitted, tmp_path / fitted.name))
+    assert type(loaded) is type(fitted)
+    np.testing.assert_array_equal(loaded.score(qs), fitted.score(qs))
+    np.testing.assert_array_equal(loaded.score_tags(qs), fitted.score_tags(qs))
+
+
+def test_explain_names_the_most_similar_like(fitted: SequenceLSTM) -> None:
+    q = Query.session(liked=[2, 11])
+    reasons = fitted.explain(q, np.array([3, 12]))
+    assert all(r is not None and r.startswith("because you liked") for r in reasons)
+    assert {parse_reason(r) for r in reasons} <= {2, 11}
+    assert fitted.explain(Query.session(liked_tags=[0]), np.array([3])) == [None]
+
+
+@pytest.mark.parametrize("kind", list(CLASSES))
+def test_same_seed_same_model_other_seed_differs(kind: str, markov: Dataset) -> None:
+    q = [Query.session(liked=[1, 2])]
+    runs = [tiny(CLASSES[kind], epochs=2).fit(markov, np.random.default_rng(s)).score(q) for s in (5, 5, 6)]
+    np.testing.assert_array_equal(runs[0], runs[1])
+    assert not np.array_equal(runs[0], runs[2])
+
+
+def test_validation_split_and_multi_target(markov: Dataset) -> None:
+    train, valid, _ = splits.temporal_leave_last(markov)
+    model = tiny(SequenceLSTM, multi_target=True, patience=2).fit(
+        train, np.random.default_rng(0), valid=valid
+    )
+    history = model.fit_info.history
+    assert all("valid" in row for row in history)
+    assert max(row["valid"] for row in history) > 0.5  # NDCG@10 of the next movie
+    scores = model.score([Query.session(liked=[i]) for i in range(N_MOVIES)])
+    top5 = np.argsort(-scores, axis=1)[:, :5]
+    assert np.mean([(i + 1) % N_MOVIES in top5[i] for i in range(N_MOVIES)]) >= 0.5  # chance: 0.25
+
+
+def test_bad_config_is_rejected(markov: Dataset) -> None:
+    with pytest.raises(ValueError, match="encoder"):
+        SequenceLSTM(encoder="gru", epochs=1).fit(markov)
+    with pytest.raises(ValueError, match="max_len"):
+        SequenceLSTM(max_len=1, epochs=1).fit(markov)
