@@ -34,6 +34,9 @@ TINY: dict[str, Any] = {
     "dropout": 0.0,
     "threads": 1,
     "batch_size": 128,
+    # the Markov sets have uniform popularity: nothing for a popularity start to add, and these
+    # small nets' thresholds were calibrated from a plain start
+    "init_popularity": False,
 }
 CLASSES = {"lstm": SequenceLSTM, "attn": SequenceAttention}
 
