@@ -25,13 +25,12 @@ PortOpt = Annotated[int, typer.Option("--port", min=1, max=65535, help="TCP port
 #: (fields a model's config lacks are skipped): a couple of minutes at most on 2 cores.
 FAST_CONFIGS: dict[str, dict[str, Any]] = {
     "sequence": {
-        "epochs": 3,
-        "embed_dim": 32,
-        "hidden_dim": 64,
-        "n_layers": 1,
-        "max_len": 30,
+        "epochs": 4,
+        "embed_dim": 48,
+        "hidden_dim": 96,
+        "max_len": 20,
         "tags_per_movie": 5,
-        "batch_size": 512,
+        "batch_size": 256,
         "threads": 2,
         "patience": 1,
         "progress": True,
