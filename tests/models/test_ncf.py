@@ -2,13 +2,8 @@
 
 from __future__ import annotations
 
-import sys
-from pathlib import Path
-
 import numpy as np
 import pytest
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # tests/ holds contract.py
 
 from contract import ModelContract, make_checkerboard, make_low_rank
 from movierec.models.base import Query

@@ -7,15 +7,12 @@ order and to dislikes.
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
 import pytest
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # tests/ holds contract.py
 
 from contract import ModelContract
 from movierec.data import splits
