@@ -226,6 +226,10 @@ def test_visitor_journey(browser: Any, live_server: str, screenshots: Path) -> N
 
     assert not errors, errors
     print("round trips (ms):", {k: round(v) for k, v in timings.items()})
+    # the CI log shows this file (pytest captures the prints of passing tests)
+    (screenshots.parent / "round-trips.txt").write_text(
+        "".join(f"{name}: {ms:.0f} ms\n" for name, ms in timings.items())
+    )
     context.close()
 
 
