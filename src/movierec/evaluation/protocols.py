@@ -31,7 +31,13 @@ import scipy.sparse as sp
 from movierec.data import splits
 from movierec.data.dataset import Dataset
 from movierec.evaluation import metrics as M
-from movierec.models.base import CannotScoreError, Query, Recommender, feedback_from_ratings
+from movierec.models.base import (
+    CannotScoreError,
+    Query,
+    Recommender,
+    feedback_from_ratings,
+    feedback_thresholds,
+)
 from movierec.ranking import top_n
 
 __all__ = [
@@ -154,20 +160,6 @@ def _round(x: float) -> float | None:
 
 
 # ------------------------------------------------------------------ helpers
-
-
-def feedback_thresholds(data: Dataset) -> tuple[float, float]:
-    """(like, dislike) rating thresholds for the data set's scale.
-
-    On a 0.5-5 or 1-5 scale this gives like ``>= 4.0`` and dislike ``<= 2.0``;
-    other scales are mapped proportionally (75 % and 37.5 % of the range, rounded
-    to the scale's step, up and down respectively).
-    """
-    s = data.scale
-    span = s.high - s.low
-    like = s.low + math.ceil(0.75 * span / s.step - 1e-9) * s.step
-    dislike = s.low + math.floor(0.375 * span / s.step + 1e-9) * s.step
-    return float(like), float(dislike)
 
 
 def _rows(m: sp.csr_matrix, users: np.ndarray) -> sp.csr_matrix:

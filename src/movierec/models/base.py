@@ -9,6 +9,7 @@ taking the top N happen elsewhere, once (:mod:`movierec.ranking`).
 from __future__ import annotations
 
 import dataclasses
+import math
 import time
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
@@ -144,6 +145,20 @@ def feedback_from_ratings(ratings: np.ndarray, like_threshold: float, dislike_th
     fb[ratings >= like_threshold] = LIKE
     fb[ratings <= dislike_threshold] = DISLIKE
     return fb
+
+
+def feedback_thresholds(data: Dataset) -> tuple[float, float]:
+    """(like, dislike) rating thresholds for the data set's scale.
+
+    On a 0.5-5 or 1-5 scale this gives like ``>= 4.0`` and dislike ``<= 2.0``;
+    other scales are mapped proportionally (75 % and 37.5 % of the range, rounded
+    to the scale's step, up and down respectively).
+    """
+    s = data.scale
+    span = s.high - s.low
+    like = s.low + math.ceil(0.75 * span / s.step - 1e-9) * s.step
+    dislike = s.low + math.floor(0.375 * span / s.step + 1e-9) * s.step
+    return float(like), float(dislike)
 
 
 @dataclass

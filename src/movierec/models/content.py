@@ -123,7 +123,7 @@ class ContentRecommender(Recommender):
         names = [str(t) for t in data.tags.ids]
         self.tag_emb = self._encode(names) if names else np.zeros((0, self.movie_emb.shape[1]), np.float32)
         self._train_ratings = data
-        from movierec.evaluation.protocols import feedback_thresholds
+        from movierec.models.base import feedback_thresholds
 
         self._like_dislike = feedback_thresholds(data)
 
@@ -189,7 +189,7 @@ class ContentRecommender(Recommender):
         """Scores for known user *indices* ``(B,)`` from their time-ordered training ratings.
 
         Ratings at or above the like threshold count as likes, at or below the
-        dislike threshold as dislikes (:func:`~movierec.evaluation.protocols.feedback_thresholds`);
+        dislike threshold as dislikes (:func:`~movierec.models.base.feedback_thresholds`);
         if a user has no like, all their movies count as liked.
         """
         data = self._train_ratings
