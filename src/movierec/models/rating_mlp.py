@@ -334,7 +334,23 @@ class PairRecommender(Recommender):
 
 
 @dataclass
-class RatingRegressorConfig:
+class _FoldInConfig:
+    """How the rating networks fold a new session's user vector in (shared fields)."""
+
+    #: Adam steps to fold a new session's user vector in
+    fold_steps: int = 50
+    #: learning rate of the fold-in steps
+    fold_lr: float = 0.05
+    #: L2 pull of a folded-in vector towards the mean user vector
+    fold_l2: float = 0.1
+    #: fold-in target for a liked movie without a rating, as a fraction of the scale (0 = low, 1 = high)
+    like_level: float = 0.9
+    #: fold-in target for a disliked movie without a rating, as a fraction of the scale
+    dislike_level: float = 0.2
+
+
+@dataclass
+class RatingRegressorConfig(_FoldInConfig):
     """Settings of :class:`RatingRegressor` (defaults tuned on ml-latest-small)."""
 
     #: size of the user and of the movie embedding
@@ -359,16 +375,6 @@ class RatingRegressorConfig:
     threads: int = 0
     #: show a progress bar
     progress: bool = False
-    #: Adam steps to fold a new session's user vector in
-    fold_steps: int = 50
-    #: learning rate of the fold-in steps
-    fold_lr: float = 0.05
-    #: L2 pull of a folded-in vector towards the mean user vector
-    fold_l2: float = 0.1
-    #: fold-in target for a liked movie without a rating, as a fraction of the scale (0 = low, 1 = high)
-    like_level: float = 0.9
-    #: fold-in target for a disliked movie without a rating, as a fraction of the scale
-    dislike_level: float = 0.2
 
 
 class _RegressorNet(PairNet):
@@ -490,7 +496,7 @@ class RatingRegressor(_RatingBase):
 
 
 @dataclass
-class RatingClassifierConfig:
+class RatingClassifierConfig(_FoldInConfig):
     """Settings of :class:`RatingClassifier` (defaults tuned on ml-latest-small)."""
 
     #: size of the user and of the movie embedding
@@ -517,16 +523,6 @@ class RatingClassifierConfig:
     threads: int = 0
     #: show a progress bar
     progress: bool = False
-    #: Adam steps to fold a new session's user vector in
-    fold_steps: int = 50
-    #: learning rate of the fold-in steps
-    fold_lr: float = 0.05
-    #: L2 pull of a folded-in vector towards the mean user vector
-    fold_l2: float = 0.1
-    #: fold-in target for a liked movie without a rating, as a fraction of the scale
-    like_level: float = 0.9
-    #: fold-in target for a disliked movie without a rating, as a fraction of the scale
-    dislike_level: float = 0.2
 
     def __post_init__(self) -> None:
         self.hidden = tuple(int(h) for h in self.hidden)
