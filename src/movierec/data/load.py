@@ -18,7 +18,8 @@ def load_dataset(
     with_metadata: bool = True,
 ) -> Dataset:
     """Load a MovieLens data set by name (``ml-latest-small``, ``ml-100k``, ...), from a
-    zip, or from a folder holding an unpacked copy in any layout.
+    zip, from a folder holding an unpacked copy in any layout, or from a folder of Parquet
+    files written by :func:`movierec.data.columnar.ingest`.
 
     Named sets are fetched into the cache first (from the local mirror if one
     is configured); metadata from ``settings.metadata`` is joined when present.
@@ -29,4 +30,8 @@ def load_dataset(
     path = resolve_dataset_path(str(name_or_path), settings, mirror=mirror)
     name = str(name_or_path) if str(name_or_path) in DATASETS else None
     metadata = load_metadata(settings.metadata) if with_metadata else None
+    from movierec.data.columnar import is_columnar, load_columnar
+
+    if is_columnar(path):
+        return load_columnar(path, name=name, metadata=metadata)
     return load_folder(path, name=name, metadata=metadata)

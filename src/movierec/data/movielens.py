@@ -98,6 +98,7 @@ def _read_dat(path: Path, names: list[str], what: str, dtypes: object = None) ->
             quoting=3,
             dtype=dtypes,
             engine="c",
+            keep_default_na=False,  # a tag or title "NA" / "null" is text, as in the csv layout
         )
     except (pd.errors.ParserError, ValueError) as exc:
         raise DataError(f"{path}: malformed {what}: {exc}") from exc
