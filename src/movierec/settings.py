@@ -9,8 +9,11 @@ from __future__ import annotations
 from pathlib import Path
 
 import platformdirs
-from pydantic import Field
+from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+#: Schemes ``database_url`` accepts (see :mod:`movierec.storage.sessions`).
+_URL_SCHEMES = ("postgresql", "postgres", "postgresql+psycopg", "sqlite")
 
 
 def _default_home() -> Path:
@@ -42,6 +45,29 @@ class Settings(BaseSettings):
         default="https://files.grouplens.org/datasets/movielens/",
         description="Where official MovieLens zips are downloaded from when no mirror holds them.",
     )
+
+    database_url: str | None = Field(
+        default=None,
+        description=(
+            "Where sessions and favourites live. Unset: in the catalogue's SQLite file (one machine). "
+            "postgresql://user[:password]@host:5432/dbname: a PostgreSQL database that several workers "
+            "and machines share. sqlite:///relative/path or sqlite:////absolute/path: another SQLite file. "
+            "The movie catalogue always stays in the SQLite file."
+        ),
+    )
+
+    @field_validator("database_url")
+    @classmethod
+    def _check_database_url(cls, value: str | None) -> str | None:
+        if value is None or not value.strip():
+            return None
+        scheme = value.strip().split("://", 1)[0].lower() if "://" in value else ""
+        if scheme not in _URL_SCHEMES:
+            raise ValueError(
+                "MOVIEREC_DATABASE_URL must start with postgresql:// (or postgres://) or sqlite:///, "
+                f"got {scheme + '://...' if scheme else 'no scheme'}"
+            )
+        return value.strip()
 
     @property
     def cache_dir(self) -> Path:

@@ -1,15 +1,18 @@
-"""Tests for movierec.storage.db: connection settings, versioned migrations, integrity checks."""
+"""Tests for movierec.storage.db and movierec.storage.postgres: connection settings, versioned
+migrations, integrity checks. The PostgreSQL ones use the throwaway server of ``tests/pg.py``.
+"""
 
 from __future__ import annotations
 
 import sqlite3
+import threading
 from pathlib import Path
 
 import pandas as pd
 import pytest
 
 from movierec.data.dataset import Dataset
-from movierec.storage import db
+from movierec.storage import db, postgres
 from movierec.storage.catalog import build_catalog, get_movie, search_movies
 from movierec.storage.db import (
     MIGRATIONS,
@@ -21,6 +24,7 @@ from movierec.storage.db import (
     schema_version,
 )
 from movierec.storage.sessions import SessionStore
+from pg import pg_url_fixture, postgres_fixture  # noqa: F401  (fixtures `pg_url`, `postgres`)
 
 
 def tiny() -> Dataset:
@@ -153,3 +157,105 @@ def test_integrity_check_on_a_damaged_file(tmp_path: Path) -> None:
         data[p * page + 8 : p * page + 200] = b"\xa5" * 192
     path.write_bytes(bytes(data))
     assert not integrity_check(connect(path))
+
+
+# ------------------------------------------------------------------ PostgreSQL
+SESSION_TABLES = ("sessions", "session_items", "favourites")
+
+
+def test_postgres_versions_follow_sqlite() -> None:
+    """Every SQLite step has its PostgreSQL counterpart under the same number (v1, the catalogue, is empty)."""
+    assert [v for v, _, _ in postgres.MIGRATIONS] == [v for v, _, _ in MIGRATIONS]
+    assert postgres.SCHEMA_VERSION == SCHEMA_VERSION
+    assert postgres.MIGRATIONS[0][2] == ""
+
+
+def test_postgres_fresh_database_gets_the_same_session_schema(pg_url: str, tmp_path: Path) -> None:
+    conn = postgres.connect(pg_url)
+    assert postgres.schema_version(conn) == 0
+    assert postgres.migrate(conn) == SCHEMA_VERSION
+    assert postgres.migrate(conn) == SCHEMA_VERSION  # idempotent
+    rows = conn.execute("SELECT version, description FROM schema_version ORDER BY version").fetchall()
+    assert rows == [(v, d) for v, d, _ in postgres.MIGRATIONS]
+    lite = connect(tmp_path / "x.sqlite3")
+    migrate(lite)
+    for table in SESSION_TABLES:  # same columns, in the same order
+        pg_columns = [
+            r[0]
+            for r in conn.execute(
+                "SELECT column_name FROM information_schema.columns "
+                "WHERE table_schema = current_schema() AND table_name = %s ORDER BY ordinal_position",
+                (table,),
+            )
+        ]
+        assert pg_columns == [r[1] for r in lite.execute(f"PRAGMA table_info({table})")], table
+    assert postgres.integrity_check(conn)
+    conn.close()
+
+
+def test_postgres_newer_database_is_refused(pg_url: str) -> None:
+    conn = postgres.connect(pg_url)
+    postgres.migrate(conn)
+    conn.execute(
+        "INSERT INTO schema_version (version, description) VALUES (%s, 'future')", (SCHEMA_VERSION + 1,)
+    )
+    with pytest.raises(StorageError, match="newer"):
+        postgres.migrate(conn)
+    with pytest.raises(StorageError, match="newer"):
+        SessionStore(pg_url)
+    assert not postgres.integrity_check(conn)
+    with pytest.raises(StorageError, match="unknown schema version"):
+        postgres.migrate(conn, target=99)
+    conn.close()
+
+
+def test_postgres_failed_step_rolls_back(pg_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    bad = (3, "broken", "CREATE TABLE half_done (a INTEGER);\nSELECT * FROM no_such_table;\n")
+    monkeypatch.setattr(postgres, "MIGRATIONS", [*postgres.MIGRATIONS, bad])
+    monkeypatch.setattr(postgres, "SCHEMA_VERSION", 3)
+    conn = postgres.connect(pg_url)
+    with pytest.raises(StorageError, match="v3"):
+        postgres.migrate(conn, target=3)
+    assert postgres.schema_version(conn) == 2  # the good steps stay, the broken one left nothing behind
+    assert conn.execute("SELECT to_regclass('half_done')").fetchone() == (None,)
+    assert conn.execute("SELECT to_regclass('sessions')").fetchone() != (None,)
+    conn.close()
+
+
+def test_postgres_workers_starting_together_migrate_once(pg_url: str) -> None:
+    errors: list[BaseException] = []
+    stores: list[SessionStore] = []
+
+    def start() -> None:
+        try:
+            stores.append(SessionStore(pg_url))
+        except BaseException as exc:
+            errors.append(exc)
+
+    threads = [threading.Thread(target=start) for _ in range(4)]
+    for th in threads:
+        th.start()
+    for th in threads:
+        th.join(timeout=60)
+    assert not errors, errors
+    assert len(stores) == 4
+    rows = stores[0].conn.execute("SELECT version FROM schema_version ORDER BY version").fetchall()
+    assert rows == [(1,), (2,)]
+    for s in stores:
+        s.close()
+
+
+def test_postgres_integrity_check_finds_clashing_positions(pg_url: str) -> None:
+    store = SessionStore(pg_url)
+    token = store.create()
+    store.add(token, "movie", 1, "like")
+    store.add(token, "movie", 2, "like")
+    assert store.integrity_check()
+    store.conn.execute("UPDATE session_items SET position = 0 WHERE token = %s", (token,))
+    assert not store.integrity_check()
+    store.close()
+
+
+def test_postgres_statement_splitter() -> None:
+    script = "-- a comment; with a semicolon\nCREATE TABLE a (x INTEGER);\nCREATE INDEX a_x ON a(x);\n"
+    assert postgres._statements(script) == ["CREATE TABLE a (x INTEGER)", "CREATE INDEX a_x ON a(x)"]

@@ -1,8 +1,14 @@
-"""Tests for movierec.storage.sessions: order, moves, reorder, limits, durability, threads."""
+"""Tests for movierec.storage.sessions: order, moves, reorder, limits, durability, threads.
+
+Every test runs against both backends: SQLite (a file in ``tmp_path``) and
+PostgreSQL (a fresh schema on the throwaway server of ``tests/pg.py``; skipped
+without Debian's ``postgresql`` package, except under ``CI=true``).
+"""
 
 from __future__ import annotations
 
 import contextlib
+import socket
 import subprocess
 import sys
 import textwrap
@@ -14,15 +20,35 @@ import numpy as np
 import pytest
 
 from movierec.storage import sessions
-from movierec.storage.db import connect, integrity_check
+from movierec.storage.db import connect
 from movierec.storage.sessions import SessionState, SessionStore, UnknownSessionError
+from pg import pg_url_fixture, postgres_fixture  # noqa: F401  (fixtures `pg_url`, `postgres`)
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """Where a test's sessions live: an SQLite path, or a PostgreSQL URL (fresh schema)."""
+    if request.param == "sqlite":
+        return str(tmp_path / "sessions.sqlite3")
+    return str(request.getfixturevalue("pg_url"))
 
 
 @pytest.fixture
-def store(tmp_path: Path) -> Iterator[SessionStore]:
-    s = SessionStore(tmp_path / "sessions.sqlite3")
+def store(url: str) -> Iterator[SessionStore]:
+    s = SessionStore(url)
     yield s
     s.close()
+
+
+def query(store: SessionStore, sql: str, params: tuple[object, ...] = ()) -> tuple[object, ...]:
+    """The first row of ``sql`` (``?`` placeholders) on the store's own connection."""
+    if store.backend == "postgresql":
+        sql = sql.replace("?", "%s")
+    return tuple(store.conn.execute(sql, params).fetchone())
+
+
+def test_backend_names(store: SessionStore, url: str) -> None:
+    assert store.backend == ("postgresql" if url.startswith("postgresql://") else "sqlite")
 
 
 def test_create_and_empty_state(store: SessionStore) -> None:
@@ -163,18 +189,18 @@ def test_updated_at_moves(store: SessionStore) -> None:
     assert store.get(t).updated_at == after
 
 
-def test_persistence_across_reconnect(tmp_path: Path) -> None:
-    path = tmp_path / "db.sqlite3"
-    first = SessionStore(path)
+def test_persistence_across_reconnect(url: str) -> None:
+    first = SessionStore(url)
     t = first.create()
     first.add(t, "movie", 1, "like")
     first.add(t, "tag", "noir", "dislike")
     first.add_favourite(t, 3)
     first.add_favourite(t, 4)
     first.close()
-    again = SessionStore(connect(path))
+    again = SessionStore(url if url.startswith("postgresql://") else connect(url))
     state = again.get(t)
     assert (state.liked, state.disliked_tags, state.favourites) == ([1], ["noir"], [4, 3])
+    again.close()
 
 
 def test_delete(store: SessionStore) -> None:
@@ -183,18 +209,19 @@ def test_delete(store: SessionStore) -> None:
     store.add_favourite(t, 1)
     store.delete(t)
     assert not store.exists(t)
-    assert store.conn.execute("SELECT count(*) FROM session_items").fetchone()[0] == 0
-    assert store.conn.execute("SELECT count(*) FROM favourites").fetchone()[0] == 0
+    assert query(store, "SELECT count(*) FROM session_items") == (0,)
+    assert query(store, "SELECT count(*) FROM favourites") == (0,)
+    store.delete(t)  # again: no error
+    store.delete(123)  # type: ignore[arg-type]
 
 
-def test_acknowledged_write_survives_kill_9(tmp_path: Path) -> None:
-    """A write that returned is on disk even if the process dies right after (SIGKILL)."""
-    path = tmp_path / "db.sqlite3"
+def test_acknowledged_write_survives_kill_9(url: str) -> None:
+    """A write that returned is stored even if the process dies right after (SIGKILL)."""
     script = textwrap.dedent(
         f"""
         import os, signal, sys
         from movierec.storage.sessions import SessionStore
-        store = SessionStore({str(path)!r})
+        store = SessionStore({url!r})
         token = store.create()
         store.add(token, "movie", 42, "like")
         store.add_favourite(token, 7)
@@ -206,10 +233,10 @@ def test_acknowledged_write_survives_kill_9(tmp_path: Path) -> None:
     proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60)
     assert proc.returncode == -9, proc.stderr
     token = proc.stdout.strip()
-    store = SessionStore(path)
+    store = SessionStore(url)
     state = store.get(token)
     assert state.liked == [42] and state.favourites == [7]
-    assert integrity_check(store.conn)
+    assert store.integrity_check()
     store.close()
 
 
@@ -227,12 +254,11 @@ def _hammer(store: SessionStore, token: str, base: int, n: int, errors: list[Bas
 
 
 @pytest.mark.parametrize("shared", [True, False], ids=["one-connection", "one-connection-per-thread"])
-def test_concurrent_writers_keep_consistent_state(tmp_path: Path, shared: bool) -> None:
-    path = tmp_path / "db.sqlite3"
-    main = SessionStore(path)
+def test_concurrent_writers_keep_consistent_state(url: str, shared: bool) -> None:
+    main = SessionStore(url)
     token = main.create()
     n_threads, n = 4, 15
-    stores = [main if shared else SessionStore(path) for _ in range(n_threads)]
+    stores = [main if shared else SessionStore(url) for _ in range(n_threads)]
     errors: list[BaseException] = []
     threads = [
         threading.Thread(target=_hammer, args=(stores[k], token, 1000 * (k + 1), n, errors))
@@ -251,10 +277,107 @@ def test_concurrent_writers_keep_consistent_state(tmp_path: Path, shared: bool) 
         assert own == sorted(own)
         fav = [m for m in state.favourites if 1000 * (k + 1) <= m < 1000 * (k + 2)]
         assert fav == sorted(fav, reverse=True)
-    positions = main.conn.execute(
-        "SELECT count(*), count(DISTINCT position) FROM session_items WHERE token = ?", (token,)
-    ).fetchone()
+    positions = query(
+        main, "SELECT count(*), count(DISTINCT position) FROM session_items WHERE token = ?", (token,)
+    )
     assert positions[0] == positions[1]
-    assert integrity_check(main.conn)
+    assert main.integrity_check()
     for s in {id(s): s for s in stores}.values():
         s.close()
+
+
+# ----------------------------------------------------------- several workers (PostgreSQL)
+def test_two_stores_share_state_without_stickiness(pg_url: str) -> None:
+    """Two workers (one store each) on one PostgreSQL database see each other's writes at once."""
+    a, b = SessionStore(pg_url), SessionStore(pg_url)
+    token = a.create()
+    assert b.exists(token)
+    b.add(token, "movie", 1, "like")
+    a.add(token, "movie", 2, "like")
+    b.add_favourite(token, 9)
+    assert a.reorder(token, "movie", "like", [2, 1]).liked == [2, 1]
+    state = b.get(token)
+    assert (state.liked, state.favourites) == ([2, 1], [9])
+    a.delete(token)
+    with pytest.raises(UnknownSessionError):
+        b.add(token, "movie", 3, "like")
+    a.close()
+    b.close()
+
+
+def test_a_write_waits_for_the_session_lock_and_sees_the_other_write(pg_url: str) -> None:
+    """A reorder that races an append in another worker runs after it, and so refuses the stale order."""
+    import psycopg
+
+    store = SessionStore(pg_url)
+    token = store.create()
+    for mid in (1, 2):
+        store.add(token, "movie", mid, "like")
+    other = psycopg.connect(pg_url, autocommit=True)  # the other worker, mid-append
+    other.execute("BEGIN")
+    other.execute("UPDATE sessions SET updated_at = updated_at WHERE token = %s", (token,))
+    outcome: list[BaseException | list[int]] = []
+
+    def reorder() -> None:
+        try:
+            outcome.append(store.reorder(token, "movie", "like", [2, 1]).liked)
+        except BaseException as exc:
+            outcome.append(exc)
+
+    thread = threading.Thread(target=reorder)
+    thread.start()
+    thread.join(timeout=0.5)
+    assert thread.is_alive() and not outcome  # blocked on the session's row lock
+    other.execute(
+        "INSERT INTO session_items (token, kind, value, feedback, position) VALUES (%s, 'movie', '3', 'like', 2)",
+        (token,),
+    )
+    other.execute("COMMIT")
+    thread.join(timeout=10)
+    assert len(outcome) == 1 and isinstance(outcome[0], ValueError)
+    assert "missing [3]" in str(outcome[0])
+    assert store.get(token).liked == [1, 2, 3]  # the refused reorder changed nothing
+    other.close()
+    store.close()
+
+
+def test_reconnects_after_the_server_drops_the_connection(pg_url: str) -> None:
+    import psycopg
+
+    store = SessionStore(pg_url)
+    token = store.create()
+    pid = store.conn.info.backend_pid
+    with psycopg.connect(pg_url, autocommit=True) as admin:
+        assert admin.execute("SELECT pg_terminate_backend(%s)", (pid,)).fetchone() == (True,)
+    assert store.add(token, "movie", 5, "like").liked == [5]  # a fresh connection, transparently
+    assert store.conn.info.backend_pid != pid
+    store.close()
+
+
+# ------------------------------------------------------------------ URLs
+def test_sqlite_urls(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    assert sessions.sqlite_url_path("sqlite:///rel/x.db") == "rel/x.db"
+    assert sessions.sqlite_url_path("sqlite:////abs/x.db") == "/abs/x.db"
+    assert sessions.sqlite_url_path("sqlite://") == ":memory:"
+    assert sessions.sqlite_url_path("sqlite:///:memory:") == ":memory:"
+    for bad in ("sqlite:/x.db", "sqlite://host/x.db", "file:///x.db"):
+        with pytest.raises(ValueError):
+            sessions.sqlite_url_path(bad)
+    monkeypatch.chdir(tmp_path)
+    store = SessionStore("sqlite:///sub/s.sqlite3")
+    assert store.backend == "sqlite" and (tmp_path / "sub" / "s.sqlite3").exists()
+    store.close()
+    with pytest.raises(ValueError, match="unsupported database URL scheme"):
+        SessionStore("mysql://u@h/db")
+
+
+def test_unreachable_postgres_names_the_host_not_the_password() -> None:
+    pytest.importorskip("psycopg")
+    from movierec.storage.db import StorageError
+
+    with socket.socket() as s:  # a port nobody listens on
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    with pytest.raises(StorageError, match="cannot connect to PostgreSQL") as info:
+        SessionStore(f"postgresql://u:s3cret@127.0.0.1:{port}/db?connect_timeout=2")
+    assert "s3cret" not in str(info.value) and f"127.0.0.1:{port}" in str(info.value)

@@ -21,6 +21,13 @@ class ServiceSettings(BaseModel):
     database_path: Path | None = Field(
         default=None, description="SQLite catalogue + sessions database; default HOME/movierec.sqlite3."
     )
+    database_url: str | None = Field(
+        default=None,
+        description=(
+            "Sessions and favourites database URL (postgresql://... to share them between workers); "
+            "default: settings.database_url, else the catalogue's SQLite file."
+        ),
+    )
     max_inference_threads: int = Field(default=2, ge=1, le=64, description="Concurrent model calls.")
     max_waiting: int = Field(
         default=32,
@@ -46,3 +53,8 @@ class ServiceSettings(BaseModel):
     @property
     def resolved_database_path(self) -> Path:
         return self.database_path or self.settings.database_path
+
+    @property
+    def resolved_database_url(self) -> str | None:
+        """The sessions database URL, or ``None`` for the catalogue's SQLite file."""
+        return self.database_url or self.settings.database_url

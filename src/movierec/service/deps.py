@@ -16,6 +16,18 @@ from movierec.storage.sessions import SessionStore
 _TOKEN = re.compile(r"[A-Za-z0-9_\-]{16,128}")
 
 
+def open_store(settings: ServiceSettings, catalogue: sqlite3.Connection) -> SessionStore:
+    """The session store the settings ask for (migrated; :meth:`SessionStore.close` it on shutdown).
+
+    With no database URL the sessions share the catalogue's SQLite connection
+    (one machine); ``postgresql://...`` gives a store that any number of
+    workers and instances share, so a visitor needs no sticky session;
+    ``sqlite:///path`` another SQLite file.
+    """
+    url = settings.resolved_database_url
+    return SessionStore(catalogue) if url is None else SessionStore(url)
+
+
 def _state(request: Request, name: str) -> Any:
     return getattr(request.app.state, name)
 

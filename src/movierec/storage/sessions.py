@@ -2,11 +2,22 @@
 
 A session is identified by an unguessable token. Each list keeps the order
 in which the user gave feedback: the last item is the most important one.
-Every write is one ``BEGIN IMMEDIATE`` transaction, committed before the
-method returns; with WAL and ``synchronous=NORMAL`` an acknowledged write
-survives a crash of the process (a power loss may roll back the last few).
-A lock serialises the store's use of its connection across threads, and
-SQLite's write lock serialises writers in other processes.
+
+Two backends hold the same schema behind one :class:`SessionStore`:
+
+* **SQLite** (the default: the catalogue's file, or ``sqlite:///path``).
+  Every write is one ``BEGIN IMMEDIATE`` transaction, committed before the
+  method returns; with WAL and ``synchronous=NORMAL`` an acknowledged write
+  survives a crash of the process (a power loss may roll back the last few).
+  SQLite's write lock serialises writers in other processes of one machine.
+* **PostgreSQL** (``postgresql://user@host:5432/db``, :mod:`movierec.storage.postgres`),
+  shared by any number of workers on any number of machines. Every write is
+  one ``READ COMMITTED`` transaction that first locks the session's row, so
+  the writes to one session run one after the other wherever they come from.
+
+The store's SQL is written once, with ``?`` placeholders; a small backend
+adapter (:class:`SqliteBackend`, :class:`~movierec.storage.postgres.PostgresBackend`)
+runs it. A lock serialises the store's use of its connection across threads.
 """
 
 from __future__ import annotations
@@ -18,14 +29,23 @@ import sqlite3
 import threading
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, Protocol
 
-from movierec.storage.db import connect, migrate, transaction
+from movierec.storage import db
 
-__all__ = ["MAX_FAVOURITES", "MAX_ITEMS", "SessionState", "SessionStore", "UnknownSessionError"]
+__all__ = [
+    "MAX_FAVOURITES",
+    "MAX_ITEMS",
+    "SessionState",
+    "SessionStore",
+    "SqliteBackend",
+    "StoreBackend",
+    "UnknownSessionError",
+    "sqlite_url_path",
+]
 
 #: Most items in one list (e.g. a session's liked movies).
 MAX_ITEMS = 200
@@ -98,6 +118,11 @@ def _movie_id(value: Any) -> int:
         raise ValueError(f"a movie id must be an integer, got {value!r}") from None
 
 
+def _decode(kind: str, stored: Any) -> int | str:
+    """A stored ``session_items.value`` back in its Python form (PostgreSQL keeps movie ids as text)."""
+    return int(stored) if kind == "movie" else str(stored)
+
+
 def _value(kind: str, value: Any) -> int | str:
     """The stored form: ``int`` for movies, a normalised tag name (lower case, single spaces) for tags."""
     _check_kind(kind)
@@ -111,48 +136,194 @@ def _value(kind: str, value: Any) -> int | str:
     return tag
 
 
+def sqlite_url_path(url: str) -> str:
+    """The file of a ``sqlite://`` URL, as SQLAlchemy reads it; ``":memory:"`` for an in-memory one.
+
+    ``sqlite:///relative/file.sqlite3`` (three slashes: relative to the working
+    directory), ``sqlite:////srv/movierec/sessions.sqlite3`` (four: absolute),
+    ``sqlite://`` or ``sqlite:///:memory:`` (in memory).
+
+    Raises
+    ------
+    ValueError
+        ``url`` is not a ``sqlite://`` URL of one of these forms.
+    """
+    text = url.strip()
+    if not text.lower().startswith("sqlite://"):
+        raise ValueError(f"not a sqlite:// URL: {url!r}")
+    rest = text[len("sqlite://") :]
+    if rest in ("", "/", "/:memory:"):
+        return ":memory:"
+    if not rest.startswith("/") or rest == "//":
+        raise ValueError(f"bad SQLite URL {url!r}: use sqlite:///relative/path or sqlite:////absolute/path")
+    return rest[1:]
+
+
+class StoreBackend(Protocol):
+    """What :class:`SessionStore` needs from a database: portable SQL in, rows (tuples) out.
+
+    ``execute`` takes SQL with ``?`` placeholders and returns a cursor
+    (``fetchone``, ``fetchall``, iteration, ``rowcount``); ``encode`` gives
+    the bound form of a ``session_items.value``; ``transaction(write=True)``
+    is a write transaction that later statements in it may rely on (locks
+    taken by its first ``UPDATE`` hold to the end), ``write=False`` one
+    consistent read snapshot.
+    """
+
+    name: str
+
+    @property
+    def conn(self) -> Any: ...
+
+    @property
+    def in_transaction(self) -> bool: ...
+
+    def execute(self, sql: str, params: tuple[Any, ...] = ()) -> Any: ...
+
+    def executemany(self, sql: str, rows: list[tuple[Any, ...]]) -> None: ...
+
+    def encode(self, value: int | str) -> int | str: ...
+
+    def transaction(self, *, write: bool) -> AbstractContextManager[None]: ...
+
+    def migrate(self) -> int: ...
+
+    def integrity_check(self) -> bool: ...
+
+    def close(self) -> None: ...
+
+
+class SqliteBackend:
+    """The session store's adapter for an SQLite connection (:func:`movierec.storage.db.connect`).
+
+    Parameters
+    ----------
+    conn:
+        The connection; closed by :meth:`close` only if ``owns``.
+    owns:
+        Whether this adapter opened ``conn``.
+    """
+
+    name = "sqlite"
+
+    def __init__(self, conn: sqlite3.Connection, *, owns: bool) -> None:
+        self._conn = conn
+        self._owns = owns
+
+    @property
+    def conn(self) -> sqlite3.Connection:
+        return self._conn
+
+    @property
+    def in_transaction(self) -> bool:
+        return self._conn.in_transaction
+
+    def execute(self, sql: str, params: tuple[Any, ...] = ()) -> sqlite3.Cursor:
+        return self._conn.execute(sql, params)
+
+    def executemany(self, sql: str, rows: list[tuple[Any, ...]]) -> None:
+        self._conn.executemany(sql, rows)
+
+    def encode(self, value: int | str) -> int | str:
+        return value  # the column has no affinity: ints stay ints, tags stay text
+
+    @contextmanager
+    def transaction(self, *, write: bool) -> Iterator[None]:
+        with db.transaction(self._conn, immediate=write):
+            yield
+
+    def migrate(self) -> int:
+        return db.migrate(self._conn)
+
+    def integrity_check(self) -> bool:
+        return db.integrity_check(self._conn)
+
+    def close(self) -> None:
+        if self._owns:
+            self._conn.close()
+
+
+def _open_backend(target: sqlite3.Connection | Path | str) -> StoreBackend:
+    if isinstance(target, sqlite3.Connection):
+        return SqliteBackend(target, owns=False)
+    if isinstance(target, str):
+        from movierec.storage import postgres
+
+        if postgres.is_postgres_url(target):
+            return postgres.PostgresBackend(target)
+        if target.strip().lower().startswith("sqlite:"):
+            return SqliteBackend(db.connect(sqlite_url_path(target)), owns=True)
+        if "://" in target:
+            raise ValueError(
+                f"unsupported database URL scheme in {target.split('://', 1)[0]!r}://...: "
+                "use postgresql://user@host:5432/db or sqlite:///path"
+            )
+    return SqliteBackend(db.connect(target), owns=True)
+
+
 class SessionStore:
-    """Sessions kept in the SQLite database (schema v2; migrated on open).
+    """Sessions kept in SQLite or PostgreSQL (schema v2; migrated on open).
 
     Parameters
     ----------
     conn_or_path:
-        An open connection (from :func:`movierec.storage.db.connect`) or a
-        database path; the store opens, and :meth:`close` closes, its own
-        connection in the latter case.
+        An open SQLite connection (from :func:`movierec.storage.db.connect`;
+        the store never closes it), a database path, or a database URL:
+        ``sqlite:///path`` or ``postgresql://user@host:5432/db``. The store
+        opens, and :meth:`close` closes, its own connection in the latter cases.
+
+    Attributes
+    ----------
+    backend:
+        ``"sqlite"`` or ``"postgresql"``.
     """
 
     def __init__(self, conn_or_path: sqlite3.Connection | Path | str) -> None:
-        self._owns = not isinstance(conn_or_path, sqlite3.Connection)
-        self.conn = conn_or_path if isinstance(conn_or_path, sqlite3.Connection) else connect(conn_or_path)
+        self._db: StoreBackend = _open_backend(conn_or_path)
+        self.backend: str = self._db.name
         self._lock = threading.RLock()
         with self._lock:
-            migrate(self.conn)
+            try:
+                self._db.migrate()
+            except BaseException:
+                self._db.close()
+                raise
+
+    @property
+    def conn(self) -> Any:
+        """The underlying connection (``sqlite3.Connection`` or ``psycopg.Connection``)."""
+        return self._db.conn
 
     def close(self) -> None:
         """Close the connection if the store opened it."""
-        if self._owns:
-            self.conn.close()
+        with self._lock:
+            self._db.close()
+
+    def integrity_check(self) -> bool:
+        """Whether the database passes its backend's integrity checks."""
+        with self._lock:
+            return self._db.integrity_check()
 
     # ------------------------------------------------------------ helpers
     @contextmanager
-    def _write(self, token: str) -> Iterator[sqlite3.Connection]:
-        """One locked write transaction on an existing session, stamping ``updated_at``."""
-        with self._lock, transaction(self.conn) as conn:
-            self._require(token)
-            conn.execute("UPDATE sessions SET updated_at = ? WHERE token = ?", (time.time(), token))
-            yield conn
+    def _write(self, token: str) -> Iterator[StoreBackend]:
+        """One locked write transaction on an existing session, stamping ``updated_at``.
 
-    def _require(self, token: str) -> None:
-        if not isinstance(token, str) or (
-            self.conn.execute("SELECT 1 FROM sessions WHERE token = ?", (token,)).fetchone() is None
-        ):
+        The ``UPDATE`` comes first: it locks the session's row (PostgreSQL) for
+        the rest of the transaction, and tells whether the session exists.
+        """
+        if not isinstance(token, str):
             raise UnknownSessionError(_UNKNOWN)
+        with self._lock, self._db.transaction(write=True):
+            cur = self._db.execute("UPDATE sessions SET updated_at = ? WHERE token = ?", (time.time(), token))
+            if cur.rowcount != 1:
+                raise UnknownSessionError(_UNKNOWN)
+            yield self._db
 
-    def _list(self, token: str, kind: str, feedback: str) -> list[Any]:
+    def _list(self, token: str, kind: str, feedback: str) -> list[int | str]:
         return [
-            r[0]
-            for r in self.conn.execute(
+            _decode(kind, r[0])
+            for r in self._db.execute(
                 "SELECT value FROM session_items WHERE token = ? AND kind = ? AND feedback = ? "
                 "ORDER BY position",
                 (token, kind, feedback),
@@ -160,19 +331,19 @@ class SessionStore:
         ]
 
     def _state(self, token: str) -> SessionState:
-        row = self.conn.execute(
+        row = self._db.execute(
             "SELECT filters, updated_at FROM sessions WHERE token = ?", (token,)
         ).fetchone()
         if row is None:
             raise UnknownSessionError(_UNKNOWN)
         lists: dict[tuple[str, str], list[Any]] = {(k, f): [] for k in _KINDS for f in _FEEDBACK}
-        for kind, feedback, value in self.conn.execute(
+        for kind, feedback, value in self._db.execute(
             "SELECT kind, feedback, value FROM session_items WHERE token = ? ORDER BY position", (token,)
         ):
             lists[(kind, feedback)].append(value)
         favourites = [
-            r[0]
-            for r in self.conn.execute(
+            int(r[0])
+            for r in self._db.execute(
                 "SELECT movie_id FROM favourites WHERE token = ? ORDER BY seq DESC", (token,)
             )
         ]
@@ -181,9 +352,9 @@ class SessionStore:
             disliked=[int(v) for v in lists[("movie", "dislike")]],
             liked_tags=[str(v) for v in lists[("tag", "like")]],
             disliked_tags=[str(v) for v in lists[("tag", "dislike")]],
-            filters=json.loads(row["filters"]),
+            filters=json.loads(row[0]),
             favourites=favourites,
-            updated_at=float(row["updated_at"]),
+            updated_at=float(row[1]),
         )
 
     # ------------------------------------------------------------- public
@@ -191,8 +362,8 @@ class SessionStore:
         """A new empty session; returns its token (43 URL-safe characters)."""
         token = secrets.token_urlsafe(32)
         now = time.time()
-        with self._lock, transaction(self.conn):
-            self.conn.execute(
+        with self._lock, self._db.transaction(write=True):
+            self._db.execute(
                 "INSERT INTO sessions (token, created_at, updated_at, filters) VALUES (?, ?, ?, '{}')",
                 (token, now, now),
             )
@@ -200,23 +371,27 @@ class SessionStore:
 
     def exists(self, token: str) -> bool:
         """Whether ``token`` names a session."""
-        with self._lock:
-            return isinstance(token, str) and (
-                self.conn.execute("SELECT 1 FROM sessions WHERE token = ?", (token,)).fetchone() is not None
-            )
+        if not isinstance(token, str):
+            return False
+        with self._lock, self._db.transaction(write=False):
+            return self._db.execute("SELECT 1 FROM sessions WHERE token = ?", (token,)).fetchone() is not None
 
     def get(self, token: str) -> SessionState:
         """The session's state. Raises :class:`UnknownSessionError`."""
+        if not isinstance(token, str):
+            raise UnknownSessionError(_UNKNOWN)
         with self._lock:
-            if self.conn.in_transaction:  # pragma: no cover - only if a caller left one open
+            if self._db.in_transaction:  # pragma: no cover - only if a caller left one open
                 return self._state(token)
-            with transaction(self.conn, immediate=False):  # one consistent snapshot
+            with self._db.transaction(write=False):  # one consistent snapshot
                 return self._state(token)
 
     def delete(self, token: str) -> None:
         """Forget a session and everything in it (no error if unknown)."""
-        with self._lock, transaction(self.conn):
-            self.conn.execute("DELETE FROM sessions WHERE token = ?", (token,))
+        if not isinstance(token, str):
+            return
+        with self._lock, self._db.transaction(write=True):
+            self._db.execute("DELETE FROM sessions WHERE token = ?", (token,))
 
     def add(self, token: str, kind: Kind, value: int | str, feedback: Feedback) -> SessionState:
         """Append ``value`` to the ``kind``/``feedback`` list (the end = most important).
@@ -228,9 +403,10 @@ class SessionStore:
         _check_feedback(feedback)
         stored = _value(kind, value)
         with self._write(token) as conn:
+            bound = conn.encode(stored)
             row = conn.execute(
                 "SELECT feedback FROM session_items WHERE token = ? AND kind = ? AND value = ?",
-                (token, kind, stored),
+                (token, kind, bound),
             ).fetchone()
             if row is None or row[0] != feedback:
                 count, top = conn.execute(
@@ -246,7 +422,7 @@ class SessionStore:
                     "INSERT INTO session_items (token, kind, value, feedback, position) VALUES (?, ?, ?, ?, ?) "
                     "ON CONFLICT (token, kind, value) DO UPDATE SET feedback = excluded.feedback, "
                     "position = excluded.position",
-                    (token, kind, stored, feedback, top + 1),
+                    (token, kind, bound, feedback, top + 1),
                 )
             return self._state(token)
 
@@ -255,7 +431,8 @@ class SessionStore:
         stored = _value(kind, value)
         with self._write(token) as conn:
             conn.execute(
-                "DELETE FROM session_items WHERE token = ? AND kind = ? AND value = ?", (token, kind, stored)
+                "DELETE FROM session_items WHERE token = ? AND kind = ? AND value = ?",
+                (token, kind, conn.encode(stored)),
             )
             return self._state(token)
 
@@ -280,7 +457,7 @@ class SessionStore:
                 )
             conn.executemany(
                 "UPDATE session_items SET position = ? WHERE token = ? AND kind = ? AND value = ?",
-                [(pos, token, kind, v) for pos, v in enumerate(wanted)],
+                [(pos, token, kind, conn.encode(v)) for pos, v in enumerate(wanted)],
             )
             return self._state(token)
 
