@@ -219,3 +219,11 @@ def test_bad_config_is_rejected(markov: Dataset) -> None:
         SequenceLSTM(encoder="gru", epochs=1).fit(markov)
     with pytest.raises(ValueError, match="max_len"):
         SequenceLSTM(max_len=1, epochs=1).fit(markov)
+
+
+def test_retrieval_vectors_reproduce_the_scores(fitted: SequenceLSTM) -> None:
+    queries = [Query.session(liked=[1, 2]), Query.session(liked=[5], liked_tags=[tag_index(fitted, 1)])]
+    inner = fitted.query_vectors(queries) @ fitted.item_vectors().T
+    gap = fitted.score(queries) - inner  # the softmax normaliser: one constant per row
+    assert inner.shape == (2, N_MOVIES)
+    np.testing.assert_allclose(gap, np.broadcast_to(gap[:, :1], gap.shape), atol=1e-4)

@@ -571,6 +571,30 @@ class SequenceLSTM(Recommender):
             raise NotFittedError(f"{self.name}: score_users needs the training data of fit()")
         return self.score([Query(user=int(u)) for u in np.asarray(users)])
 
+    def query_vectors(self, queries: Sequence[Query]) -> np.ndarray:
+        """Session vectors ``(B, d + 1)`` float32 with ``query_vectors @ item_vectors().T``
+        equal to :meth:`score` up to a per-row constant (the softmax normaliser), for
+        maximum-inner-product retrieval over large catalogues."""
+        net = self._net()
+        queries = self._with_history(queries)
+        for q in queries:
+            q.check(self.n_movies, self.n_tags)
+        net.eval()
+        with torch.inference_mode():
+            h = (
+                net.encode(self._query_batch(queries))
+                if queries
+                else torch.zeros(0, net.movie_head.in_features)
+            )
+        return np.hstack([h.numpy(), np.ones((h.shape[0], 1), np.float32)]).astype(np.float32)
+
+    def item_vectors(self) -> np.ndarray:
+        """Movie vectors ``(n_movies, d + 1)`` float32: the movie head's weights with its bias as the last column."""
+        net = self._net()
+        with torch.no_grad():
+            w = torch.cat([net.movie_head.weight, net.movie_head.bias.unsqueeze(1)], dim=1)
+        return w.numpy().astype(np.float32)
+
     def explain(self, query: Query, movies: np.ndarray) -> list[str | None]:
         """``"because you liked {movie:<index>}"``: the session's liked movie whose
         embedding is most similar (cosine) to each recommended movie index; ``None`` without likes."""
