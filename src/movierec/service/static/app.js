@@ -62,6 +62,137 @@ function notify(msg) {
   $("#rec-status").textContent = msg;
 }
 
+// ------------------------------------------------------------------ round-trip log
+// One entry per gesture that asks for new recommendations (like, dislike, remove,
+// reorder, filter), timed by the page itself: from the event handler's entry
+// (performance.now()) to the first frame drawn after the new recommendations are in
+// the DOM. Parts: the mutation request, the recommendations request (and the server's
+// own `elapsed_ms` inside it), the DOM update, and the wait for the frame.
+// window.__movierecTimings keeps the last 100 entries; the browser test logs them.
+const timings = [];
+window.__movierecTimings = timings;
+let timingId = 0;
+const pendingTimings = new Set();
+
+function beginTiming(gesture, ev) {
+  const now = performance.now();
+  const t = {
+    id: ++timingId, gesture, start: now, status: "pending",
+    // how long the event waited before its handler ran (event.timeStamp shares performance.now()'s clock)
+    inputDelayMs: ev && ev.timeStamp > 0 && ev.timeStamp <= now ? now - ev.timeStamp : null,
+    mutationMs: null, requestedAt: null, fetchMs: null, serverMs: null, domMs: null, frameMs: null, totalMs: null,
+  };
+  timings.push(t);
+  if (timings.length > 100) timings.shift();
+  pendingTimings.add(t);
+  return t;
+}
+
+function dropTiming(t, why) {
+  if (!t || !pendingTimings.has(t)) return;
+  pendingTimings.delete(t);
+  t.status = why;
+}
+
+// Runs `fn` once the frame after the current DOM changes has been produced: rAF runs
+// before that frame's style/layout/paint, the message task right after it.
+function afterNextFrame(fn) {
+  if (document.hidden) { setTimeout(fn, 0); return; }
+  requestAnimationFrame(() => {
+    const ch = new MessageChannel();
+    ch.port1.onmessage = () => fn();
+    ch.port2.postMessage(null);
+  });
+}
+
+// Finish every pending gesture whose recommendations request went out no later than
+// `fetchStart`: the recommendations rendered now answer it (a newer gesture supersedes
+// an older one's request, and the visitor waits for the newest).
+function finishTimings(fetchStart, fetchMs, serverMs, domMs) {
+  const done = [...pendingTimings].filter((t) => t.requestedAt !== null && t.requestedAt <= fetchStart);
+  if (!done.length) return;
+  const drawnFrom = performance.now();
+  afterNextFrame(() => {
+    const end = performance.now();
+    for (const t of done) {
+      if (!pendingTimings.delete(t)) continue;
+      Object.assign(t, { fetchMs, serverMs, domMs, frameMs: end - drawnFrom, totalMs: end - t.start, status: "done" });
+    }
+  });
+}
+
+// ------------------------------------------------------------------ keyed lists
+// Bring `ul`'s children to `items` without rebuilding what is already shown: a node
+// whose key (e.g. the movie id) and signature (what `build` drew from the item) are
+// unchanged is kept and patched with `update`, so an unchanged card keeps its DOM, its
+// poster image and its focus. Two phases, so several lists can be updated together:
+// reconcile() builds new nodes off-document and removes the stale ones; the function it
+// returns puts the nodes in order, moving as few as it can. Removing or moving the
+// focused element makes Chrome lay the page out on the spot, so removals come before
+// any insertion (the layout is still clean then) and moves use moveBefore(), which
+// keeps focus where the browser has it.
+let focusLost = null;
+
+function reconcile(ul, items, keyOf, sigOf, build, update = null) {
+  const old = new Map();
+  for (const node of ul.children) if (node.__key !== undefined) old.set(node.__key, node);
+  const nodes = items.map((it) => {
+    const key = keyOf(it);
+    const sig = sigOf(it);
+    let node = old.get(key);
+    if (node && node.__sig === sig) {
+      old.delete(key);
+      if (update) update(node, it);
+      return node;
+    }
+    node = build(it);
+    node.__key = key;
+    node.__sig = sig;
+    return node;
+  });
+  const keep = new Set(nodes);
+  const active = document.activeElement;
+  for (const node of [...ul.children]) {
+    if (keep.has(node)) continue;
+    if (active && node.contains(active)) {
+      // remember where focus was, to hand it to the item now in that place (restoreFocus)
+      focusLost = { ul, index: [...ul.children].indexOf(node), cls: active.getAttribute("class") };
+    }
+    node.remove();
+  }
+  return () => {
+    let ref = ul.firstChild;
+    for (const node of nodes) {
+      if (node === ref) ref = ref.nextSibling;
+      else if (node.parentNode === ul && ul.moveBefore) ul.moveBefore(node, ref);
+      else ul.insertBefore(node, ref);
+    }
+  };
+}
+
+// After a list lost the focused item (a disliked card, a liked tag), focus the same
+// control of the item that took its place, so keyboard users stay where they were.
+function restoreFocus() {
+  const lost = focusLost;
+  focusLost = null;
+  if (!lost || (document.activeElement && document.activeElement !== document.body)) return;
+  const items = lost.ul.children;
+  const item = items[Math.min(lost.index, items.length - 1)];
+  if (!item) return;
+  const candidates = [item, ...item.querySelectorAll("button")];
+  const same = lost.cls ? candidates.find((n) => n.getAttribute("class") === lost.cls) : null;
+  const target = same || (item.tabIndex >= 0 ? item : item.querySelector("button"));
+  if (target) target.focus({ preventScroll: true });
+}
+
+function setAttr(node, name, value) {
+  if (node.getAttribute(name) !== value) node.setAttribute(name, value);
+}
+
+function setText(node, text) {
+  if (node.textContent !== text) node.textContent = text;
+}
+
 // ------------------------------------------------------------------ helpers
 function el(tag, props = {}, ...children) {
   const node = document.createElement(tag);
@@ -135,23 +266,36 @@ function feedbackOf(id) {
 }
 
 // ------------------------------------------------------------------ cards
+// A card is built once per movie and list; what changes with the session (the reason,
+// liked / disliked / favourite state) is patched in place by updateCard.
 function movieActions(m) {
   const name = movieName(m);
-  const fb = feedbackOf(m.movie_id);
-  return el("div", { class: "actions" },
+  const box = el("div", { class: "actions" },
     el("button", {
-      type: "button", class: "btn icon like", "aria-label": `Like ${name}`, "aria-pressed": fb === "like" ? "true" : "false",
-      title: "Like", onclick: () => sendItem("movie", m.movie_id, "like"),
+      type: "button", class: "btn icon like", "aria-label": `Like ${name}`,
+      title: "Like", onclick: (ev) => sendItem("movie", m.movie_id, "like", beginTiming("like movie", ev)),
     }, icon("up")),
     el("button", {
-      type: "button", class: "btn icon dislike", "aria-label": `Dislike ${name}`, "aria-pressed": fb === "dislike" ? "true" : "false",
-      title: "Dislike", onclick: () => sendItem("movie", m.movie_id, "dislike"),
+      type: "button", class: "btn icon dislike", "aria-label": `Dislike ${name}`,
+      title: "Dislike", onclick: (ev) => sendItem("movie", m.movie_id, "dislike", beginTiming("dislike movie", ev)),
     }, icon("down")),
     el("button", {
-      type: "button", class: "btn icon save", "aria-label": `${isFav(m.movie_id) ? "Remove" : "Save"} ${name} ${isFav(m.movie_id) ? "from" : "to"} favourites`,
-      "aria-pressed": isFav(m.movie_id) ? "true" : "false", title: "Save to favourites",
-      text: isFav(m.movie_id) ? "★" : "☆", onclick: () => toggleFav(m.movie_id),
+      type: "button", class: "btn icon save", title: "Save to favourites", onclick: () => toggleFav(m.movie_id),
     }));
+  updateActions(box, m);
+  return box;
+}
+
+function updateActions(box, m) {
+  const name = movieName(m);
+  const fb = feedbackOf(m.movie_id);
+  const fav = isFav(m.movie_id);
+  const [like, dislike, save] = box.children;
+  setAttr(like, "aria-pressed", fb === "like" ? "true" : "false");
+  setAttr(dislike, "aria-pressed", fb === "dislike" ? "true" : "false");
+  setAttr(save, "aria-pressed", fav ? "true" : "false");
+  setAttr(save, "aria-label", `${fav ? "Remove" : "Save"} ${name} ${fav ? "from" : "to"} favourites`);
+  setText(save, fav ? "★" : "☆");
 }
 
 function movieCard(m) {
@@ -163,10 +307,23 @@ function movieCard(m) {
     el("h3", { class: "card-title" }, el("button", { type: "button", class: "linkish", text: name, onclick: () => openMovie(m.movie_id) })),
     el("p", { class: "meta", text: [m.year || "", (m.genres || []).slice(0, 3).join(" · ")].filter(Boolean).join(" — ") }),
     el("p", { class: "meta rating", text: fmtRating(m) }),
-    m.reason ? el("p", { class: "reason", text: m.reason }) : null,
     movieActions(m));
   li.append(open, body);
+  updateCard(li, m);
   return li;
+}
+
+function updateCard(li, m) {
+  const body = li.lastChild;
+  const actions = body.lastChild;
+  let reason = actions.previousSibling.classList.contains("reason") ? actions.previousSibling : null;
+  if (m.reason) {
+    if (!reason) body.insertBefore((reason = el("p", { class: "reason" })), actions);
+    setText(reason, m.reason);
+  } else if (reason) {
+    reason.remove();
+  }
+  updateActions(actions, m);
 }
 
 function tagChip(name, { held = null } = {}) {
@@ -174,34 +331,31 @@ function tagChip(name, { held = null } = {}) {
   li.append(el("span", { class: "chip-label", text: name }));
   if (held === null) {
     li.append(
-      el("button", { type: "button", class: "btn icon tiny like", "aria-label": `Like tag ${name}`, title: "Like tag", text: "+", onclick: () => sendItem("tag", name, "like") }),
-      el("button", { type: "button", class: "btn icon tiny dislike", "aria-label": `Dislike tag ${name}`, title: "Dislike tag", text: "−", onclick: () => sendItem("tag", name, "dislike") }));
+      el("button", { type: "button", class: "btn icon tiny like", "aria-label": `Like tag ${name}`, title: "Like tag", text: "+", onclick: (ev) => sendItem("tag", name, "like", beginTiming("like tag", ev)) }),
+      el("button", { type: "button", class: "btn icon tiny dislike", "aria-label": `Dislike tag ${name}`, title: "Dislike tag", text: "−", onclick: (ev) => sendItem("tag", name, "dislike", beginTiming("dislike tag", ev)) }));
   } else {
-    li.append(el("button", { type: "button", class: "btn icon tiny", "aria-label": `Remove tag ${name}`, title: "Remove", text: "×", onclick: () => removeItem("tag", name) }));
+    li.append(el("button", { type: "button", class: "btn icon tiny", "aria-label": `Remove tag ${name}`, title: "Remove", text: "×", onclick: (ev) => removeItem("tag", name, beginTiming("remove tag", ev)) }));
   }
   return li;
 }
 
 // ------------------------------------------------------------------ session bar
-function sortableChip(m, list, feedback) {
+function sortableChip(m, feedback) {
   const name = movieName(m);
-  const li = el("li", {
-    class: "chip movie", draggable: "true", tabindex: "0", dataset: { value: String(m.movie_id) },
-    "aria-label": `${name}, ${list.indexOf(m) + 1} of ${list.length}`,
-  });
+  const li = el("li", { class: "chip movie", draggable: "true", tabindex: "0", dataset: { value: String(m.movie_id) } });
   li.append(
-    el("button", { type: "button", class: "btn icon tiny move", "aria-label": `Move ${name} left (less important)`, text: "◀", onclick: () => move(feedback, m.movie_id, -1) }),
+    el("button", { type: "button", class: "btn icon tiny move", "aria-label": `Move ${name} left (less important)`, text: "◀", onclick: (ev) => move(feedback, m.movie_id, -1, false, beginTiming("button reorder", ev)) }),
     el("span", { class: "chip-label", text: name }),
-    el("button", { type: "button", class: "btn icon tiny move", "aria-label": `Move ${name} right (more important)`, text: "▶", onclick: () => move(feedback, m.movie_id, +1) }),
-    el("button", { type: "button", class: "btn icon tiny", "aria-label": `Remove ${name}`, text: "×", onclick: () => removeItem("movie", m.movie_id) }));
+    el("button", { type: "button", class: "btn icon tiny move", "aria-label": `Move ${name} right (more important)`, text: "▶", onclick: (ev) => move(feedback, m.movie_id, +1, false, beginTiming("button reorder", ev)) }),
+    el("button", { type: "button", class: "btn icon tiny", "aria-label": `Remove ${name}`, text: "×", onclick: (ev) => removeItem("movie", m.movie_id, beginTiming("remove movie", ev)) }));
   li.addEventListener("keydown", (ev) => {
     if (ev.target !== li) return;
     if (ev.altKey && (ev.key === "ArrowLeft" || ev.key === "ArrowRight")) {
       ev.preventDefault();
-      move(feedback, m.movie_id, ev.key === "ArrowLeft" ? -1 : 1, true);
+      move(feedback, m.movie_id, ev.key === "ArrowLeft" ? -1 : 1, true, beginTiming("keyboard reorder", ev));
     } else if (ev.key === "Delete" || ev.key === "Backspace") {
       ev.preventDefault();
-      removeItem("movie", m.movie_id);
+      removeItem("movie", m.movie_id, beginTiming("remove movie", ev));
     }
   });
   li.addEventListener("click", (ev) => { if (ev.target === li || ev.target.classList.contains("chip-label")) openMovie(m.movie_id); });
@@ -210,27 +364,44 @@ function sortableChip(m, list, feedback) {
 
 function renderSession() {
   const s = state.session;
+  const places = [];
   for (const [sel, list, fb] of [["#liked", s.liked, "like"], ["#disliked", s.disliked, "dislike"]]) {
     const ul = $(sel);
-    ul.replaceChildren(...list.map((m) => sortableChip(m, list, fb)));
-    if (!list.length) ul.append(el("li", { class: "empty", text: fb === "like" ? "Like a movie with the thumbs-up button" : "Nothing disliked" }));
+    const label = (li, m) => setAttr(li, "aria-label", `${movieName(m)}, ${list.indexOf(m) + 1} of ${list.length}`);
+    const build = (m) => { const li = sortableChip(m, fb); label(li, m); return li; };
+    places.push(reconcile(ul, list, (m) => `m${m.movie_id}`, (m) => `${fb}|${JSON.stringify(m)}`, build, label));
+    places.push(() => { if (!list.length) ul.append(el("li", { class: "empty", text: fb === "like" ? "Like a movie with the thumbs-up button" : "Nothing disliked" })); });
   }
   for (const [sel, list, fb] of [["#liked-tags", s.liked_tags, "like"], ["#disliked-tags", s.disliked_tags, "dislike"]]) {
     const ul = $(sel);
-    ul.replaceChildren(...list.map((t) => tagChip(t, { held: fb })));
-    if (!list.length) ul.append(el("li", { class: "empty", text: fb === "like" ? "Like a tag with +" : "Nothing disliked" }));
+    places.push(reconcile(ul, list, (t) => `t${t}`, (t) => t, (t) => tagChip(t, { held: fb })));
+    places.push(() => { if (!list.length) ul.append(el("li", { class: "empty", text: fb === "like" ? "Like a tag with +" : "Nothing disliked" })); });
   }
-  $("#fav-count").textContent = String(s.favourites.length);
+  for (const place of places) place();
+  setText($("#fav-count"), String(s.favourites.length));
   renderFilters();
 }
 
-// drag and drop over the sortable lists
+// drag and drop over the sortable lists: the chip moves while it is dragged, and the
+// new order is posted the moment it is dropped (dragend only catches a drop elsewhere).
 function setupDrag(ul) {
   let dragged = null;
+  let before = "";
+  const orderOf = () => [...ul.querySelectorAll("li.chip")].map((li) => Number(li.dataset.value));
+  const commit = (ev) => {
+    if (!dragged) return;
+    const t = beginTiming("drag reorder", ev);
+    dragged.classList.remove("dragging");
+    dragged = null;
+    const ordered = orderOf();
+    if (ordered.join(",") === before) { dropTiming(t, "unchanged"); return; }
+    sendOrder(ul.dataset.kind, ul.dataset.feedback, ordered, t);
+  };
   ul.addEventListener("dragstart", (ev) => {
     const li = ev.target.closest("li.chip");
     if (!li) return;
     dragged = li;
+    before = orderOf().join(",");
     li.classList.add("dragging");
     ev.dataTransfer.effectAllowed = "move";
     ev.dataTransfer.setData("text/plain", li.dataset.value);
@@ -242,66 +413,76 @@ function setupDrag(ul) {
     if (!over || over === dragged) return;
     const r = over.getBoundingClientRect();
     const after = ev.clientX > r.left + r.width / 2;
-    over.parentNode.insertBefore(dragged, after ? over.nextSibling : over);
+    const ref = after ? over.nextSibling : over;
+    if (ref !== dragged && dragged.nextSibling !== ref) over.parentNode.insertBefore(dragged, ref);
   });
-  ul.addEventListener("drop", (ev) => ev.preventDefault());
-  ul.addEventListener("dragend", () => {
-    if (!dragged) return;
-    dragged.classList.remove("dragging");
-    dragged = null;
-    const ordered = [...ul.querySelectorAll("li.chip")].map((li) => Number(li.dataset.value));
-    sendOrder(ul.dataset.kind, ul.dataset.feedback, ordered);
+  ul.addEventListener("drop", (ev) => {
+    ev.preventDefault();
+    commit(ev);
   });
+  ul.addEventListener("dragend", (ev) => commit(ev));
 }
 
-async function move(feedback, id, delta, keepFocus = false) {
+async function move(feedback, id, delta, keepFocus = false, timing = null) {
   const list = (feedback === "like" ? state.session.liked : state.session.disliked).map((m) => m.movie_id);
   const i = list.indexOf(id);
   const j = i + delta;
-  if (i < 0 || j < 0 || j >= list.length) return;
+  if (i < 0 || j < 0 || j >= list.length) { dropTiming(timing, "no-op"); return; }
   [list[i], list[j]] = [list[j], list[i]];
-  await sendOrder("movie", feedback, list);
-  if (keepFocus) {
-    const sel = feedback === "like" ? "#liked" : "#disliked";
+  const sel = feedback === "like" ? "#liked" : "#disliked";
+  await sendOrder("movie", feedback, list, timing, keepFocus ? () => {
     const li = document.querySelector(`${sel} li[data-value="${id}"]`);
     if (li) li.focus();
-  }
+  } : null);
 }
 
 // ------------------------------------------------------------------ actions
-async function mutate(promise) {
+// A change to the session: send it, and the moment the new session comes back ask for
+// the recommendations it gives; redraw the session bar (and search results) while that
+// request is in flight, then wait for the recommendations to be drawn.
+async function mutate(request, timing, { search = false, after = null } = {}) {
+  let session;
   try {
-    const out = await promise;
-    return out;
+    session = await request;
   } catch (err) {
+    dropTiming(timing, "failed");
     if (err instanceof ApiError) notify(`Could not do that: ${err.message}`);
-    throw err;
+    return false;
   }
+  if (timing) {
+    timing.mutationMs = performance.now() - timing.start;
+    timing.requestedAt = performance.now();
+  }
+  state.session = session;
+  const recs = loadRecs();
+  renderSession();
+  if (search) rerenderSearch();
+  if (after) after();
+  await recs;
+  return true;
 }
 
-async function sendItem(kind, value, feedback) {
-  state.session = await mutate(api("POST", "/api/session/items", { kind, value, feedback }));
-  renderSession();
-  rerenderSearch();
-  await loadRecs();
+function sendItem(kind, value, feedback, timing = null) {
+  return mutate(api("POST", "/api/session/items", { kind, value, feedback }), timing, { search: true });
 }
 
-async function removeItem(kind, value) {
-  state.session = await mutate(api("DELETE", "/api/session/items", { kind, value }));
-  renderSession();
-  rerenderSearch();
-  await loadRecs();
+function removeItem(kind, value, timing = null) {
+  return mutate(api("DELETE", "/api/session/items", { kind, value }), timing, { search: true });
 }
 
-async function sendOrder(kind, feedback, ordered) {
-  state.session = await mutate(api("PUT", "/api/session/order", { kind, feedback, ordered }));
-  renderSession();
-  await loadRecs();
+function sendOrder(kind, feedback, ordered, timing = null, after = null) {
+  return mutate(api("PUT", "/api/session/order", { kind, feedback, ordered }), timing, { after });
 }
 
 async function toggleFav(id) {
   const was = isFav(id);
-  const favs = await mutate(api(was ? "DELETE" : "POST", "/api/favourites", { movie_id: id }));
+  let favs;
+  try {
+    favs = await api(was ? "DELETE" : "POST", "/api/favourites", { movie_id: id });
+  } catch (err) {
+    if (err instanceof ApiError) notify(`Could not do that: ${err.message}`);
+    return;
+  }
   state.session.favourites = favs.map((m) => m.movie_id);
   $("#fav-count").textContent = String(favs.length);
   for (const btn of document.querySelectorAll(`li.card[data-movie-id="${id}"] .save`)) {
@@ -315,6 +496,21 @@ async function toggleFav(id) {
 }
 
 // ------------------------------------------------------------------ recommendations
+// Cards are keyed by movie id: a card whose movie, reason, feedback and favourite
+// state are unchanged keeps its DOM node; only new or changed cards are built.
+function cardSig(m) {
+  const { reason: _r, score: _s, ...shown } = m; // what updateCard patches is not part of the signature
+  return JSON.stringify(shown);
+}
+
+function renderCards(ul, movies) {
+  return reconcile(ul, movies, (m) => `m${m.movie_id}`, cardSig, movieCard, updateCard);
+}
+
+function renderTagChips(ul, tags) {
+  return reconcile(ul, tags, (t) => `t${t}`, (t) => t, (t) => tagChip(t));
+}
+
 async function loadRecs() {
   const seq = ++state.recSeq;
   const ul = $("#recs");
@@ -327,26 +523,35 @@ async function loadRecs() {
     if (err instanceof ApiError && err.status === 503) {
       notify("The recommender is busy, retrying…");
       setTimeout(loadRecs, 1000);
+    } else {
+      for (const t of pendingTimings) if (t.requestedAt !== null && t.requestedAt <= t0) dropTiming(t, "failed");
     }
     return;
   }
   if (seq !== state.recSeq) return; // a newer request is on its way
-  ul.replaceChildren(...data.movies.map(movieCard));
-  if (!data.movies.length) ul.append(el("li", { class: "empty wide", text: "No movie matches these filters. Try loosening them." }));
+  const t1 = performance.now();
   const tags = $("#suggested-tags");
-  tags.replaceChildren(...data.tags.map((t) => tagChip(t.tag)));
+  const placeCards = renderCards(ul, data.movies);
+  const placeTags = renderTagChips(tags, data.tags.map((t) => t.tag));
+  placeCards();
+  placeTags();
+  if (!data.movies.length) ul.append(el("li", { class: "empty wide", text: "No movie matches these filters. Try loosening them." }));
   if (!data.tags.length) tags.append(el("li", { class: "empty", text: "Like a movie to get tag suggestions" }));
   ul.setAttribute("aria-busy", "false");
-  const ms = Math.round(performance.now() - t0);
+  afterNextFrame(restoreFocus);
+  const t2 = performance.now();
+  const ms = Math.round(t2 - t0);
   notify(data.fallback ? `Popular picks — like something to personalise (${ms} ms)` : `Updated in ${ms} ms`);
   state.recVersion += 1;
   document.body.dataset.recVersion = String(state.recVersion);
   document.body.dataset.recMs = String(ms);
+  finishTimings(t0, t1 - t0, data.elapsed_ms ?? null, performance.now() - t1);
 }
 
 // ------------------------------------------------------------------ search
-let searchTimer = null;
 let searchSeq = 0;
+let searchBusy = false;
+let searchNext = null;
 let lastResults = null;
 
 function rerenderSearch() {
@@ -355,9 +560,11 @@ function rerenderSearch() {
 
 function renderResults({ movies, tags }) {
   $("#results").hidden = false;
-  $("#result-movies").replaceChildren(...movies.map(movieCard));
   const held = new Set([...state.session.liked_tags, ...state.session.disliked_tags]);
-  $("#result-tags").replaceChildren(...tags.filter((t) => !held.has(t.tag)).map((t) => tagChip(t.tag)));
+  const placeMovies = renderCards($("#result-movies"), movies);
+  const placeTags = renderTagChips($("#result-tags"), tags.filter((t) => !held.has(t.tag)).map((t) => t.tag));
+  placeMovies();
+  placeTags();
   $("#results-empty").hidden = movies.length + tags.length > 0;
 }
 
@@ -379,7 +586,29 @@ async function search(q) {
   } catch (_) { /* banner shows */ }
 }
 
+// Type-ahead without a timer: a keystroke searches at once; while a search is in
+// flight, later keystrokes only keep the newest text, searched the moment it returns.
+async function searchNow(q) {
+  if (searchBusy) {
+    searchNext = q;
+    return;
+  }
+  searchBusy = true;
+  try {
+    await search(q);
+  } finally {
+    searchBusy = false;
+    if (searchNext !== null) {
+      const next = searchNext;
+      searchNext = null;
+      searchNow(next);
+    }
+  }
+}
+
 function closeResults() {
+  searchSeq += 1; // an answer still on its way must not reopen the results
+  searchNext = null;
   lastResults = null;
   $("#results").hidden = true;
   $("#result-movies").replaceChildren();
@@ -413,7 +642,8 @@ async function loadGenres() {
   }
 }
 
-async function sendFilters() {
+async function sendFilters(ev) {
+  const timing = beginTiming("filters", ev);
   const num = (v) => (v === "" ? null : Number(v));
   let yMin = num($("#f-from").value);
   let yMax = num($("#f-to").value);
@@ -424,32 +654,28 @@ async function sendFilters() {
     year_max: yMax,
     genres: [...document.querySelectorAll("#f-genres input:checked")].map((b) => b.value),
   };
-  try {
-    state.session = await mutate(api("PUT", "/api/session/filters", body));
-  } catch (_) { return; }
-  renderSession();
-  await loadRecs();
+  await mutate(api("PUT", "/api/session/filters", body), timing);
 }
 
 function setupFilters() {
-  $("#f-decade").addEventListener("change", () => {
+  $("#f-decade").addEventListener("change", (ev) => {
     const d = $("#f-decade").value;
     $("#f-from").value = d ? d : "";
     $("#f-to").value = d ? String(Number(d) + 9) : "";
-    sendFilters();
+    sendFilters(ev);
   });
   $("#f-rating").addEventListener("change", sendFilters);
   $("#f-from").addEventListener("change", sendFilters);
   $("#f-to").addEventListener("change", sendFilters);
   $("#f-genres").addEventListener("change", sendFilters);
-  $("#filter-form").addEventListener("submit", (ev) => { ev.preventDefault(); sendFilters(); });
-  $("#f-clear").addEventListener("click", () => {
+  $("#filter-form").addEventListener("submit", (ev) => { ev.preventDefault(); sendFilters(ev); });
+  $("#f-clear").addEventListener("click", (ev) => {
     $("#f-rating").value = "";
     $("#f-decade").value = "";
     $("#f-from").value = "";
     $("#f-to").value = "";
     for (const b of document.querySelectorAll("#f-genres input")) b.checked = false;
-    sendFilters();
+    sendFilters(ev);
   });
 }
 
@@ -515,12 +741,9 @@ async function start() {
   for (const ul of document.querySelectorAll(".sortable")) setupDrag(ul);
   setupFilters();
   const q = $("#q");
-  q.addEventListener("input", () => {
-    clearTimeout(searchTimer);
-    searchTimer = setTimeout(() => search(q.value), 200);
-  });
+  q.addEventListener("input", () => searchNow(q.value));
   q.addEventListener("keydown", (ev) => {
-    if (ev.key === "Enter") { clearTimeout(searchTimer); search(q.value); }
+    if (ev.key === "Enter") searchNow(q.value);
     if (ev.key === "Escape") { q.value = ""; closeResults(); }
   });
   $("#results-close").addEventListener("click", () => { q.value = ""; closeResults(); q.focus(); });
