@@ -17,6 +17,7 @@ from movierec.evaluation.protocols import (
     Prepared,
     Protocol,
     Result,
+    TagConditionedNextItemProtocol,
     feedback_thresholds,
     get_protocol,
     run,
@@ -29,10 +30,11 @@ from movierec.ranking import top_n
 N_USERS, N_MOVIES, PER_USER = 40, 150, 15
 
 
-def planted(seed: int = 0) -> Dataset:
+def planted(seed: int = 0, *, with_tags: bool = False) -> Dataset:
     """Three taste groups, each rating 15 of its own 50 movies; shuffled distinct timestamps.
 
-    Movie ids are ``10 * (index + 1)``, user ids ``index + 1000``.
+    Movie ids are ``10 * (index + 1)``, user ids ``index + 1000``. With ``with_tags`` every
+    movie carries its own tag ``own<i>`` (applied 3 times) and its group's ``group<g>`` (once).
     """
     rng = np.random.default_rng(seed)
     group = np.arange(N_USERS) % 3
@@ -54,7 +56,12 @@ def planted(seed: int = 0) -> Dataset:
             "genres": genres[np.arange(N_MOVIES) % 4],
         }
     )
-    return Dataset.build("planted", ratings, movies)
+    tags = None
+    if with_tags:
+        ids = np.tile(10 * (np.arange(N_MOVIES) + 1), 4)
+        names = [f"own{i}" for i in range(N_MOVIES)] * 3 + [f"group{i // 50}" for i in range(N_MOVIES)]
+        tags = pd.DataFrame({"userId": 1000, "movieId": ids, "tag": names, "timestamp": np.arange(ids.size)})
+    return Dataset.build("planted", ratings, movies, tags=tags)
 
 
 @dataclass
@@ -122,7 +129,7 @@ def data() -> Dataset:
 
 
 def test_registry_of_protocols() -> None:
-    assert set(PROTOCOLS) == {"rating", "topn", "topn-sampled", "next-item"}
+    assert set(PROTOCOLS) == {"rating", "topn", "topn-sampled", "next-item", "next-item-tags"}
     with pytest.raises(ValueError, match="choose one of"):
         get_protocol("nope")
 
@@ -207,6 +214,35 @@ def test_next_item_queries_hold_the_history_with_feedback(data: Dataset) -> None
     np.testing.assert_array_equal(q.ratings, r)
     pop = _run(proto, prepared, Popularity())
     assert pop.metrics["ndcg@10"] < 1.0
+
+
+class TagReader(Popularity):
+    """Test-only model: a movie scores the number of the query's liked tags it carries."""
+
+    name = "tag-reader"
+
+    def score(self, queries: Sequence[Query]) -> np.ndarray:
+        assert self._tag_matrix is not None
+        given = np.zeros((len(queries), self.n_tags), np.float32)
+        for i, q in enumerate(queries):
+            given[i, q.liked_tags] = 1.0
+        return np.asarray((self._tag_matrix @ given.T).T, np.float32)
+
+    def _fit(self, data: Dataset, rng: np.random.Generator, valid: Dataset | None) -> None:
+        super()._fit(data, rng, valid)
+        self._tag_matrix = (data.movie_tags > 0).astype(np.float32)
+
+
+def test_next_item_tags_gives_the_test_movies_tags() -> None:
+    tagged = planted(with_tags=True)
+    plain, given = get_protocol("next-item"), get_protocol("next-item-tags")
+    assert isinstance(given, TagConditionedNextItemProtocol)
+    prepared = given.prepare(tagged, np.random.default_rng(0))
+    reader = TagReader()
+    with_tags = _run(given, prepared, reader)
+    without = _run(plain, plain.prepare(tagged, np.random.default_rng(0)), TagReader())
+    assert with_tags.metrics["hr@5"] == pytest.approx(1.0)  # the test movie's own tag is among its 3 heaviest
+    assert without.metrics["hr@5"] < 0.5
 
 
 def test_rating_protocol(data: Dataset) -> None:

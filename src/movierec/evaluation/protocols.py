@@ -14,6 +14,8 @@ returns a :class:`Result`.
                    *only* for comparison with papers
 ``next-item``      last rating test, the one before validation; the model scores
                    the user's history as a query
+``next-item-tags`` the same, with the test movie's heaviest tags given as the
+                   session's liked tags ("what I want next")
 =================  ===========================================================
 """
 
@@ -48,6 +50,7 @@ __all__ = [
     "RatingProtocol",
     "Result",
     "SampledTopNProtocol",
+    "TagConditionedNextItemProtocol",
     "TopNProtocol",
     "UnsupportedError",
     "compare",
@@ -426,14 +429,16 @@ class NextItemProtocol(Protocol):
         ranked = np.full((len(users), k_max), -1, np.int64)
         for start in range(0, len(users), BATCH_USERS):
             batch = users[start : start + BATCH_USERS]
+            given = self.given_tags(prepared, batch)
             queries = [
                 Query(
                     movies=hist.movie[ptr[u] : ptr[u + 1]],
                     feedback=feedback[ptr[u] : ptr[u + 1]],
                     ratings=hist.rating[ptr[u] : ptr[u + 1]],
+                    liked_tags=tags,
                     user=int(u),
                 )
-                for u in batch
+                for u, tags in zip(batch, given, strict=True)
             ]
             scores = model.score(queries)
             ranked[start : start + len(batch)], _ = top_n(
@@ -449,6 +454,34 @@ class NextItemProtocol(Protocol):
         }
         return per_user, {}, curves
 
+    def given_tags(self, prepared: Prepared, users: np.ndarray) -> list[np.ndarray]:
+        """Liked tag *indices* each query carries (none here)."""
+        return [np.zeros(0, np.int64)] * len(users)
+
+
+class TagConditionedNextItemProtocol(NextItemProtocol):
+    """Next-item prediction where the visitor also names what they want: the test
+    movie's ``n_tags`` heaviest tags are given as the session's liked tags."""
+
+    name = "next-item-tags"
+    description = "next-item, with the test movie's 3 heaviest tags given as the session's liked tags"
+    n_tags = 3
+
+    def given_tags(self, prepared: Prepared, users: np.ndarray) -> list[np.ndarray]:
+        test = prepared.test
+        target = np.full(prepared.data.n_users, -1, np.int64)
+        target[test.user.astype(np.int64)] = test.movie
+        return [_heaviest_tags(prepared.data.movie_tags, int(target[u]), self.n_tags) for u in users]
+
+
+def _heaviest_tags(movie_tags: sp.csr_matrix, movie: int, n: int) -> np.ndarray:
+    """The ``n`` heaviest tag *indices* of movie index ``movie`` (ties by index), int64."""
+    if movie < 0:
+        return np.zeros(0, np.int64)
+    lo, hi = movie_tags.indptr[movie], movie_tags.indptr[movie + 1]
+    idx, val = movie_tags.indices[lo:hi], movie_tags.data[lo:hi]
+    return idx[np.lexsort((idx, -val))[:n]].astype(np.int64)
+
 
 def _rows_of(data: Dataset, part: Dataset) -> np.ndarray:
     """Bool mask ``(data.n_ratings,)``: rows of ``data`` whose (user, movie) pair is in ``part``."""
@@ -458,7 +491,14 @@ def _rows_of(data: Dataset, part: Dataset) -> np.ndarray:
 
 
 PROTOCOLS: dict[str, type[Protocol]] = {
-    p.name: p for p in (RatingProtocol, TopNProtocol, SampledTopNProtocol, NextItemProtocol)
+    p.name: p
+    for p in (
+        RatingProtocol,
+        TopNProtocol,
+        SampledTopNProtocol,
+        NextItemProtocol,
+        TagConditionedNextItemProtocol,
+    )
 }
 
 
