@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from contextlib import AbstractContextManager, nullcontext
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -24,30 +25,70 @@ def train(
         Path | None, typer.Option("--out", "-o", help="Model directory (default: HOME/models/NAME).")
     ] = None,
     seed: Annotated[int, typer.Option(help="Seed of the random generator.")] = 0,
+    checkpoint_dir: Annotated[
+        Path | None,
+        typer.Option(
+            "--checkpoint-dir",
+            help="Write a training checkpoint here after every epoch (neural models; one "
+            "sub-directory per trained network).",
+        ),
+    ] = None,
+    resume: Annotated[
+        bool,
+        typer.Option(
+            "--resume", help="Continue from the checkpoints in --checkpoint-dir instead of starting afresh."
+        ),
+    ] = False,
     mirror: MirrorOpt = None,
     json_out: JsonOpt = False,
 ) -> None:
-    """Train a model on a whole data set and save it as an artifact directory."""
+    """Train a model on a whole data set and save it as an artifact directory.
+
+    Under ``torchrun --nproc_per_node N .venv/bin/movierec train ...`` the neural
+    models train with DistributedDataParallel over N processes (same seed on
+    every rank); only rank 0 writes the artifact and prints the result.
+    """
     from movierec.data.load import load_dataset
+    from movierec.distributed import is_main, main_first, process_group, world
     from movierec.models.artifacts import save_model
     from movierec.models.registry import create
+    from movierec.models.trainer import CheckpointError, checkpointing
 
+    if resume and checkpoint_dir is None:
+        raise typer.BadParameter("--resume needs --checkpoint-dir")
     s = settings(mirror)
-    data = load_dataset(dataset, s)
-    rec = create(model)
-    start = time.perf_counter()
-    rec.fit(data, np.random.default_rng(seed))
+    with process_group():
+        with main_first():  # rank 0 fetches into the cache, the others then read it
+            data = load_dataset(dataset, s)
+        rec = create(model)
+        start = time.perf_counter()
+        scope: AbstractContextManager[Any] = (
+            checkpointing(checkpoint_dir, resume=resume) if checkpoint_dir is not None else nullcontext()
+        )
+        try:
+            with scope:
+                rec.fit(data, np.random.default_rng(seed))
+        except CheckpointError as exc:
+            typer.secho(f"error: {exc}", err=True, fg=typer.colors.RED)
+            raise typer.Exit(2) from exc
+        fit_seconds = round(time.perf_counter() - start, 3)
+        n_proc = world()
+        if not is_main():
+            return
     path = save_model(rec, out or s.models_dir / model)
-    result = {
+    result: dict[str, Any] = {
         "model": model,
         "dataset": data.name,
         "path": str(path),
-        "fit_seconds": round(time.perf_counter() - start, 3),
+        "fit_seconds": fit_seconds,
     }
+    if n_proc > 1:
+        result["processes"] = n_proc
     if json_out:
         echo_json(result)
     else:
-        typer.echo(f"trained {model} on {data.name} in {result['fit_seconds']} s -> {path}")
+        on = f" on {n_proc} processes" if n_proc > 1 else ""
+        typer.echo(f"trained {model} on {data.name}{on} in {result['fit_seconds']} s -> {path}")
 
 
 def _resolve_movies(conn: Any, titles: list[str], data: Any) -> list[int]:

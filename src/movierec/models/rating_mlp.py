@@ -203,8 +203,11 @@ class PairRecommender(Recommender):
         n_batches: int,
         validate: Any | None,
         higher_is_better: bool,
+        rng: np.random.Generator | None = None,
         **train_overrides: Any,
     ) -> list[dict[str, float]]:
+        """Run :func:`train`; ``generator`` (and ``rng``, when batches draw from it) are
+        checkpointed with the weights so a resumed run draws what an uninterrupted one would."""
         net.set_generator(generator)
         try:
             history = train(
@@ -216,6 +219,7 @@ class PairRecommender(Recommender):
                 higher_is_better=higher_is_better,
                 n_batches=n_batches,
                 name=self.name,
+                generators=(generator,) if rng is None else (generator, rng),
             )
         finally:
             net.set_generator(None)
@@ -351,7 +355,24 @@ class _FoldInConfig:
 
 @dataclass
 class RatingRegressorConfig(_FoldInConfig):
-    """Settings of :class:`RatingRegressor` (defaults tuned on ml-latest-small)."""
+    """Settings of :class:`RatingRegressor` (defaults tuned on ml-latest-small).
+
+    A small random search (``benchmarks/tune_deep.py --models mlp-reg --trials 6``,
+    seed 0, 2026-11-23; ``rating`` protocol's training part, a random 10 % of it
+    held out; early stopping on it gives the epoch count) kept the previous
+    settings and moved ``epochs`` from 4 to the best epoch, 5::
+
+        embedding_dim dropout  wd    lr    best epoch  validation RMSE [95 % CI]
+                   32     0.2  0.05  2e-3           5  0.8608 [0.845, 0.876]  chosen
+                   32     0.2  0.2   2e-3           5  0.8608 [0.845, 0.876]
+                   32     0.5  0.05  1e-3          11  0.8625 [0.846, 0.878]
+                   16     0.2  0.05  2e-3           5  0.8633 [0.846, 0.879]
+                   64     0.3  0.2   2e-3           3  0.8638 [0.848, 0.879]
+                   16     0.1  0.0   5e-3           2  0.8660 [0.849, 0.882]
+
+    Every trial lies within the others' intervals: the network is not sensitive
+    to these settings on this data set.
+    """
 
     #: size of the user and of the movie embedding
     embedding_dim: int = 32
@@ -361,8 +382,8 @@ class RatingRegressorConfig(_FoldInConfig):
     dropout: float = 0.2
     #: standard deviation of the initial embeddings
     init_std: float = 0.05
-    #: maximum passes over the training ratings (ml-latest-small overfits after ~4)
-    epochs: int = 4
+    #: maximum passes over the training ratings (ml-latest-small overfits after ~5)
+    epochs: int = 5
     #: ratings per mini-batch
     batch_size: int = 1024
     #: Adam learning rate
@@ -497,7 +518,24 @@ class RatingRegressor(_RatingBase):
 
 @dataclass
 class RatingClassifierConfig(_FoldInConfig):
-    """Settings of :class:`RatingClassifier` (defaults tuned on ml-latest-small)."""
+    """Settings of :class:`RatingClassifier` (defaults tuned on ml-latest-small).
+
+    A small random search (``benchmarks/tune_deep.py --models mlp-clf --trials 6``,
+    seed 0, 2026-11-23; as for :class:`RatingRegressorConfig`, RMSE of the
+    expected rating) kept the previous settings and moved ``epochs`` from 10 to
+    the best epoch, 11::
+
+        embedding_dim dropout  wd    lr    best epoch  validation RMSE [95 % CI]
+                   64     0.4  1e-4  2e-3          11  0.8713 [0.855, 0.886]  chosen
+                   16     0.2  0.05  2e-3          11  0.8731 [0.856, 0.889]
+                   32     0.5  0.01  2e-3         15+  0.8736 [0.857, 0.889]
+                   16     0.4  0.05  2e-3          14  0.8752 [0.859, 0.891]
+                   64     0.4  0.01  1e-3         15+  0.8766 [0.860, 0.892]
+                   32     0.5  0.05  1e-3         15+  0.8828 [0.867, 0.898]
+
+    (15+: still improving at the 15-epoch cap.) The classifier stays behind
+    :class:`RatingRegressor` (0.8608 on the same validation rows).
+    """
 
     #: size of the user and of the movie embedding
     embedding_dim: int = 64
@@ -510,7 +548,7 @@ class RatingClassifierConfig(_FoldInConfig):
     #: ``"expected"``: predict the mean rating under the softmax; ``"argmax"``: the most likely level
     prediction: str = "expected"
     #: maximum passes over the training ratings
-    epochs: int = 10
+    epochs: int = 11
     #: ratings per mini-batch
     batch_size: int = 1024
     #: Adam learning rate

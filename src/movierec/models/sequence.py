@@ -495,6 +495,7 @@ class SequenceLSTM(Recommender):
                 validate=validate if v_user.size else None,
                 n_batches=n_batches,
                 name=self.name,
+                generators=(rng,),
             )
         self.fit_info.epochs = len(history)
         self.fit_info.history = history

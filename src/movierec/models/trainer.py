@@ -3,25 +3,66 @@
 A model supplies its network, a function that yields mini-batches for an
 epoch, a loss function and (optionally) a validation score; this loop owns the
 optimiser, learning-rate schedule, early stopping, the progress bar, thread
-count and the restoration of the best weights.
+count, checkpoints and the restoration of the best weights.
+
+**Several processes.** Under ``torchrun`` (after
+:func:`movierec.distributed.init_from_env`, world size > 1) the same call
+trains with :class:`~torch.nn.parallel.DistributedDataParallel`: every rank
+runs the model's code with the same seed, so ``batches(epoch)`` yields the
+same sequence everywhere; rank ``r`` trains on batches ``i`` with
+``i % world == r`` (the last round is padded by wrapping around to the first
+batches, as ``DistributedSampler`` does, so every rank takes the same number
+of steps). Gradients are averaged across ranks, so one step sees ``world``
+mini-batches: an epoch has ``world`` times fewer, larger steps at the same
+learning rate. The logged loss is the average over ranks, validation runs on
+every rank (keeping any random generator it uses in step) and rank 0's score
+decides, so all ranks stop together and restore the same best weights.
+The ``loss_fn`` must call the network (its ``forward``), not other methods:
+that is where DDP hooks its gradient exchange.
+
+**Checkpoints.** With ``TrainConfig.checkpoint_dir`` (or inside
+:func:`checkpointing`) rank 0 writes ``checkpoint.pt`` atomically after every
+epoch: tensors and plain values only (network, optimiser and scheduler state,
+epoch, best score and weights, patience counter, history, the states of the
+``generators`` passed to :func:`train` and of torch's global generator),
+loaded back with ``weights_only=True``. With ``resume`` a later call continues
+from it; given the generators the model draws from, the result equals an
+uninterrupted run's.
 """
 
 from __future__ import annotations
 
+import contextvars
 import copy
+import json
 import logging
 import math
+import os
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
+import torch.distributed as dist
 from torch import nn
 from tqdm.auto import tqdm
 
 log = logging.getLogger(__name__)
+
+#: file name of the checkpoint inside a checkpoint directory
+CHECKPOINT_FILE = "checkpoint.pt"
+#: bumped when the checkpoint layout changes
+CHECKPOINT_FORMAT = 1
+#: TrainConfig fields a resumed run must share with the checkpoint
+_RESUME_MUST_MATCH = ("batch_size", "lr", "weight_decay", "lr_decay", "clip_norm")
+
+
+class CheckpointError(ValueError):
+    """A checkpoint cannot be read, or belongs to another run than the one resuming from it."""
 
 
 @dataclass
@@ -46,6 +87,10 @@ class TrainConfig:
     clip_norm: float = 5.0
     #: show a progress bar
     progress: bool = False
+    #: directory where rank 0 writes a checkpoint after every epoch ("": no checkpoints)
+    checkpoint_dir: str = ""
+    #: continue from the checkpoint in ``checkpoint_dir`` when one is there (False: start afresh, overwrite it)
+    resume: bool = False
 
 
 def torch_generator(rng: np.random.Generator) -> torch.Generator:
@@ -53,6 +98,184 @@ def torch_generator(rng: np.random.Generator) -> torch.Generator:
     g = torch.Generator()
     g.manual_seed(int(rng.integers(0, 2**62)))
     return g
+
+
+# ------------------------------------------------------------- checkpoints
+
+
+class _CheckpointScope:
+    """Where the ``train`` calls inside one :func:`checkpointing` block write."""
+
+    def __init__(self, directory: Path, resume: bool) -> None:
+        self.directory = directory
+        self.resume = resume
+        self.calls = 0
+
+    def next_dir(self, name: str) -> Path:
+        self.calls += 1
+        safe = "".join(c if c.isalnum() or c in "-_." else "_" for c in name)
+        return self.directory / f"{self.calls:02d}-{safe}"
+
+
+_SCOPE: contextvars.ContextVar[_CheckpointScope | None] = contextvars.ContextVar(
+    "movierec_ckpt", default=None
+)
+
+
+@contextmanager
+def checkpointing(directory: str | Path, *, resume: bool = False) -> Iterator[Path]:
+    """Checkpoint every :func:`train` call made inside the block (whose config has no ``checkpoint_dir``).
+
+    The ``k``-th call writes to ``directory / f"{k:02d}-{name}"`` (a model
+    that trains several networks, such as a pre-trained NeuMF, gets one
+    sub-directory per network). Re-running the same fit with ``resume=True``
+    makes the calls pick up where they stopped: a finished call restores its
+    final weights without training, an interrupted one continues after its
+    last completed epoch.
+    """
+    path = Path(directory)
+    token = _SCOPE.set(_CheckpointScope(path, resume))
+    try:
+        yield path
+    finally:
+        _SCOPE.reset(token)
+
+
+def _rng_states(generators: Sequence[torch.Generator | np.random.Generator]) -> list[torch.Tensor | str]:
+    out: list[torch.Tensor | str] = []
+    for g in generators:
+        if isinstance(g, torch.Generator):
+            out.append(g.get_state())
+        elif isinstance(g, np.random.Generator):
+            out.append(json.dumps(g.bit_generator.state))
+        else:
+            raise TypeError(
+                f"generators must be torch.Generator or numpy.random.Generator, got {type(g).__name__}"
+            )
+    return out
+
+
+def _set_rng_states(
+    generators: Sequence[torch.Generator | np.random.Generator], states: list[torch.Tensor | str]
+) -> None:
+    if len(states) != len(generators):
+        raise CheckpointError(
+            f"the checkpoint holds {len(states)} generator states, train() was given {len(generators)}"
+        )
+    for g, s in zip(generators, states, strict=True):
+        if isinstance(g, torch.Generator) and isinstance(s, torch.Tensor):
+            g.set_state(s)
+        elif isinstance(g, np.random.Generator) and isinstance(s, str):
+            g.bit_generator.state = json.loads(s)
+        else:
+            raise CheckpointError(
+                "the checkpoint's generator states do not match the kinds of generators given"
+            )
+
+
+def _save_atomic(obj: dict[str, Any], path: Path) -> None:
+    """``torch.save`` to a temporary file in the same directory, then rename over ``path``."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    try:
+        with open(tmp, "wb") as fh:
+            torch.save(obj, fh)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+
+
+def load_checkpoint(path: str | Path) -> dict[str, Any]:
+    """Read a checkpoint written by :func:`train` (tensors and plain values only, ``weights_only``)."""
+    path = Path(path)
+    if path.is_dir():
+        path = path / CHECKPOINT_FILE
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # any unreadable or unsafe file (weights_only refuses other objects)
+        raise CheckpointError(f"cannot read checkpoint {path}: {exc}") from exc
+    if not isinstance(state, dict) or state.get("format") != CHECKPOINT_FORMAT:
+        raise CheckpointError(f"{path} is not a movierec training checkpoint (format {CHECKPOINT_FORMAT})")
+    return state
+
+
+def _checkpoint_dir(config: TrainConfig, name: str) -> tuple[Path | None, bool]:
+    if config.checkpoint_dir:
+        return Path(config.checkpoint_dir), config.resume
+    scope = _SCOPE.get()
+    if scope is None:
+        return None, False
+    return scope.next_dir(name), scope.resume
+
+
+# ------------------------------------------------------------ distribution
+
+
+def _world() -> tuple[int, int]:
+    """(rank, world size) of an initialised group of 2+ processes, else (0, 1)."""
+    if dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1:
+        return dist.get_rank(), dist.get_world_size()
+    return 0, 1
+
+
+def shard_batches(batches: Iterable[Any], rank: int, world: int) -> Iterator[Any]:
+    """The batches of one rank: those at positions ``i`` with ``i % world == rank``.
+
+    Every rank must be given the same sequence (it is consumed in full, so
+    generators behind it advance identically everywhere). When the count ``n``
+    is not a multiple of ``world``, the ranks short of a batch in the last
+    round take one from the start again (``DistributedSampler``'s padding), so
+    every rank yields ``ceil(n / world)`` batches.
+    """
+    if world < 1 or not 0 <= rank < world:
+        raise ValueError(f"rank {rank} outside 0..{world - 1}")
+    head: list[Any] = []
+    n = 0
+    for batch in batches:
+        if n < world:
+            head.append(batch)
+        if n % world == rank:
+            yield batch
+        n += 1
+    short = n % world
+    if short and rank >= short:
+        yield head[(rank - short) % n]
+
+
+def _epoch_sums(total: float, count: int, bad: bool, device: torch.device) -> tuple[float, int, bool]:
+    """Loss sum, step count and any-non-finite flag summed over the ranks (one collective per epoch)."""
+    t = torch.tensor([total, float(count), float(bad)], dtype=torch.float64, device=device)
+    dist.all_reduce(t)
+    return float(t[0]), int(t[1]), bool(t[2] > 0)
+
+
+def _broadcast_float(value: float, device: torch.device) -> float:
+    t = torch.tensor([value], dtype=torch.float64, device=device)
+    dist.broadcast(t, 0)
+    return float(t.item())
+
+
+def _device_of(net: nn.Module) -> torch.device:
+    for p in net.parameters():
+        return p.device
+    return torch.device("cpu")
+
+
+def _wrap_ddp(net: nn.Module) -> nn.Module:
+    from torch.nn.parallel import DistributedDataParallel as DDP
+
+    device = _device_of(net)
+    ids = [device] if device.type == "cuda" else None
+    # find_unused_parameters: a model's loss may leave parts of the net unused in some batches (a tag
+    # head); forward_sync_buffers=False saves a collective per step: buffers are constants or batch-norm
+    # statistics, and rank 0's are broadcast to every rank at the end
+    return DDP(net, device_ids=ids, find_unused_parameters=True, forward_sync_buffers=False)
+
+
+# ------------------------------------------------------------------ loop
 
 
 def train(
@@ -65,6 +288,7 @@ def train(
     higher_is_better: bool = True,
     n_batches: int | None = None,
     name: str = "model",
+    generators: Sequence[torch.Generator | np.random.Generator] = (),
 ) -> list[dict[str, float]]:
     """Train ``net`` in place and return the per-epoch history.
 
@@ -72,16 +296,32 @@ def train(
     ----------
     batches:
         ``batches(epoch)`` yields the mini-batches of one epoch (the caller
-        shuffles with its own generator).
+        shuffles with its own generator). Under several processes every rank
+        must yield the same sequence (same seed).
     loss_fn:
-        ``loss_fn(net, batch)`` returns a scalar loss tensor.
+        ``loss_fn(net, batch)`` returns a scalar loss tensor (the mean over
+        the batch). It gets the DDP wrapper under several processes, so it
+        must call the network rather than its other methods.
     validate:
         Returns a validation score after each epoch; the best epoch's weights
         are restored at the end and training stops after ``patience`` epochs
-        without improvement.
+        without improvement. It is given the bare network.
     n_batches:
         Batches per epoch, for the progress bar.
+    generators:
+        The generators ``batches``, ``loss_fn`` and ``validate`` draw from;
+        their states go into checkpoints so that a resumed run continues
+        exactly where the interrupted one stopped.
+
+    Returns
+    -------
+    One dict per epoch: ``epoch``, ``loss`` (mean training loss, averaged over
+    ranks), ``seconds``, and ``valid`` when ``validate`` is given.
     """
+    rank, world = _world()
+    distributed = world > 1
+    ckpt_dir, resume = _checkpoint_dir(config, name)
+    ckpt_path = ckpt_dir / CHECKPOINT_FILE if ckpt_dir is not None else None
     previous_threads = torch.get_num_threads()
     if config.threads:
         torch.set_num_threads(config.threads)
@@ -92,25 +332,100 @@ def train(
     best_state: dict[str, torch.Tensor] | None = None
     stale = 0
     history: list[dict[str, float]] = []
+    start_epoch = 0
+    stopped = False
+    settings = {k: float(getattr(config, k)) for k in _RESUME_MUST_MATCH}
+
+    def snapshot(epoch: int, finished: bool) -> None:
+        if ckpt_path is None:
+            return
+        if rank == 0:
+            _save_atomic(
+                {
+                    "format": CHECKPOINT_FORMAT,
+                    "name": name,
+                    "settings": settings,
+                    "world": world,
+                    "epoch": epoch,
+                    "finished": finished,
+                    "net": net.state_dict(),
+                    "optimizer": opt.state_dict(),
+                    "scheduler": sched.state_dict(),
+                    "best": best,
+                    "best_state": best_state,
+                    "stale": stale,
+                    "history": history,
+                    "generators": _rng_states(generators),
+                    "torch_rng": torch.get_rng_state(),
+                },
+                ckpt_path,
+            )
+        if distributed:
+            dist.barrier()
+
+    if ckpt_path is not None and resume and ckpt_path.exists():
+        state = load_checkpoint(ckpt_path)
+        stored = state["settings"]
+        diff = [f"{k}={stored.get(k)} there, {v} here" for k, v in settings.items() if stored.get(k) != v]
+        if state["name"] != name:
+            diff.insert(0, f"network {state['name']!r} there, {name!r} here")
+        if diff:
+            raise CheckpointError(
+                f"checkpoint {ckpt_path} belongs to another run ({'; '.join(diff)}); "
+                "start afresh (resume=False) or use another directory"
+            )
+        if state["world"] != world:
+            log.warning("%s: resuming a %d-process checkpoint with %d processes", name, state["world"], world)
+        try:
+            net.load_state_dict(state["net"])
+        except RuntimeError as exc:
+            raise CheckpointError(f"checkpoint {ckpt_path} does not fit this network: {exc}") from exc
+        opt.load_state_dict(state["optimizer"])
+        sched.load_state_dict(state["scheduler"])
+        best, best_state, stale = float(state["best"]), state["best_state"], int(state["stale"])
+        history = list(state["history"])
+        start_epoch = int(state["epoch"])
+        _set_rng_states(generators, state["generators"])
+        torch.set_rng_state(state["torch_rng"])
+        log.info("%s: resumed from %s after epoch %d", name, ckpt_path, start_epoch)
+        if state["finished"]:
+            if config.threads:
+                torch.set_num_threads(previous_threads)
+            net.eval()
+            return history
+        if validate is not None and config.patience and stale >= config.patience:
+            stopped = True  # it had stopped early; only the ending is left
+
+    model = _wrap_ddp(net) if distributed else net
+    device = _device_of(net)
+    done = start_epoch
     try:
-        for epoch in range(config.epochs):
-            net.train()
+        for epoch in range(start_epoch, start_epoch if stopped else config.epochs):
+            model.train()
             start = time.perf_counter()
             total, count = 0.0, 0
+            epoch_batches: Iterable[Any] = batches(epoch)
+            total_batches = n_batches
+            if distributed:
+                epoch_batches = shard_batches(epoch_batches, rank, world)
+                total_batches = -(-n_batches // world) if n_batches is not None else None
             bar = tqdm(
-                batches(epoch),
-                total=n_batches,
+                epoch_batches,
+                total=total_batches,
                 desc=f"{name} epoch {epoch + 1}",
-                disable=not config.progress,
+                disable=not config.progress or rank != 0,
                 leave=False,
             )
+            bad = False
             for batch in bar:
                 opt.zero_grad(set_to_none=True)
-                loss = loss_fn(net, batch)
+                loss = loss_fn(model, batch)
                 if not torch.isfinite(loss):
-                    raise FloatingPointError(
-                        f"{name}: loss became {loss.item()} at epoch {epoch + 1}; lower the learning rate"
-                    )
+                    if not distributed:
+                        raise FloatingPointError(
+                            f"{name}: loss became {loss.item()} at epoch {epoch + 1}; lower the learning rate"
+                        )
+                    bad = True  # the other ranks wait in the gradient exchange: stop together below
                 loss.backward()
                 if config.clip_norm:
                     nn.utils.clip_grad_norm_(params, config.clip_norm)
@@ -119,6 +434,13 @@ def train(
                 count += 1
                 if count % 20 == 0:
                     bar.set_postfix(loss=f"{total / count:.4f}")
+            if distributed:
+                total, count, bad = _epoch_sums(total, count, bad, device)
+                if bad:
+                    raise FloatingPointError(
+                        f"{name}: the loss became non-finite on some rank at epoch {epoch + 1}; "
+                        "lower the learning rate"
+                    )
             sched.step()
             row = {
                 "epoch": float(epoch + 1),
@@ -129,6 +451,8 @@ def train(
                 net.eval()
                 with torch.no_grad():
                     score = float(validate(net))
+                if distributed:
+                    score = _broadcast_float(score, device)  # rank 0 decides for everyone
                 row["valid"] = score
                 improved = score > best if higher_is_better else score < best
                 if improved:
@@ -138,18 +462,26 @@ def train(
                     stale += 1
             history.append(row)
             log.info("%s epoch %d: %s", name, epoch + 1, row)
-            if config.progress:
+            if config.progress and rank == 0:
                 tqdm.write(
                     f"{name} epoch {epoch + 1}: "
                     + ", ".join(f"{k}={v:.4g}" for k, v in row.items() if k != "epoch")
                 )
+            done = epoch + 1
+            snapshot(done, finished=False)
             if validate is not None and config.patience and stale >= config.patience:
                 break
     finally:
         if config.threads:
             torch.set_num_threads(previous_threads)
+        del model  # drops DDP's gradient hooks from the parameters
     if best_state is not None:
         net.load_state_dict(best_state)
+    if distributed:
+        with torch.no_grad():  # every rank leaves with rank 0's weights, bit for bit
+            for t in net.state_dict().values():
+                dist.broadcast(t, 0)
+    snapshot(done, finished=True)
     net.eval()
     return history
 
