@@ -16,22 +16,47 @@ without pre-training) beside ``pop``. Reference: implicit ALS 0.302, EASE 0.366.
 Fold-in: for up to ``--fold-users`` test users, the same ranking computed from a
 new-session query (``Query.session(liked=<training movies>)``, no user id), so
 the learned embedding and the folded-in vector can be compared.
+
+Several seeds (``--seeds 0,1,2``): for every seed the harness's split
+(:mod:`movierec.evaluation.protocols`, child seeds ``[seed, 0]`` for the
+split, ``[seed, 1]`` for the fits, ``[seed, 2]`` for the bootstrap, as in
+``movierec evaluate --seed``) of the ``rating`` and ``topn`` protocols; the
+deep models beside the reference baselines (``--rating-models`` /
+``--topn-models``). Prints per run the metric with the harness's 95 %
+bootstrap CI over test rows / users, then per model the mean over seeds
+± the 95 % Student-t half-width across seeds, seconds per epoch, total fit
+seconds and training examples per second (per epoch of training, validation
+excluded; for closed-form models rows of the training matrix per fit second).
+``mlp-clf`` is also scored with its arg-max prediction (same fit). With
+``--log FILE`` every finished run is appended as a JSON line and runs already
+there are skipped, so the work can be split into short invocations; the
+summary covers every logged run of the requested seeds and models (start a
+new log after changing a model's defaults)::
+
+    .venv/bin/python benchmarks/bench_deep.py --seeds 0,1,2 --log deep.jsonl --only topn
 """
 
 from __future__ import annotations
 
 import argparse
+import json
+import math
 import tempfile
 import time
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+import torch
+from scipy import stats
+from threadpoolctl import threadpool_limits
 
 from movierec.data.dataset import Dataset
 from movierec.data.load import load_dataset
 from movierec.data.splits import per_user_holdout, random_holdout
 from movierec.evaluation import metrics as M
+from movierec.evaluation.protocols import Prepared, Protocol, get_protocol
+from movierec.evaluation.protocols import run as run_protocol
 from movierec.models.base import Query, Recommender
 from movierec.models.registry import UnknownModelError, create
 from movierec.ranking import top_n
@@ -39,6 +64,20 @@ from movierec.settings import Settings
 
 RATING_MODELS = ("mlp-reg", "mlp-clf", "mf")
 TOPN_MODELS = ("pop", "gmf", "mlp", "neumf", "neumf-nopre")
+
+#: --seeds mode: models per protocol (variants: ``neumf-nopre``, ``gmf-explicit``, ``neumf-explicit``)
+SEED_RATING_MODELS = ("mlp-reg", "mlp-clf", "gmf-explicit", "mf")
+SEED_TOPN_MODELS = ("neumf", "neumf-nopre", "mf", "ease", "als", "pop")
+#: the headline metric per protocol (a lower value is better for rating errors)
+HEADLINE = {"rating": ("rmse", "mae"), "topn": ("ndcg@10", "recall@10")}
+#: variant name -> (registered model, config overrides)
+VARIANTS: dict[str, tuple[str, dict[str, Any]]] = {
+    "neumf-nopre": ("neumf", {"pretrain": False}),
+    "gmf-explicit": ("gmf", {"explicit": True}),
+    "neumf-explicit": ("neumf", {"explicit": True}),
+}
+#: models whose config has no ``threads`` field (ALS's is its solver's)
+_NO_TORCH = ("pop", "mf", "ease", "itemknn", "userknn")
 
 
 def _rank(scores: np.ndarray, train: Any, users: np.ndarray, k: int) -> np.ndarray:
@@ -144,6 +183,177 @@ def run_topn(data: Dataset, models: list[str], threads: int, fold_users: int) ->
     )
 
 
+# ------------------------------------------------------------- several seeds
+
+
+def _speed(model: Recommender, fit_s: float, train: Dataset) -> dict[str, float]:
+    """Epochs, seconds per epoch (training only) and training examples per second."""
+    hist = model.fit_info.history
+    pre = model.fit_info.extra.get("pretrain") or {}
+    rows = [*hist, *(r for part in pre.values() for r in part)]
+    secs = [r["seconds"] for r in rows if "seconds" in r]
+    negatives = getattr(model.config, "negatives", 0)
+    if secs and not getattr(model.config, "explicit", False) and negatives:
+        min_rating = getattr(model.config, "min_rating", 0.0)
+        per_epoch_examples = int((train.rating >= min_rating).sum()) * (1 + negatives)
+    else:
+        per_epoch_examples = train.n_ratings
+    if secs:
+        per = float(np.mean(secs))
+        return {"epochs": len(secs), "s_per_epoch": per, "examples_per_s": per_epoch_examples / per}
+    epochs = max(int(model.fit_info.epochs), 1)
+    return {
+        "epochs": int(model.fit_info.epochs),
+        "s_per_epoch": fit_s / epochs if model.fit_info.epochs else math.nan,
+        "examples_per_s": train.n_ratings * epochs / fit_s if fit_s > 0 else math.nan,
+    }
+
+
+def _row(
+    name: str, seed: int, proto: Protocol, metrics: dict[str, float], ci: dict[str, Any]
+) -> dict[str, Any]:
+    keys = HEADLINE[proto.name]
+    return {
+        "protocol": proto.name,
+        "model": name,
+        "seed": seed,
+        "metrics": {k: metrics[k] for k in keys if k in metrics},
+        "ci": {k: list(ci[k]) for k in keys if k in ci},
+    }
+
+
+def run_seed(protocol: str, name: str, seed: int, prepared: Prepared, threads: int) -> list[dict[str, Any]]:
+    """Fit ``name`` on ``prepared`` (the harness's split for ``seed``); one log row per scored variant."""
+    proto = get_protocol(protocol)
+    base, overrides = VARIANTS.get(name, (name, {}))
+    overrides = dict(overrides)
+    if base not in _NO_TORCH:
+        overrides["threads"] = threads
+    model = create(base, **overrides)
+    result = run_protocol(
+        model,
+        proto,
+        prepared,
+        fit_rng=np.random.default_rng([seed, 1]),
+        stats_rng=np.random.default_rng([seed, 2]),
+        ks=(10,),
+        model_name=name,
+        seed=seed,
+    )
+    if not result.supported:
+        print(f"{name:<15} seed {seed}: skipped ({result.message})")
+        return []
+    row = _row(name, seed, proto, result.metrics, result.ci)
+    row.update(
+        fit_s=result.fit_seconds,
+        eval_s=result.eval_seconds,
+        **_speed(model, result.fit_seconds, prepared.train),
+    )
+    rows = [row]
+    if name == "mlp-clf" and protocol == "rating":
+        # the same fitted network, predicting the most likely level instead of the expectation
+        model.config.prediction = "argmax"
+        _, scalars, curves = proto.evaluate(model, prepared, (10,))
+        rng = np.random.default_rng([seed, 2])
+        lo, hi = M.bootstrap_ci(curves["sq_err"], rng, 1000)[1:]
+        ci = {"rmse": (math.sqrt(lo), math.sqrt(hi)), "mae": M.bootstrap_ci(curves["abs_err"], rng, 1000)[1:]}
+        arg = _row("mlp-clf-argmax", seed, proto, scalars, ci)
+        arg.update({k: row[k] for k in ("fit_s", "eval_s", "epochs", "s_per_epoch", "examples_per_s")})
+        rows.append(arg)
+    return rows
+
+
+def _num(x: float, width: int, digits: int) -> str:
+    """``x`` right-aligned in ``width`` with ``digits`` decimals, ``-`` when not finite."""
+    return f"{x:{width}.{digits}f}" if math.isfinite(x) else f"{'-':>{width}}"
+
+
+def _mean_ci(values: list[float]) -> str:
+    v = np.asarray(values, np.float64)
+    if v.size < 2:
+        return f"{v.mean():.4f}" + " " * 9
+    half = float(stats.t.ppf(0.975, v.size - 1) * v.std(ddof=1) / math.sqrt(v.size))
+    return f"{v.mean():.4f} ± {half:.4f}"
+
+
+def print_seed_summary(rows: list[dict[str, Any]]) -> None:
+    """Per protocol: each run with its bootstrap CI, then mean ± 95 % CI across seeds per model."""
+    for protocol in ("rating", "topn"):
+        mine = [r for r in rows if r["protocol"] == protocol]
+        if not mine:
+            continue
+        m1, m2 = HEADLINE[protocol]
+        print(
+            f"\n== {protocol} protocol: every run (harness bootstrap 95% CI over test {'rows' if protocol == 'rating' else 'users'})"
+        )
+        print(
+            f"{'model':<15} {'seed':>4} {m1:>8} {'95% CI':>17} {m2:>9} {'ep':>3} {'s/ep':>6} {'fit s':>7} {'ex/s':>9}"
+        )
+        for r in sorted(mine, key=lambda r: (r["model"], r["seed"])):
+            lo, hi = r["ci"].get(m1, (math.nan, math.nan))
+            print(
+                f"{r['model']:<15} {r['seed']:4d} {r['metrics'][m1]:8.4f} [{lo:7.4f}, {hi:7.4f}] "
+                f"{r['metrics'].get(m2, math.nan):9.4f} {r['epochs']:3d} {_num(r['s_per_epoch'], 6, 2)} "
+                f"{r['fit_s']:7.1f} {r['examples_per_s']:9.0f}"
+            )
+        models = list(dict.fromkeys(r["model"] for r in mine))
+        seeds = sorted({r["seed"] for r in mine})
+        print(f"\n== {protocol} protocol: mean ± 95% CI (Student t) across seeds {seeds}")
+        print(f"{'model':<15} {'n':>2} {m1:>17} {m2:>17} {'s/epoch':>8} {'fit s':>7} {'ex/s':>9}")
+        better = (lambda r: r[1]) if protocol == "rating" else (lambda r: -r[1])
+        summary = []
+        for name in models:
+            rs = [r for r in mine if r["model"] == name]
+            summary.append((name, float(np.mean([r["metrics"][m1] for r in rs])), rs))
+        for name, _, rs in sorted(summary, key=better):
+            print(
+                f"{name:<15} {len(rs):2d} {_mean_ci([r['metrics'][m1] for r in rs]):>17} "
+                f"{_mean_ci([r['metrics'].get(m2, math.nan) for r in rs]):>17} "
+                f"{_num(np.mean([r['s_per_epoch'] for r in rs]), 8, 2)} {np.mean([r['fit_s'] for r in rs]):7.1f} "
+                f"{np.mean([r['examples_per_s'] for r in rs]):9.0f}"
+            )
+
+
+def run_seeds(
+    data: Dataset,
+    seeds: list[int],
+    plan: dict[str, list[str]],
+    threads: int,
+    log: Path | None,
+) -> None:
+    """Run every (protocol, model, seed) of ``plan`` not yet in ``log`` and print the summary."""
+    logged = (
+        [json.loads(x) for x in log.read_text().splitlines() if x.strip()] if log and log.exists() else []
+    )
+    done = {(r["protocol"], r["model"], r["seed"]) for r in logged}
+    rows = [r for r in logged if r["seed"] in seeds and r["model"] in plan.get(r["protocol"], [])]
+    rows += [
+        r
+        for r in logged
+        if r["model"] == "mlp-clf-argmax" and r["seed"] in seeds and "mlp-clf" in plan.get("rating", [])
+    ]
+    for seed in seeds:
+        for protocol, names in plan.items():
+            todo = [n for n in names if (protocol, n, seed) not in done]
+            if not todo:
+                continue
+            prepared = get_protocol(protocol).prepare(data, np.random.default_rng([seed, 0]))
+            for name in todo:
+                new = run_seed(protocol, name, seed, prepared, threads)
+                for r in new:
+                    print(
+                        f"{protocol} seed {seed} {r['model']:<15} "
+                        + " ".join(f"{k}={v:.4f}" for k, v in r["metrics"].items())
+                        + f"  fit {r['fit_s']:.1f}s",
+                        flush=True,
+                    )
+                    if log is not None:
+                        with log.open("a") as fh:
+                            fh.write(json.dumps(r) + "\n")
+                rows += new
+    print_seed_summary(rows)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--mirror", type=Path, default=Path("/work/shared/data/movielens"))
@@ -154,9 +364,25 @@ def main() -> None:
         "--threads", type=int, default=1, help="torch threads (1 is fastest on a busy 2-core box)"
     )
     ap.add_argument("--fold-users", type=int, default=300)
+    ap.add_argument("--seeds", default="", help="comma-separated seeds: the several-seed summary instead")
+    ap.add_argument("--rating-models", default=",".join(SEED_RATING_MODELS), help="with --seeds")
+    ap.add_argument("--topn-models", default=",".join(SEED_TOPN_MODELS), help="with --seeds")
+    ap.add_argument(
+        "--log", type=Path, default=None, help="with --seeds: JSON lines of finished runs (resumable)"
+    )
     args = ap.parse_args()
+    torch.set_num_threads(args.threads)
+    threadpool_limits(args.threads)
     with tempfile.TemporaryDirectory() as home:
         data = load_dataset(args.dataset, Settings(home=Path(home), mirror=args.mirror), with_metadata=False)
+    if args.seeds:
+        plan = {
+            p: [m for m in ms.split(",") if m]
+            for p, ms in (("rating", args.rating_models), ("topn", args.topn_models))
+            if args.only in (None, p)
+        }
+        run_seeds(data, [int(x) for x in args.seeds.split(",")], plan, args.threads, args.log)
+        return
     chosen = [m for m in args.models.split(",") if m]
     if args.only != "topn":
         run_rating(data, [m for m in RATING_MODELS if not chosen or m in chosen], args.threads)

@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 from contract import ModelContract, make_checkerboard, make_low_rank
+from movierec.evaluation.harness import evaluate
 from movierec.models.base import Query
 from movierec.models.ncf import GMF, NCFMLP, NeuMF, sample_negatives
 
@@ -17,6 +18,10 @@ FAST = {
     "mlp_layers": (16, 8),
     "threads": 1,
     "init_std": 0.1,
+    # pinned, so these known-answer tests do not move with the tuned defaults
+    "negatives": 4,
+    "dropout": 0.0,
+    "weight_decay": 0.0,
 }
 #: settings under which each model separates the checkerboard on ~360 positives
 GOOD = {
@@ -110,3 +115,31 @@ def test_bad_config_rejected() -> None:
         GMF(negatives=0)
     with pytest.raises(ValueError, match="mlp_layers"):
         NCFMLP(mlp_layers=(15, 8))
+
+
+def test_supports_ratings_follows_explicit_config() -> None:
+    assert not GMF().supports_ratings and GMF(explicit=True).supports_ratings
+    assert NeuMF(explicit=True).supports_ratings and not NeuMF.supports_ratings
+    model = NCFMLP()
+    model.config.explicit = True  # read per instance from the live config
+    assert model.supports_ratings
+
+
+@pytest.mark.parametrize("name", ["gmf", "neumf"])
+def test_rating_protocol_runs_explicit_mode(name: str) -> None:
+    """The harness's rating protocol accepts an explicit NCF and it beats the global mean;
+    the implicit default (like ``pop``) is reported unsupported instead of failing.
+
+    For ``neumf`` this also guards the pre-trained explicit NeuMF's output bias,
+    which once lost the global mean before fine-tuning."""
+    data, _ = make_low_rank()
+    settings = {**FAST, "epochs": 40, "explicit": True}
+    explicit, pop = evaluate([name, "pop"], data, "rating", model_overrides={name: settings}, n_resamples=50)
+    assert explicit.supported, explicit.message
+    train_mean = float(data.rating.mean())
+    baseline = float(np.sqrt(np.mean((train_mean - data.rating) ** 2)))
+    assert explicit.metrics["rmse"] < 0.75 * baseline, (explicit.metrics["rmse"], baseline)
+    assert explicit.ci["rmse"][0] <= explicit.metrics["rmse"] <= explicit.ci["rmse"][1]
+    assert not pop.supported and "supports_ratings" in pop.message
+    (plain,) = evaluate([name], data, "rating", model_overrides={name: FAST}, n_resamples=50)
+    assert not plain.supported
