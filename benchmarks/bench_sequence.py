@@ -20,6 +20,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from scipy import stats
 
 from movierec.data.dataset import Dataset
 from movierec.data.load import load_dataset
@@ -30,6 +31,7 @@ from movierec.models.registry import create
 from movierec.ranking import Catalog, recommend
 from movierec.settings import Settings
 
+nan = float("nan")
 MIRROR = Path("/work/shared/data/movielens")
 
 
@@ -66,7 +68,10 @@ def main() -> None:
     parser.add_argument("--skip-quality", action="store_true", help="latency only")
     parser.add_argument("--skip-latency", action="store_true", help="quality only")
     parser.add_argument("--models", default="pop,sequence,sequence-attn", help="models for the quality table")
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--seed", type=int, default=0, help="seed of the latency sessions")
+    parser.add_argument(
+        "--seeds", default="0", help="comma list of seeds for the quality table (split + fit)"
+    )
     parser.add_argument(
         "--epochs", type=int, default=0, help="override the sequence models' epochs (0: default)"
     )
@@ -88,18 +93,39 @@ def main() -> None:
                 r = latency(d, name, args.calls, rng)
                 print(f"{name:<15}{label:>12}{r['p50_ms']:>10.2f}{r['p99_ms']:>10.2f}", flush=True)
     if not args.skip_quality:
-        print("\nnext-item protocol on ml-latest-small (full ranking, history excluded)")
-        results = evaluate(
-            args.models.split(","), data, "next-item", seed=args.seed, ks=(10,), n_resamples=200
+        print("\nnext-item protocol on ml-latest-small (full ranking, history excluded), 95% bootstrap CIs")
+        overrides = (
+            {m: {"epochs": args.epochs} for m in ("sequence", "sequence-attn")} if args.epochs else None
         )
-        print(f"{'model':<15}{'HR@10':>8}{'NDCG@10':>9}{'MRR@10':>8}{'fit s':>8}")
-        for r in results:
-            m = r.metrics
-            print(
-                f"{r.model:<15}{m.get('hr@10', float('nan')):>8.4f}{m.get('ndcg@10', float('nan')):>9.4f}"
-                f"{m.get('mrr@10', float('nan')):>8.4f}{r.fit_seconds:>8.1f}",
-                flush=True,
+        print(f"{'model':<15}{'seed':>5}{'HR@10':>22}{'NDCG@10':>22}{'MRR@10':>8}{'fit s':>8}")
+        by_model: dict[str, list[float]] = {}
+        for seed in [int(s) for s in args.seeds.split(",")]:
+            results = evaluate(
+                args.models.split(","),
+                data,
+                "next-item",
+                seed=seed,
+                ks=(10,),
+                n_resamples=500,
+                model_overrides=overrides,
             )
+            for r in results:
+                m, ci = r.metrics, r.ci
+                hr, nd = m.get("hr@10", float("nan")), m.get("ndcg@10", float("nan"))
+                hr_ci, nd_ci = ci.get("hr@10", (nan, nan)), ci.get("ndcg@10", (nan, nan))
+                by_model.setdefault(r.model, []).append(nd)
+                print(
+                    f"{r.model:<15}{seed:>5}{hr:>8.4f} [{hr_ci[0]:.3f},{hr_ci[1]:.3f}]"
+                    f"{nd:>8.4f} [{nd_ci[0]:.3f},{nd_ci[1]:.3f}]"
+                    f"{m.get('mrr@10', nan):>8.4f}{r.fit_seconds:>8.1f}",
+                    flush=True,
+                )
+        if len(args.seeds.split(",")) > 1:
+            print("\nNDCG@10 across seeds: mean +- 95% t-interval half-width")
+            for name, vals in by_model.items():
+                v = np.asarray(vals)
+                half = float(stats.t.ppf(0.975, v.size - 1)) * v.std(ddof=1) / np.sqrt(v.size)
+                print(f"{name:<15}{v.mean():.4f} +- {half:.4f} (n={v.size})")
 
 
 if __name__ == "__main__":
