@@ -8,21 +8,35 @@ a sweep over visitor counts, each level bounded by ``--seconds`` and
 ``--max-requests``; it prints throughput, p50/p95/p99 latency per endpoint and
 errors (any non-2xx answer or transport failure).
 
-Without ``--url`` it starts ``uvicorn`` on ``create_app`` over HOME's model and
-catalogue (``movierec run`` prepares them) on a free 127.0.0.1 port, with the
-per-session write limit raised so that it measures capacity (against
-``--url`` a 429 counts as an error). ``--url`` must point at 127.0.0.1 or
-localhost: this is not a tool for loading other people's servers.
+``--scenario browse`` is the read-heavy mix instead: each visitor likes a few
+movies once, then repeats: get recommendations -> open one recommended movie
+-> every ``--like-every`` rounds, like a recommended movie (so its session, and
+its recommendations, change; beyond 30 likes it unlikes the oldest).
+
+Without ``--url`` it starts ``uvicorn`` (``--workers`` processes) on
+``create_app`` over HOME's model and catalogue (``movierec run`` prepares them)
+on a free 127.0.0.1 port, with the per-session write limit raised so that it
+measures capacity (against ``--url`` a 429 counts as an error). ``--url`` must
+point at 127.0.0.1 or localhost: this is not a tool for loading other people's
+servers.
+
+The load generator shares the machine with the server: it uses a lean HTTP/1.1
+client (``--client lean``, a fraction of httpx's CPU per request), can lower its
+own priority (``--nice``), and reports per level its own CPU use, the server's
+(all its processes) and the machine's load average, so that a reader can tell
+a saturated server from a starved generator.
 
 Example::
 
-    MOVIEREC_HOME=/tmp/loadhome python benchmarks/load_test.py --visitors 1,10,25,50 --seconds 10
+    MOVIEREC_HOME=/tmp/loadhome python benchmarks/load_test.py --visitors 1,10,25,50,100 --seconds 10
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
+import json
 import os
 import socket
 import subprocess
@@ -32,7 +46,7 @@ from collections import defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import urlencode, urlsplit
 
 import httpx
 import numpy as np
@@ -42,17 +56,23 @@ WORDS = ["the", "star", "love", "man", "war", "matrix", "god", "night", "king", 
 KEEP = 30  # trim liked movies / favourites beyond this many
 
 LAUNCHER = """
-import sys
+import json, os, sys
 from pathlib import Path
 import uvicorn
-from movierec.service.app import create_app
+from movierec.service.app import SETTINGS_ENV, create_app, limit_torch_threads
 from movierec.service.config import ServiceSettings
 from movierec.settings import Settings
-model, db, port = sys.argv[1], sys.argv[2], int(sys.argv[3])
+model, db, port, workers = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4])
 svc = ServiceSettings(settings=Settings(), model_dir=Path(model) if model else None,
                       database_path=Path(db) if db else None, write_rate=1e6, write_burst=10**6,
                       max_waiting=10_000)
-uvicorn.run(create_app(svc), host="127.0.0.1", port=port, log_level="warning", access_log=False)
+quiet = dict(host="127.0.0.1", port=port, log_level="warning", access_log=False)
+if workers == 1:
+    limit_torch_threads()
+    uvicorn.run(create_app(svc), **quiet)
+else:
+    os.environ[SETTINGS_ENV] = json.dumps({"settings": json.loads(svc.model_dump_json())})
+    uvicorn.run("movierec.service.app:app_from_env", factory=True, workers=workers, **quiet)
 """
 
 
@@ -89,8 +109,120 @@ class Budget:
         return True
 
 
+@dataclass
+class Answer:
+    """An HTTP answer: status and body."""
+
+    status_code: int
+    content: bytes
+
+    @property
+    def is_success(self) -> bool:
+        return 200 <= self.status_code < 300
+
+    @property
+    def text(self) -> str:
+        return self.content.decode("utf-8", "replace")
+
+    def json(self) -> Any:
+        return json.loads(self.content)
+
+
+class LeanClient:
+    """A minimal HTTP/1.1 keep-alive client over one asyncio connection, with one cookie jar.
+
+    It costs the load generator a fraction of ``httpx``'s CPU per request, so more of
+    the shared cores go to the server. It sends ``Content-Length`` bodies and reads
+    ``Content-Length`` or chunked answers; anything unexpected raises ``OSError``.
+    """
+
+    def __init__(self, base_url: str, timeout: float = 30.0) -> None:
+        parts = urlsplit(base_url)
+        self.host, self.port = parts.hostname or "127.0.0.1", parts.port or 80
+        self.timeout = timeout
+        self.cookies: dict[str, str] = {}
+        self._reader: asyncio.StreamReader | None = None
+        self._writer: asyncio.StreamWriter | None = None
+
+    async def __aenter__(self) -> LeanClient:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.aclose()
+
+    async def aclose(self) -> None:
+        if self._writer is not None:
+            self._writer.close()
+            with contextlib.suppress(OSError):
+                await self._writer.wait_closed()
+        self._reader = self._writer = None
+
+    async def request(
+        self, method: str, url: str, *, params: dict[str, Any] | None = None, json: Any = None
+    ) -> Answer:
+        try:
+            return await asyncio.wait_for(self._request(method, url, params, json), self.timeout)
+        except (TimeoutError, OSError, asyncio.IncompleteReadError, ValueError):
+            await self.aclose()
+            raise
+
+    async def _request(self, method: str, url: str, params: dict[str, Any] | None, body_json: Any) -> Answer:
+        if self._writer is None:
+            self._reader, self._writer = await asyncio.open_connection(self.host, self.port)
+        assert self._reader is not None
+        target = url + ("?" + urlencode(params) if params else "")
+        body = b"" if body_json is None else json.dumps(body_json).encode()
+        head = [
+            f"{method} {target} HTTP/1.1",
+            f"host: {self.host}:{self.port}",
+            f"content-length: {len(body)}",
+        ]
+        if body_json is not None:
+            head.append("content-type: application/json")
+        if self.cookies:
+            head.append("cookie: " + "; ".join(f"{k}={v}" for k, v in self.cookies.items()))
+        self._writer.write(("\r\n".join(head) + "\r\n\r\n").encode() + body)
+        status_line = await self._reader.readuntil(b"\r\n")
+        status = int(status_line.split(b" ", 2)[1])
+        length, chunked, close = 0, False, False
+        while (line := await self._reader.readuntil(b"\r\n")) != b"\r\n":
+            name, _, value = line.decode("latin-1").partition(":")
+            name, value = name.strip().lower(), value.strip()
+            if name == "content-length":
+                length = int(value)
+            elif name == "transfer-encoding":
+                chunked = "chunked" in value.lower()
+            elif name == "connection":
+                close = value.lower() == "close"
+            elif name == "set-cookie":
+                key, _, rest = value.partition("=")
+                self.cookies[key.strip()] = rest.split(";", 1)[0]
+        if chunked:
+            chunks = []
+            while size := int((await self._reader.readuntil(b"\r\n")).split(b";")[0], 16):
+                chunks.append(await self._reader.readexactly(size + 2))
+            await self._reader.readuntil(b"\r\n")
+            content = b"".join(c[:-2] for c in chunks)
+        else:
+            content = await self._reader.readexactly(length)
+        if close:
+            await self.aclose()
+        return Answer(status, content)
+
+
+Client = httpx.AsyncClient | LeanClient
+
+
+def make_client(url: str, kind: str) -> Client:
+    """One visitor's client: ``lean`` (:class:`LeanClient`) or ``httpx`` (one connection)."""
+    if kind == "lean":
+        return LeanClient(url)
+    limits = httpx.Limits(max_connections=1, max_keepalive_connections=1)
+    return httpx.AsyncClient(base_url=url, timeout=30.0, limits=limits)
+
+
 async def call(
-    client: httpx.AsyncClient, stats: Stats, budget: Budget, name: str, method: str, url: str, **kw: Any
+    client: Client, stats: Stats, budget: Budget, name: str, method: str, url: str, **kw: Any
 ) -> Any:
     """One request; returns the JSON body of a 2xx answer, else ``None``. Raises ``StopAsyncIteration`` when the budget is spent."""
     if not budget.take():
@@ -98,7 +230,7 @@ async def call(
     start = time.perf_counter()
     try:
         r = await client.request(method, url, **kw)
-    except httpx.HTTPError as exc:
+    except (TimeoutError, httpx.HTTPError, OSError, asyncio.IncompleteReadError, ValueError) as exc:
         stats.record(name, time.perf_counter() - start, False, repr(exc))
         return None
     elapsed = time.perf_counter() - start
@@ -107,10 +239,11 @@ async def call(
     return r.json() if ok else None
 
 
-async def visitor(url: str, rng: np.random.Generator, stats: Stats, budget: Budget) -> None:
+async def visitor(
+    url: str, rng: np.random.Generator, stats: Stats, budget: Budget, client: str = "lean"
+) -> None:
     """One anonymous visitor doing the click loop until the budget is spent."""
-    limits = httpx.Limits(max_connections=1, max_keepalive_connections=1)
-    async with httpx.AsyncClient(base_url=url, timeout=30.0, limits=limits) as c:
+    async with make_client(url, client) as c:
         liked: list[int] = []
         favourites: list[int] = []
         try:
@@ -153,26 +286,93 @@ async def visitor(url: str, rng: np.random.Generator, stats: Stats, budget: Budg
             return
 
 
-def cpu_seconds(pid: int | None) -> float | None:
-    """User + system CPU seconds of process ``pid`` (Linux ``/proc``), or ``None``."""
-    if pid is None:
-        return None
+async def browser(
+    url: str,
+    rng: np.random.Generator,
+    stats: Stats,
+    budget: Budget,
+    like_every: int = 5,
+    client: str = "lean",
+) -> None:
+    """One visitor of the read-heavy mix: a few likes, then recommendations and movie views."""
+    async with make_client(url, client) as c:
+        try:
+            for _ in range(3):
+                q = WORDS[int(rng.integers(len(WORDS)))]
+                found = await call(c, stats, budget, "search", "GET", "/api/movies/search", params={"q": q})
+                if found:
+                    body = {"kind": "movie", "value": int(found[0]["movie_id"]), "feedback": "like"}
+                    await call(c, stats, budget, "like", "POST", "/api/session/items", json=body)
+            rounds = 0
+            while True:
+                rounds += 1
+                rec = await call(c, stats, budget, "recommendations", "GET", "/api/recommendations")
+                if rec is None or not rec["movies"]:
+                    continue
+                stats.rec_server_ms.append(float(rec["elapsed_ms"]))
+                pick = int(rec["movies"][int(rng.integers(len(rec["movies"])))]["movie_id"])
+                await call(c, stats, budget, "movie", "GET", f"/api/movies/{pick}")
+                if rounds % like_every == 0:
+                    body = {"kind": "movie", "value": pick, "feedback": "like"}
+                    s = await call(c, stats, budget, "like", "POST", "/api/session/items", json=body)
+                    liked = [m["movie_id"] for m in s["liked"]] if s is not None else []
+                    if len(liked) > KEEP:  # keep the session under its list limit
+                        body = {"kind": "movie", "value": liked[0]}
+                        await call(c, stats, budget, "unlike", "DELETE", "/api/session/items", json=body)
+        except StopAsyncIteration:
+            return
+
+
+def _proc_cpu(pid: int) -> tuple[int, float] | None:
+    """(parent pid, user + system CPU seconds) of process ``pid`` from ``/proc``, or ``None``."""
     try:
         fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+        return int(fields[1]), (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
     except (OSError, ValueError, IndexError):
         return None
 
 
+def cpu_seconds(pid: int | None) -> float | None:
+    """User + system CPU seconds of process ``pid`` and its descendants (Linux ``/proc``), or ``None``."""
+    if pid is None or _proc_cpu(pid) is None:
+        return None
+    table: dict[int, tuple[int, float]] = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit() and (info := _proc_cpu(int(entry.name))) is not None:
+            table[int(entry.name)] = info
+    family, total, changed = {pid}, 0.0, True
+    while changed:  # descendants: uvicorn's worker processes
+        changed = False
+        for p, (ppid, _) in table.items():
+            if ppid in family and p not in family:
+                family.add(p)
+                changed = True
+    for p in family:
+        total += table.get(p, (0, 0.0))[1]
+    return total
+
+
 async def level(
-    url: str, n: int, seconds: float, max_requests: int, seed: int, pid: int | None
+    url: str,
+    n: int,
+    seconds: float,
+    max_requests: int,
+    seed: int,
+    pid: int | None,
+    scenario: str = "click",
+    like_every: int = 5,
+    client: str = "lean",
 ) -> dict[str, Any]:
-    """Run ``n`` visitors for one sweep level; return its figures."""
+    """Run ``n`` visitors of ``scenario`` (``click`` or ``browse``) for one sweep level; return its figures."""
     stats = Stats()
     budget = Budget(seconds, max_requests)
-    rngs = [np.random.default_rng(s) for s in np.random.SeedSequence(seed).spawn(n)]
+    # fresh visitors per level: a level must not replay (and find cached) the sessions of the one before
+    rngs = [np.random.default_rng(s) for s in np.random.SeedSequence([seed, n]).spawn(n)]
     cpu0, t0, own0 = cpu_seconds(pid), time.perf_counter(), time.process_time()
-    await asyncio.gather(*(visitor(url, r, stats, budget) for r in rngs))
+    if scenario == "click":
+        await asyncio.gather(*(visitor(url, r, stats, budget, client) for r in rngs))
+    else:
+        await asyncio.gather(*(browser(url, r, stats, budget, like_every, client) for r in rngs))
     wall = time.perf_counter() - t0
     cpu1, own = cpu_seconds(pid), time.process_time() - own0
     return {
@@ -199,7 +399,14 @@ def report(result: dict[str, Any]) -> None:
         f"{stats.requests / wall:.0f} req/s, recommendations {recs / wall:.0f} req/s, errors {n_err}"
         + (f", server CPU {cpu * 100:.0f}% of one core" if cpu is not None else "")
         + f", load generator CPU {result['client_cpu'] * 100:.0f}%"
+        + f", machine load average {os.getloadavg()[0]:.1f}"
     )
+    if cpu is not None and stats.requests:
+        per_request = cpu * wall / stats.requests * 1000
+        print(
+            f"   server CPU per request {per_request:.2f} ms (all endpoints, this mix): "
+            f"about {1000 / per_request:.0f} req/s per core the server has to itself"
+        )
     if stats.rec_server_ms:
         a = np.asarray(stats.rec_server_ms)
         print(
@@ -221,9 +428,11 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def start_server(model: str, db: str, startup_s: float) -> tuple[subprocess.Popen[bytes], str]:
+def start_server(
+    model: str, db: str, startup_s: float, workers: int = 1
+) -> tuple[subprocess.Popen[bytes], str]:
     port = free_port()
-    proc = subprocess.Popen([sys.executable, "-c", LAUNCHER, model, db, str(port)])
+    proc = subprocess.Popen([sys.executable, "-c", LAUNCHER, model, db, str(port), str(workers)])
     url = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + startup_s
     while time.monotonic() < deadline:
@@ -250,6 +459,9 @@ def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--url", help="Target a running server (127.0.0.1 / localhost only); default: start one.")
     p.add_argument(
+        "--server-pid", type=int, help="With --url: the server's process id, to report its CPU use."
+    )
+    p.add_argument(
         "--model", default="", help="Model directory for the started server (default HOME/models/default)."
     )
     p.add_argument(
@@ -262,25 +474,59 @@ def main(argv: list[str] | None = None) -> None:
         "--startup-seconds", type=float, default=120.0, help="Longest wait for the started server."
     )
     p.add_argument("--seed", type=int, default=0, help="Seed of the visitors' random choices.")
+    p.add_argument(
+        "--scenario", choices=("click", "browse"), default="click", help="Click loop or read-heavy mix."
+    )
+    p.add_argument("--like-every", type=int, default=5, help="browse: like a movie every this many rounds.")
+    p.add_argument("--workers", type=int, default=1, help="Server processes of the started server.")
+    p.add_argument(
+        "--client",
+        choices=("lean", "httpx"),
+        default="lean",
+        help="HTTP client of the visitors (lean: less CPU).",
+    )
+    p.add_argument(
+        "--nice",
+        type=int,
+        default=0,
+        help="Priority increment of the load generator (10: the server gets the CPU first; "
+        "on a machine busy with other work that starves the generator instead).",
+    )
     args = p.parse_args(argv)
     sweep = [int(v) for v in args.visitors.split(",") if v.strip()]
     if not sweep or min(sweep) < 1 or max(sweep) > 1000:
         raise SystemExit("--visitors must list counts between 1 and 1000")
-    if args.seconds <= 0 or args.max_requests < 1:
-        raise SystemExit("--seconds and --max-requests must be positive")
+    if args.seconds <= 0 or args.max_requests < 1 or args.like_every < 1 or args.workers < 1:
+        raise SystemExit("--seconds, --max-requests, --like-every and --workers must be positive")
 
     proc = None
     if args.url:
         url = check_local(args.url)
     else:
-        proc, url = start_server(args.model, args.db, args.startup_seconds)
+        proc, url = start_server(args.model, args.db, args.startup_seconds, args.workers)
+    if args.nice > 0:
+        os.nice(args.nice)  # after the server started: it keeps the normal priority
     try:
         health = httpx.get(url + "/api/health", timeout=5.0).json()
-        print(f"target {url}: model {health['model']}, {health['movies']} movies, {health['tags']} tags")
+        print(
+            f"target {url}: model {health['model']}, {health['movies']} movies, {health['tags']} tags; "
+            f"scenario {args.scenario}, {args.workers} server process(es), load generator nice {args.nice}"
+        )
+        pid = proc.pid if proc else args.server_pid
         for n in sweep:
             report(
                 asyncio.run(
-                    level(url, n, args.seconds, args.max_requests, args.seed, proc.pid if proc else None)
+                    level(
+                        url,
+                        n,
+                        args.seconds,
+                        args.max_requests,
+                        args.seed,
+                        pid,
+                        args.scenario,
+                        args.like_every,
+                        args.client,
+                    )
                 )
             )
     finally:

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from functools import cached_property
 
 import numpy as np
 import scipy.sparse as sp
@@ -58,9 +59,11 @@ class Catalog:
     def n_movies(self) -> int:
         return int(self.year.shape[0])
 
-    @property
+    @cached_property
     def popularity_scores(self) -> np.ndarray:
-        """The fallback ranking: rating count, ties broken by mean rating; float32 ``(n_movies,)``."""
+        """The fallback ranking: rating count, ties broken by mean rating; float32 ``(n_movies,)``.
+
+        Computed once per catalogue (the arrays must not change afterwards)."""
         mean = np.nan_to_num(self.mean_rating, nan=0.0)
         return (np.log1p(self.rating_count) + 1e-3 * mean).astype(np.float32)
 
@@ -121,7 +124,8 @@ def top_n(
         Movie indices to drop per row: a CSR ``(B, n_movies)`` matrix or a list of
         ``B`` index arrays (the query's own movies, a user's training items).
     allowed:
-        Bool ``(n_movies,)``: only these movies may be returned (filters).
+        Bool ``(n_movies,)`` for every row, or ``(B, n_movies)`` per row: only these
+        movies may be returned (filters).
     fallback:
         ``(n_movies,)`` scores used for a row with no finite score (popularity).
 
@@ -154,7 +158,11 @@ def top_n(
                 cols = np.concatenate([np.asarray(x, np.int64) for x in lists])
                 s[rows, cols] = -np.inf
     if allowed is not None:
-        s[:, ~np.asarray(allowed, dtype=bool)] = -np.inf
+        ok = np.asarray(allowed, dtype=bool)
+        if ok.ndim == 1:
+            s[:, ~ok] = -np.inf
+        else:
+            s[~ok] = -np.inf
     k = min(n, m)
     if k <= 0:
         return np.full((b, n), -1, np.int64), np.full((b, n), -np.inf, np.float32)
@@ -187,13 +195,14 @@ def recommend(
     n: int,
     *,
     catalog: Catalog | None = None,
-    filters: Filters | None = None,
+    filters: Filters | Sequence[Filters] | None = None,
     n_tags: int = 0,
 ) -> list[Recommendations]:
     """Recommend for each query: score, drop held movies and tags, filter, take the top N.
 
-    Empty queries (and rows the model cannot score) get the catalogue's
-    popularity ranking, filtered the same way.
+    ``filters`` applies to every query, or (a sequence) one per query; the model
+    scores all queries in one batch either way. Empty queries (and rows the model
+    cannot score) get the catalogue's popularity ranking, filtered the same way.
     """
     model._check_fitted()
     for q in queries:
@@ -203,7 +212,7 @@ def recommend(
     if needs_model:
         scores[needs_model] = model.score([queries[i] for i in needs_model])
     fallback = catalog.popularity_scores if catalog is not None else None
-    allowed = filters.mask(catalog) if (filters is not None and catalog is not None) else None
+    allowed = _allowed(filters, catalog, len(queries))
     used_fallback = np.asarray(np.isnan(scores).all(axis=1), dtype=bool)
     idx, vals = top_n(scores, n, exclude=[q.movies for q in queries], allowed=allowed, fallback=fallback)
     tag_idx = np.zeros((len(queries), 0), np.int64)
@@ -226,4 +235,26 @@ def recommend(
                 fallback=bool(used_fallback[i]),
             )
         )
+    return out
+
+
+def _allowed(
+    filters: Filters | Sequence[Filters] | None, catalog: Catalog | None, n_queries: int
+) -> np.ndarray | None:
+    """The allowed-movie mask of ``filters``: ``(n_movies,)``, ``(n_queries, n_movies)`` or ``None``."""
+    if filters is None or catalog is None:
+        return None
+    if isinstance(filters, Filters):
+        return filters.mask(catalog)
+    per_query = list(filters)
+    if len(per_query) != n_queries:
+        raise ValueError(f"got {len(per_query)} filters for {n_queries} queries; give one per query")
+    if len(set(per_query)) <= 1:
+        return per_query[0].mask(catalog) if per_query else None
+    masks = {f: f.mask(catalog) for f in set(per_query)}
+    out = np.ones((n_queries, catalog.n_movies), dtype=bool)
+    for i, f in enumerate(per_query):
+        m = masks[f]
+        if m is not None:
+            out[i] = m
     return out

@@ -10,31 +10,110 @@ get plain JSON-ready dicts out, so it can run in a worker thread.
 
 from __future__ import annotations
 
+import json
 import logging
-from collections.abc import Iterable, Mapping, Sequence
+import threading
+from collections import OrderedDict
+from collections.abc import Callable, Hashable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any, Generic, Protocol, TypeVar
 
 import numpy as np
 import scipy.sparse as sp
 
 from movierec.data.dataset import Dataset
 from movierec.models.base import Query, Recommender
-from movierec.ranking import Catalog, Filters, recommend
+from movierec.ranking import Catalog, Filters, Recommendations, recommend
 
 log = logging.getLogger(__name__)
 
-__all__ = ["Engine", "SessionLike", "filters_from_dict"]
+__all__ = ["CARD_FIELDS", "Engine", "LRUCache", "SessionLike", "filters_from_dict", "session_key"]
+
+#: Catalogue columns a movie card shows (``service.schemas.Movie`` less score and reason).
+CARD_FIELDS = (
+    "movie_id",
+    "title",
+    "display_title",
+    "year",
+    "genres",
+    "mean_rating",
+    "rating_count",
+    "poster_path",
+)
+
+K = TypeVar("K", bound=Hashable)
+V = TypeVar("V")
+
+
+class LRUCache(Generic[K, V]):
+    """A thread-safe least-recently-used map of at most ``maxsize`` entries (0 = cache nothing).
+
+    :meth:`get_or_compute` runs the computation outside the lock, so two threads
+    missing the same key at once may both compute it (the results are equal).
+    """
+
+    def __init__(self, maxsize: int) -> None:
+        if maxsize < 0:
+            raise ValueError(f"maxsize must be >= 0, got {maxsize}")
+        self.maxsize = maxsize
+        self._data: OrderedDict[K, V] = OrderedDict()
+        self._lock = threading.Lock()
+        self.hits = 0
+        self.misses = 0
+
+    def __len__(self) -> int:
+        return len(self._data)
+
+    def get(self, key: K) -> V | None:
+        """The value cached under ``key`` (now most recently used), or ``None``."""
+        with self._lock:
+            if key not in self._data:
+                self.misses += 1
+                return None
+            self._data.move_to_end(key)
+            self.hits += 1
+            return self._data[key]
+
+    def put(self, key: K, value: V) -> None:
+        """Remember ``value`` under ``key`` (dropping the least recently used beyond ``maxsize``)."""
+        if not self.maxsize:
+            return
+        with self._lock:
+            self._data[key] = value
+            self._data.move_to_end(key)
+            while len(self._data) > self.maxsize:
+                self._data.popitem(last=False)
+
+    def get_or_compute(self, key: K, compute: Callable[[], V]) -> V:
+        """The value cached under ``key``, or ``compute()`` (then cached)."""
+        with self._lock:
+            if key in self._data:
+                self._data.move_to_end(key)
+                self.hits += 1
+                return self._data[key]
+            self.misses += 1
+        value = compute()
+        self.put(key, value)
+        return value
+
+    def clear(self) -> None:
+        with self._lock:
+            self._data.clear()
 
 
 class SessionLike(Protocol):
     """What the engine reads from a stored session (``storage.sessions.SessionState``)."""
 
-    liked: list[int]
-    disliked: list[int]
-    liked_tags: list[str]
-    disliked_tags: list[str]
-    filters: dict[str, Any]
+    @property
+    def liked(self) -> Sequence[int]: ...
+    @property
+    def disliked(self) -> Sequence[int]: ...
+    @property
+    def liked_tags(self) -> Sequence[str]: ...
+    @property
+    def disliked_tags(self) -> Sequence[str]: ...
+    @property
+    def filters(self) -> Mapping[str, Any]: ...
 
 
 def _row_normalise(m: sp.csr_matrix) -> sp.csr_matrix:
@@ -43,6 +122,21 @@ def _row_normalise(m: sp.csr_matrix) -> sp.csr_matrix:
     norms = np.sqrt(np.asarray(m.multiply(m).sum(axis=1)).ravel())
     inv = np.divide(1.0, norms, out=np.zeros_like(norms), where=norms > 0)
     return sp.csr_matrix(sp.diags(inv.astype(np.float32)) @ m)
+
+
+def session_key(state: SessionLike) -> tuple[Hashable, ...]:
+    """Everything in a session that its recommendations depend on, as a hashable key.
+
+    Two sessions with equal keys get equal recommendations from one engine
+    (favourites do not count), so the key is the session's state version.
+    """
+    return (
+        tuple(int(m) for m in state.liked),
+        tuple(int(m) for m in state.disliked),
+        tuple(str(t) for t in state.liked_tags),
+        tuple(str(t) for t in state.disliked_tags),
+        json.dumps(state.filters or {}, sort_keys=True, default=str),
+    )
 
 
 def filters_from_dict(raw: Mapping[str, Any] | None, catalog: Catalog) -> tuple[Filters, list[str]]:
@@ -91,6 +185,14 @@ class Engine:
     interactions:
         Optional user x movie CSR ``(n_users, n_movies)`` from training, used by
         :meth:`similar` (item co-occurrence); without it, tag profiles are used.
+    cards:
+        Optional movie cards by external movie id (the :data:`CARD_FIELDS` of each
+        catalogue row, ``genres`` a list), so that the web app builds its answers
+        without a database read; ``None`` when built from a :class:`Dataset`.
+    cache_size:
+        Most results :meth:`recommend` and :meth:`similar` each remember (0: none).
+        Results depend only on the engine and their arguments, so the cache never
+        goes stale; a new engine (a reloaded model) starts empty.
     """
 
     model: Recommender
@@ -98,8 +200,14 @@ class Engine:
     movie_tags: sp.csr_matrix
     titles: np.ndarray
     interactions: sp.csr_matrix | None = None
+    cards: dict[int, dict[str, Any]] | None = None
+    cache_size: int = 2048
     _profiles: sp.csr_matrix = field(init=False, repr=False)
     _item_vectors: sp.csr_matrix = field(init=False, repr=False)
+    _movie_pos: dict[int, int] = field(init=False, repr=False)
+    _tag_pos: dict[str, int] = field(init=False, repr=False)
+    _recommended: LRUCache[Hashable, dict[str, Any]] = field(init=False, repr=False)
+    _similar: LRUCache[Hashable, list[dict[str, Any]]] = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
         n = self.model.n_movies
@@ -111,6 +219,13 @@ class Engine:
         self._profiles = _row_normalise(self.movie_tags)
         base = self.interactions.T if self.interactions is not None else self.movie_tags
         self._item_vectors = _row_normalise(sp.csr_matrix(base))
+        assert self.model.movies is not None
+        # plain dicts: a lookup of a few ids costs microseconds, not a pandas indexer call
+        self._movie_pos = {int(m): i for i, m in enumerate(self.model.movies.ids.tolist())}
+        tags = self.model.tags
+        self._tag_pos = {str(t): i for i, t in enumerate(tags.ids.tolist())} if tags is not None else {}
+        self._recommended = LRUCache(self.cache_size)
+        self._similar = LRUCache(self.cache_size)
 
     # ------------------------------------------------------------ construction
     @classmethod
@@ -188,6 +303,7 @@ class Engine:
         t_rows: list[int] = []
         t_names: list[str] = []
         t_weights: list[float] = []
+        cards = {int(r["movie_id"]): {k: r.get(k) for k in CARD_FIELDS if r.get(k) is not None} for r in rows}
         for row, i in zip(rows, idx.tolist(), strict=True):
             if i < 0:
                 continue
@@ -226,7 +342,7 @@ class Engine:
         catalog = Catalog(
             year=year, mean_rating=mean, rating_count=count, genres=genres, genre_names=tuple(genre_names)
         )
-        return cls(model=model, catalog=catalog, movie_tags=movie_tags, titles=titles)
+        return cls(model=model, catalog=catalog, movie_tags=movie_tags, titles=titles, cards=cards)
 
     # ---------------------------------------------------------------- lookups
     @property
@@ -235,14 +351,14 @@ class Engine:
 
     def knows_movie(self, movie_id: int) -> bool:
         """Whether ``movie_id`` (external) is in the model's vocabulary."""
-        assert self.model.movies is not None
-        return bool(self.model.movies.index([movie_id], missing="mask")[0] >= 0)
+        return int(movie_id) in self._movie_pos
+
+    def card(self, movie_id: int) -> dict[str, Any] | None:
+        """The catalogue card of ``movie_id`` (external), ``None`` if unknown or without :attr:`cards`."""
+        return None if self.cards is None else self.cards.get(int(movie_id))
 
     def _movie_indices(self, ids: Sequence[int], notes: list[str], what: str) -> np.ndarray:
-        assert self.model.movies is not None
-        if not len(ids):
-            return np.zeros(0, np.int64)
-        idx = self.model.movies.index(np.asarray(ids, np.int64), missing="mask")
+        idx = np.asarray([self._movie_pos.get(int(m), -1) for m in ids], np.int64)
         if (idx < 0).any():
             notes.append(
                 f"the model does not know {what} movie id(s) {np.asarray(ids)[idx < 0].tolist()}; ignored"
@@ -250,13 +366,11 @@ class Engine:
         return idx[idx >= 0]
 
     def _tag_indices(self, names: Sequence[str], notes: list[str], what: str) -> np.ndarray:
-        if not len(names) or self.model.tags is None or not len(self.model.tags):
+        if not len(names) or not self._tag_pos:
             if len(names):
                 notes.append(f"the model knows no tags; {what} tags ignored")
             return np.zeros(0, np.int64)
-        idx = self.model.tags.index(
-            np.asarray([n.strip().lower() for n in names], dtype=object), missing="mask"
-        )
+        idx = np.asarray([self._tag_pos.get(n.strip().lower(), -1) for n in names], np.int64)
         if (idx < 0).any():
             notes.append(
                 f"unknown {what} tag(s) {[n for n, i in zip(names, idx, strict=True) if i < 0]}; ignored"
@@ -265,7 +379,7 @@ class Engine:
 
     # -------------------------------------------------------------- recommend
     def recommend(self, state: SessionLike, n: int = 24, n_tags: int = 12) -> dict[str, Any]:
-        """Movies and tags for a session.
+        """Movies and tags for a session (remembered by :func:`session_key`, ``n`` and ``n_tags``).
 
         Returns
         -------
@@ -273,16 +387,67 @@ class Engine:
             ``movies``: list of ``{movie_id, score, reason}`` best first;
             ``tags``: list of ``{tag, score}``; ``fallback``: whether the
             popularity fallback was used; ``notes``: what was ignored and why.
+            A fresh copy each call: the caller may change it.
         """
-        notes: list[str] = []
-        liked = self._movie_indices(list(state.liked), notes, "liked")
-        disliked = self._movie_indices(list(state.disliked), notes, "disliked")
-        liked_tags = self._tag_indices(list(state.liked_tags), notes, "liked")
-        disliked_tags = self._tag_indices(list(state.disliked_tags), notes, "disliked")
-        query = Query.session(liked, disliked, liked_tags, disliked_tags)
-        filters, fnotes = filters_from_dict(state.filters, self.catalog)
-        notes.extend(fnotes)
-        rec = recommend(self.model, [query], n, catalog=self.catalog, filters=filters, n_tags=n_tags)[0]
+        key = (session_key(state), int(n), int(n_tags))
+        return _copy_rec(self._recommended.get_or_compute(key, lambda: self._recommend(state, n, n_tags)))
+
+    def recommend_cached(self, state: SessionLike, n: int = 24, n_tags: int = 12) -> dict[str, Any] | None:
+        """:meth:`recommend`'s answer if it is remembered, else ``None`` (costs microseconds:
+        the web app calls it on the event loop and sends only misses to a worker thread)."""
+        rec = self._recommended.get((session_key(state), int(n), int(n_tags)))
+        return None if rec is None else _copy_rec(rec)
+
+    def recommend_many(self, requests: Sequence[tuple[SessionLike, int, int]]) -> list[dict[str, Any]]:
+        """:meth:`recommend` for several ``(state, n, n_tags)`` at once, in that order.
+
+        Remembered answers are reused; the rest are scored by the model in one
+        batch per distinct ``(n, n_tags)`` (much cheaper per session than one
+        call each: the web app batches concurrent requests through here).
+        """
+        keys: list[tuple[Hashable, int, int]] = [(session_key(st), int(n), int(k)) for st, n, k in requests]
+        out: dict[int, dict[str, Any]] = {}
+        todo: dict[tuple[Hashable, int, int], list[int]] = {}  # equal sessions are scored once
+        for i, key in enumerate(keys):
+            hit = self._recommended.get(key)
+            if hit is not None:
+                out[i] = hit
+            else:
+                todo.setdefault(key, []).append(i)
+        groups: dict[tuple[int, int], list[tuple[Hashable, int, int]]] = {}
+        for key in todo:
+            groups.setdefault((key[1], key[2]), []).append(key)
+        for (n, n_tags), group in groups.items():
+            answers = self._recommend_batch([requests[todo[key][0]][0] for key in group], n, n_tags)
+            for key, answer in zip(group, answers, strict=True):
+                self._recommended.put(key, answer)
+                for i in todo[key]:
+                    out[i] = answer
+        return [_copy_rec(out[i]) for i in range(len(requests))]
+
+    def _recommend(self, state: SessionLike, n: int, n_tags: int) -> dict[str, Any]:
+        return self._recommend_batch([state], n, n_tags)[0]
+
+    def _recommend_batch(self, states: Sequence[SessionLike], n: int, n_tags: int) -> list[dict[str, Any]]:
+        """Uncached answers for ``states``: one model call for the whole batch."""
+        queries: list[Query] = []
+        filters: list[Filters] = []
+        notes: list[list[str]] = []
+        for state in states:
+            nt: list[str] = []
+            liked = self._movie_indices(list(state.liked), nt, "liked")
+            disliked = self._movie_indices(list(state.disliked), nt, "disliked")
+            liked_tags = self._tag_indices(list(state.liked_tags), nt, "liked")
+            disliked_tags = self._tag_indices(list(state.disliked_tags), nt, "disliked")
+            queries.append(Query.session(liked, disliked, liked_tags, disliked_tags))
+            f, fnotes = filters_from_dict(state.filters, self.catalog)
+            filters.append(f)
+            notes.append(nt + fnotes)
+        recs = recommend(self.model, queries, n, catalog=self.catalog, filters=filters, n_tags=n_tags)
+        return [self._answer(q, rec, nt, n_tags) for q, rec, nt in zip(queries, recs, notes, strict=True)]
+
+    def _answer(self, query: Query, rec: Recommendations, notes: list[str], n_tags: int) -> dict[str, Any]:
+        """The JSON-ready answer for one query's :class:`Recommendations` (ids, reasons, tags)."""
         assert self.model.movies is not None
         movie_ids = self.model.movies.id(rec.movies)
         reasons = self._reasons(query, rec.movies, rec.fallback)
@@ -360,16 +525,24 @@ class Engine:
     def similar(self, movie_id: int, n: int = 12) -> list[dict[str, Any]]:
         """Movies most similar to ``movie_id`` (external id): ``[{movie_id, score}]`` best first.
 
+        Remembered per ``(movie_id, n)``; a fresh list of fresh dicts each call.
+
         With training interactions: their item co-occurrence cosine. Without (an engine
         built from the catalogue database): the sum of two standardised scores, the
         model's scores for a session that liked only this movie and the cosine of tag /
         genre profiles. Swap this method to change how the movie view finds neighbours.
         Raises ``KeyError`` for an unknown movie.
         """
-        assert self.model.movies is not None
-        i = int(self.model.movies.index([movie_id], missing="mask")[0])
-        if i < 0:
+        if int(movie_id) not in self._movie_pos:
             raise KeyError(f"unknown movie id {movie_id}")
+        found = self._similar.get_or_compute(
+            (int(movie_id), int(n)), lambda: self._find_similar(int(movie_id), n)
+        )
+        return [dict(f) for f in found]
+
+    def _find_similar(self, movie_id: int, n: int) -> list[dict[str, Any]]:
+        assert self.model.movies is not None
+        i = self._movie_pos[movie_id]
         sims = np.asarray((self._item_vectors @ self._item_vectors[i].T).todense()).ravel()
         if self.interactions is None:
             model_scores = self.model.score([Query.session([i])])[0].astype(np.float64)
@@ -383,6 +556,16 @@ class Engine:
         order = np.lexsort((np.arange(sims.size), -sims))[:k]
         ids = self.model.movies.id(order)
         return [{"movie_id": int(m), "score": float(sims[j])} for m, j in zip(ids, order, strict=True)]
+
+
+def _copy_rec(rec: dict[str, Any]) -> dict[str, Any]:
+    """A copy of a remembered :meth:`Engine.recommend` answer that the caller may change."""
+    return {
+        "movies": [dict(m) for m in rec["movies"]],
+        "tags": [dict(t) for t in rec["tags"]],
+        "fallback": rec["fallback"],
+        "notes": list(rec["notes"]),
+    }
 
 
 def _standardise(x: np.ndarray) -> np.ndarray:

@@ -415,12 +415,114 @@ def test_run_prepares_catalogue_and_model_once(
     conn.close()
     stamp = (model_dir / "meta.json").stat().st_mtime_ns
     served: list[object] = []
-    monkeypatch.setattr(serve_cmd, "_uvicorn", lambda app, host, port: served.append((app, host, port)))
+    monkeypatch.setattr(
+        serve_cmd,
+        "_uvicorn",
+        lambda svc, host, port, *rest: served.append((create_app(svc), host, port, *rest)),
+    )
     from typer.testing import CliRunner
 
-    r = CliRunner().invoke(_cli(), ["run", "--dataset", str(folder), "--port", "8765"])  # type: ignore[arg-type]
+    r = CliRunner().invoke(
+        _cli(),  # type: ignore[arg-type]
+        ["run", "--dataset", str(folder), "--port", "8765", "--workers", "2", "--watch-model", "5"],
+    )
     assert r.exit_code == 0, r.output
     assert (model_dir / "meta.json").stat().st_mtime_ns == stamp  # not retrained
-    assert served and served[0][1:] == ("127.0.0.1", 8765)  # type: ignore[index]
-    with TestClient(served[0][0]) as c:  # type: ignore[index,arg-type]
+    assert served and served[0][1:] == ("127.0.0.1", 8765, 2, 5.0)  # type: ignore[index]
+    with TestClient(served[0][0]) as c:  # type: ignore[index]
         assert c.get("/api/movies/search", params={"q": "matrix"}).json()[0]["movie_id"] == MATRIX
+
+
+# ------------------------------------------------------------ speed: caches, batches
+def test_recommendations_are_remembered_by_session_state(
+    client: TestClient, service_settings: ServiceSettings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    engine = client.app.state.engine  # type: ignore[attr-defined]
+    calls: list[int] = []
+    real = engine.model.score
+
+    def counted(queries: list[object]) -> object:
+        calls.append(len(queries))
+        return real(queries)
+
+    monkeypatch.setattr(engine.model, "score", counted)
+    client.post("/api/session/items", json={"kind": "movie", "value": MATRIX, "feedback": "like"})
+    first = client.get("/api/recommendations").json()
+    assert len(calls) == 1
+    again = client.get("/api/recommendations").json()
+    assert len(calls) == 1 and again["movies"] == first["movies"]  # the repeat costs no model call
+    other = TestClient(client.app)  # another visitor (the running app: no second lifespan)
+    other.post("/api/session/items", json={"kind": "movie", "value": MATRIX, "feedback": "like"})
+    assert other.cookies.get("movierec_session") != client.cookies.get("movierec_session")
+    assert other.get("/api/recommendations").json()["movies"] == first["movies"] and len(calls) == 1
+    client.put("/api/session/filters", json={"year_min": 1990})
+    filtered = client.get("/api/recommendations").json()
+    assert len(calls) == 2 and all(m["year"] >= 1990 for m in filtered["movies"])
+
+
+def test_recommend_many_matches_one_by_one(tiny: Dataset) -> None:
+    from movierec.serving import Engine
+    from movierec.storage.sessions import SessionState
+
+    model = create("itemknn").fit(tiny)
+    states = [
+        SessionState(),
+        SessionState(liked=[MATRIX]),
+        SessionState(liked=[MATRIX, 10], disliked=[3], filters={"year_min": 1990}),
+        SessionState(liked=[10], liked_tags=["crime"], filters={"genres": ["Comedy"]}),
+        SessionState(liked=[MATRIX]),  # a repeat inside the batch
+    ]
+    alone = [Engine.from_dataset(model, tiny).recommend(s, 6, 3) for s in states]
+    together = Engine.from_dataset(model, tiny).recommend_many([(s, 6, 3) for s in states])
+    assert [[m["movie_id"] for m in r["movies"]] for r in together] == [
+        [m["movie_id"] for m in r["movies"]] for r in alone
+    ]
+    assert [r["tags"] for r in together] == [r["tags"] for r in alone]
+    together[1]["movies"].clear()  # answers are copies: changing one leaves the cache alone
+    assert together[4]["movies"]
+
+
+def test_lru_cache_evicts_least_recently_used() -> None:
+    from movierec.serving import LRUCache
+
+    cache: LRUCache[str, int] = LRUCache(2)
+    cache.put("a", 1)
+    cache.put("b", 2)
+    assert cache.get("a") == 1  # now "b" is the oldest
+    cache.put("c", 3)
+    assert cache.get("b") is None and cache.get("a") == 1 and len(cache) == 2
+    assert cache.get_or_compute("d", lambda: 4) == 4 and cache.get("c") is None
+
+
+def test_batcher_groups_concurrent_calls_and_isolates_failures() -> None:
+    import asyncio
+    import threading
+
+    from movierec.service.gate import Batcher, Busy, InferenceGate
+
+    sizes: list[int] = []
+    release = threading.Event()
+
+    def double(items: list[int]) -> list[int]:
+        sizes.append(len(items))
+        release.wait(5.0)
+        if -1 in items:
+            raise ValueError("bad item")
+        return [2 * i for i in items]
+
+    async def scenario() -> None:
+        batcher = Batcher(InferenceGate(threads=1, max_waiting=4), double, max_batch=16)
+        first = asyncio.ensure_future(batcher.submit(0))  # runs alone at once
+        await asyncio.sleep(0.05)
+        waiting = [asyncio.ensure_future(batcher.submit(i)) for i in (1, 2, 3, -1)]
+        await asyncio.sleep(0)
+        with pytest.raises(Busy):  # a fifth waiting call finds the room full
+            await batcher.submit(9)
+        release.set()
+        assert await first == 0
+        results = await asyncio.gather(*waiting, return_exceptions=True)
+        assert results[:3] == [2, 4, 6] and isinstance(results[3], ValueError)
+        # one batch of 4 failed on the bad item, then each was retried alone
+        assert sizes[:2] == [1, 4] and sorted(sizes[2:]) == [1, 1, 1, 1]
+
+    asyncio.run(scenario())

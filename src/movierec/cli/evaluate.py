@@ -18,7 +18,9 @@ def evaluate(
     protocol: Annotated[
         str,
         typer.Option(
-            "--protocol", "-p", help="rating, topn, topn-sampled (paper comparison only), next-item or next-item-tags."
+            "--protocol",
+            "-p",
+            help="rating, topn, topn-sampled (paper comparison only), next-item or next-item-tags.",
         ),
     ] = "topn",
     seed: Annotated[int, typer.Option(help="Seed of the split, the fits and the bootstrap.")] = 0,

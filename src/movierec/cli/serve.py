@@ -62,10 +62,54 @@ def _fast_overrides(name: str) -> dict[str, Any]:
     return {k: v for k, v in wanted.items() if k in known}
 
 
-def _uvicorn(app: Any, host: str, port: int) -> None:
+WorkersOpt = Annotated[
+    int,
+    typer.Option(
+        "--workers",
+        min=1,
+        max=64,
+        help="Server processes, each loading the model (on 2 cores, 2 beat 1 under load). "
+        "Sessions live in the shared database; the write rate limit is per process.",
+    ),
+]
+WatchOpt = Annotated[
+    float,
+    typer.Option(
+        "--watch-model",
+        min=0.0,
+        help="Reload the model when its directory changes, checked every this many seconds (0: off). "
+        "Without it: POST /api/admin/reload from this machine, or SIGHUP (one process).",
+    ),
+]
+
+
+def _uvicorn(svc: Any, host: str, port: int, workers: int = 1, watch_model_s: float = 0.0) -> None:
+    """Run the app under uvicorn (uvloop and httptools when installed), in ``workers`` processes."""
+    import json
+    import os
+
     import uvicorn
 
-    uvicorn.run(app, host=host, port=port, proxy_headers=True, log_level="info")
+    from movierec.service.app import SETTINGS_ENV, create_app, limit_torch_threads
+
+    watch = watch_model_s or None
+    if workers == 1:
+        limit_torch_threads()
+        app = create_app(svc, watch_model_s=watch)
+        uvicorn.run(app, host=host, port=port, proxy_headers=True, log_level="info")
+        return
+    os.environ[SETTINGS_ENV] = json.dumps(
+        {"settings": json.loads(svc.model_dump_json()), "watch_model_s": watch}
+    )
+    uvicorn.run(
+        "movierec.service.app:app_from_env",
+        factory=True,
+        host=host,
+        port=port,
+        workers=workers,
+        proxy_headers=True,
+        log_level="info",
+    )
 
 
 def serve(
@@ -77,9 +121,17 @@ def serve(
     db: Annotated[
         Path | None, typer.Option("--db", help="Catalogue database (default: HOME/movierec.sqlite3).")
     ] = None,
+    workers: WorkersOpt = 1,
+    watch_model: WatchOpt = 0.0,
 ) -> None:
-    """Serve the web app and JSON API (OpenAPI at /docs) over a trained model and a built catalogue."""
-    from movierec.service.app import create_app
+    """Serve the web app and JSON API (OpenAPI at /docs) over a trained model and a built catalogue.
+
+    Reload the model without a restart: `curl -X POST http://127.0.0.1:PORT/api/admin/reload` on the
+    server's machine, `kill -HUP PID` of a one-process server, or --watch-model SECONDS (the way with
+    --workers: the endpoint reaches one worker only, and uvicorn answers SIGHUP by restarting every
+    worker, which a broken model would stop). A model that fails to load (missing, truncated or
+    tampered files) or to answer a probe is refused, and the previous one keeps serving.
+    """
     from movierec.service.config import ServiceSettings
 
     s = settings()
@@ -93,7 +145,7 @@ def serve(
             f"no catalogue database at {svc.resolved_database_path}; `movierec run` builds it"
         )
     typer.echo(f"movierec: http://{host}:{port}/  (API docs: http://{host}:{port}/docs)")
-    _uvicorn(create_app(svc), host, port)
+    _uvicorn(svc, host, port, workers, watch_model)
 
 
 def prepare(dataset: str, mirror: Path | None = None, *, model_name: str | None = None) -> tuple[Path, Path]:
@@ -152,15 +204,16 @@ def run(
             help="Model to train when HOME/models/default holds none (default: sequence, else itemknn, else pop).",
         ),
     ] = None,
+    workers: WorkersOpt = 1,
+    watch_model: WatchOpt = 0.0,
 ) -> None:
     """Fetch the data, build the catalogue, train a default model if there is none, and serve the web app."""
-    from movierec.service.app import create_app
     from movierec.service.config import ServiceSettings
 
     model_dir, db = prepare(dataset, mirror, model_name=model)
     svc = ServiceSettings(settings=settings(mirror), model_dir=model_dir, database_path=db)
     typer.echo(f"movierec: http://{host}:{port}/  (API docs: http://{host}:{port}/docs)")
-    _uvicorn(create_app(svc), host, port)
+    _uvicorn(svc, host, port, workers, watch_model)
 
 
 def register(app: typer.Typer) -> None:

@@ -4,19 +4,39 @@ loads the model and opens the database once.
 Routers only parse, validate and call the library (:mod:`movierec.serving`,
 :mod:`movierec.storage`). Database calls run on the event loop (they take
 well under a millisecond and the connection is shared); model calls run in
-worker threads through a bounded :class:`~movierec.service.gate.InferenceGate`.
+worker threads through a bounded :class:`~movierec.service.gate.InferenceGate`;
+concurrent recommendation misses are scored together by a
+:class:`~movierec.service.gate.Batcher`. Movie cards come from the engine's
+in-memory copy of the catalogue, search results and movie views from a small
+LRU cache (``app.state.catalog_cache``), repeated recommendations from the
+engine's cache keyed by the session's state (no thread, no model call).
+
+Model reloading (:class:`ModelReloader`): ``POST /api/admin/reload`` from the
+machine itself (loopback, no proxy headers), ``SIGHUP`` to a single-process
+server, or ``watch_model_s`` (every worker process polls the model directory).
+The new engine is built and checked off the event loop, then swapped in with
+one assignment; if anything fails, the previous engine keeps serving and the
+error is logged and shown by ``GET /api/health`` (``last_reload_error``).
 """
 
 from __future__ import annotations
 
+import asyncio
+import json
 import logging
+import math
+import os
+import signal
+import threading
 import time
 from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from contextlib import asynccontextmanager, suppress
 from importlib import resources
 from pathlib import Path
 from typing import Any
 
+import anyio
+import anyio.to_thread
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import FileResponse, JSONResponse
@@ -24,13 +44,28 @@ from fastapi.staticfiles import StaticFiles
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from movierec.service.config import ServiceSettings
-from movierec.service.gate import Busy, InferenceGate
+from movierec.service.gate import Batcher, Busy, InferenceGate
 from movierec.service.ratelimit import RateLimit, TokenBuckets
 from movierec.service.schemas import ErrorOut
+from movierec.serving import LRUCache
 
 log = logging.getLogger(__name__)
 
-__all__ = ["ServiceSettings", "build_engine", "create_app"]
+__all__ = [
+    "SETTINGS_ENV",
+    "ModelReloader",
+    "ReloadBusy",
+    "ReloadError",
+    "ServiceSettings",
+    "app_from_env",
+    "build_engine",
+    "check_engine",
+    "create_app",
+]
+
+#: Environment variable through which ``movierec serve --workers N`` hands each
+#: worker process its settings (JSON, see :func:`app_from_env`).
+SETTINGS_ENV = "MOVIEREC_SERVICE_SETTINGS"
 
 STATIC_DIR = Path(str(resources.files("movierec.service") / "static"))
 
@@ -157,7 +192,11 @@ def _replay(messages: list[Message], then: Receive | None = None) -> Receive:
 
 
 def build_engine(model_dir: Path, conn: Any) -> Any:
-    """Load the model at ``model_dir`` and align it with the catalogue in ``conn``."""
+    """Load the model at ``model_dir`` and align it with the catalogue in ``conn``.
+
+    Raises :class:`~movierec.models.artifacts.ArtifactError` for a missing, truncated
+    or tampered artifact (checksums), ``RuntimeError`` for an empty catalogue.
+    """
     from movierec.models.artifacts import load_model
     from movierec.serving import Engine
     from movierec.storage.catalog import all_movies_with_tags
@@ -172,27 +211,191 @@ def build_engine(model_dir: Path, conn: Any) -> Any:
     return Engine.from_rows(model, rows)
 
 
-def create_app(settings: ServiceSettings | None = None) -> FastAPI:
-    """The movierec web app (page at ``/``, JSON API under ``/api``, OpenAPI at ``/docs``)."""
+def check_engine(engine: Any) -> None:
+    """Raise ``RuntimeError`` unless ``engine`` recommends sensibly.
+
+    Its model's floating-point weights must all be finite (NaN weights would
+    otherwise make every session fall back to popularity without a word), and an
+    empty session and one that liked the most rated movie must both get movies
+    with finite scores.
+    """
+    import numpy as np
+
+    from movierec.storage.sessions import SessionState
+
+    state = engine.model.state() if hasattr(engine.model, "state") else {}
+    broken = sorted(
+        name
+        for name, values in state.items()
+        if np.asarray(values).dtype.kind == "f" and not np.isfinite(values).all()
+    )
+    if broken:
+        raise RuntimeError(f"the model's weights hold NaN or infinity in {broken}")
+
+    top = int(engine.model.movies.ids[int(engine.catalog.rating_count.argmax())])
+    for probe in (SessionState(), SessionState(liked=[top])):
+        rec = engine.recommend(probe, 10, 5)
+        if not rec["movies"]:
+            raise RuntimeError(f"the model recommends nothing for the probe session {probe.liked}")
+        if not all(math.isfinite(m["score"]) for m in rec["movies"]):
+            raise RuntimeError("the model gives non-finite scores (broken weights?)")
+
+
+class ReloadError(RuntimeError):
+    """A model reload failed; the previous engine keeps serving."""
+
+
+class ReloadBusy(RuntimeError):
+    """A model reload is already running."""
+
+
+class ModelReloader:
+    """Loads the model directory again and swaps the app's engine, all or nothing.
+
+    The new engine is built (model, catalogue rows, in-memory cards) and checked
+    with :func:`check_engine` in a worker thread, over its own database
+    connection; only then is ``app.state.engine`` replaced, in one assignment.
+    Requests already running finish with the engine they started with. On any
+    failure the old engine stays, the error is logged and kept in
+    :attr:`last_error`, and :class:`ReloadError` is raised.
+    """
+
+    def __init__(self, app: FastAPI, settings: ServiceSettings) -> None:
+        self.app = app
+        self.settings = settings
+        self.loaded_at = time.time()
+        self.last_error: str | None = None
+        self.reloads = 0
+        self._running = False
+
+    def signature(self) -> tuple[Any, ...]:
+        """What changes when the model directory is rewritten: its inode and its files' sizes and times."""
+        root = self.settings.resolved_model_dir
+        try:
+            files = sorted(
+                (p.name, st.st_ino, st.st_size, st.st_mtime_ns)
+                for p in root.iterdir()
+                if p.is_file() and (st := p.stat())
+            )
+            return (root.stat().st_ino, tuple(files))
+        except OSError as exc:
+            return ("unreadable", str(exc))
+
+    def _build(self) -> Any:
+        from movierec.storage.db import connect
+
+        conn = connect(self.settings.resolved_database_path)
+        try:
+            engine = build_engine(self.settings.resolved_model_dir, conn)
+        finally:
+            conn.close()
+        check_engine(engine)
+        return engine
+
+    async def reload(self) -> Any:
+        """Build, check and swap in a new engine; returns it. Raises :class:`ReloadError` / :class:`ReloadBusy`."""
+        if self._running:
+            raise ReloadBusy("a model reload is already running; try again when it ends")
+        self._running = True
+        start = time.perf_counter()
+        old = self.app.state.engine
+        try:
+            engine = await anyio.to_thread.run_sync(self._build)
+        except Exception as exc:
+            self.last_error = f"{type(exc).__name__}: {exc}"
+            log.error(
+                "model reload from %s failed (%s); still serving the previous model (%s, loaded %s)",
+                self.settings.resolved_model_dir,
+                self.last_error,
+                old.model.name,
+                time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(self.loaded_at)),
+            )
+            raise ReloadError(
+                f"model reload failed: {self.last_error}; the previous model keeps serving"
+            ) from exc
+        finally:
+            self._running = False
+        self.app.state.engine = engine  # the swap: one reference assignment
+        self.app.state.catalog_cache.clear()
+        self.loaded_at = time.time()
+        self.last_error = None
+        self.reloads += 1
+        log.info(
+            "reloaded model %s from %s in %.2f s",
+            engine.model.name,
+            self.settings.resolved_model_dir,
+            time.perf_counter() - start,
+        )
+        return engine
+
+    async def reload_quietly(self) -> None:
+        """:meth:`reload` for signal handlers and the watcher: failures are only logged."""
+        with suppress(ReloadError, ReloadBusy):
+            await self.reload()
+
+    async def watch(self, interval_s: float) -> None:
+        """Reload whenever :meth:`signature` changes, checking every ``interval_s`` seconds (runs until cancelled).
+
+        A failed reload is retried only after the directory changes again.
+        """
+        seen = self.signature()
+        while True:
+            await anyio.sleep(interval_s)
+            now = self.signature()
+            if now != seen:
+                seen = now
+                await self.reload_quietly()
+
+
+def create_app(settings: ServiceSettings | None = None, *, watch_model_s: float | None = None) -> FastAPI:
+    """The movierec web app (page at ``/``, JSON API under ``/api``, OpenAPI at ``/docs``).
+
+    ``watch_model_s``: reload the model when its directory changes, checked this
+    often (seconds); ``None``: only on ``POST /api/admin/reload`` or ``SIGHUP``.
+    """
     settings = settings or ServiceSettings()
+    if watch_model_s is not None and not watch_model_s > 0:
+        raise ValueError(f"watch_model_s must be a positive number of seconds, got {watch_model_s}")
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        from movierec.service.deps import open_store
         from movierec.storage.db import connect, migrate
-        from movierec.storage.sessions import SessionStore
 
         start = time.perf_counter()
         conn = connect(settings.resolved_database_path)
+        background: list[asyncio.Task[None]] = []
+        hup = False
+        store = None
         try:
             migrate(conn)
             app.state.engine = build_engine(settings.resolved_model_dir, conn)
             app.state.conn = conn
-            app.state.store = SessionStore(conn)
-            app.state.gate = InferenceGate(settings.max_inference_threads, settings.max_waiting)
+            store = app.state.store = open_store(settings, conn)
+            gate = app.state.gate = InferenceGate(settings.max_inference_threads, settings.max_waiting)
+            # concurrent recommendation misses share one model call; always the current engine
+            app.state.rec_batcher = Batcher(gate, lambda items: app.state.engine.recommend_many(items))
             app.state.service_settings = settings
-            log.info("movierec service ready in %.2f s", time.perf_counter() - start)
+            app.state.catalog_cache = LRUCache(4096)  # search results and movie views; emptied on reload
+            reloader = app.state.reloader = ModelReloader(app, settings)
+            if watch_model_s is not None:
+                background.append(asyncio.create_task(reloader.watch(watch_model_s)))
+            if threading.current_thread() is threading.main_thread() and hasattr(signal, "SIGHUP"):
+                with suppress(NotImplementedError, RuntimeError, ValueError):
+                    asyncio.get_running_loop().add_signal_handler(
+                        signal.SIGHUP,
+                        lambda: background.append(asyncio.create_task(reloader.reload_quietly())),
+                    )
+                    hup = True
+            log.info("movierec service ready in %.2f s (pid %d)", time.perf_counter() - start, os.getpid())
             yield
         finally:
+            if hup:
+                asyncio.get_running_loop().remove_signal_handler(signal.SIGHUP)
+            for task in background:
+                task.cancel()
+            if store is not None:
+                store.close()
             conn.close()
 
     app = FastAPI(
@@ -222,9 +425,9 @@ def create_app(settings: ServiceSettings | None = None) -> FastAPI:
         log.exception("unhandled error on %s %s", request.method, request.url.path)
         return JSONResponse({"detail": "internal error; it has been logged"}, status_code=500)
 
-    from movierec.service.routers import favourites, health, movies, recommendations, session
+    from movierec.service.routers import admin, favourites, health, movies, recommendations, session
 
-    for module in (health, movies, session, recommendations, favourites):
+    for module in (health, movies, session, recommendations, favourites, admin):
         app.include_router(module.router, prefix="/api")
 
     @app.get("/", include_in_schema=False)
@@ -243,3 +446,29 @@ def create_app(settings: ServiceSettings | None = None) -> FastAPI:
     app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes)
     app.add_middleware(SecurityHeaders)
     return app
+
+
+def app_from_env() -> FastAPI:
+    """The app of one worker process of ``movierec serve --workers N`` (a uvicorn factory).
+
+    Reads :data:`SETTINGS_ENV`: ``{"settings": <ServiceSettings JSON>, "watch_model_s": float | null}``.
+    Each worker runs model calls with one torch thread (the processes share the cores).
+    """
+    raw = os.environ.get(SETTINGS_ENV)
+    if not raw:
+        raise RuntimeError(f"{SETTINGS_ENV} is not set; start workers with `movierec serve --workers N`")
+    spec = json.loads(raw)
+    limit_torch_threads()
+    return create_app(
+        ServiceSettings.model_validate(spec["settings"]), watch_model_s=spec.get("watch_model_s")
+    )
+
+
+def limit_torch_threads(n: int = 1) -> None:
+    """One intra-op torch thread per model call (if torch is installed): the gate's
+    threads, and several worker processes, already use the cores in parallel."""
+    try:
+        import torch
+    except ImportError:  # pragma: no cover - torch is an optional extra
+        return
+    torch.set_num_threads(n)

@@ -32,23 +32,24 @@ def _state(request: Request, name: str) -> Any:
     return getattr(request.app.state, name)
 
 
-def get_engine(request: Request) -> Engine:
+# async: FastAPI runs a plain def dependency in its thread pool (a thread hop per request)
+async def get_engine(request: Request) -> Engine:
     return _state(request, "engine")
 
 
-def get_conn(request: Request) -> sqlite3.Connection:
+async def get_conn(request: Request) -> sqlite3.Connection:
     return _state(request, "conn")
 
 
-def get_store(request: Request) -> SessionStore:
+async def get_store(request: Request) -> SessionStore:
     return _state(request, "store")
 
 
-def get_gate(request: Request) -> InferenceGate:
+async def get_gate(request: Request) -> InferenceGate:
     return _state(request, "gate")
 
 
-def get_settings(request: Request) -> ServiceSettings:
+async def get_settings(request: Request) -> ServiceSettings:
     return _state(request, "service_settings")
 
 

@@ -1,14 +1,18 @@
-"""Bounded off-loop execution of model calls: a thread limiter plus a waiting-room cap."""
+"""Bounded off-loop execution of model calls: a thread limiter plus a waiting-room cap,
+and a batcher that groups concurrent calls into one model call."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from typing import TypeVar
+import asyncio
+from collections.abc import Callable, Sequence
+from typing import Generic, TypeVar
 
 import anyio
 import anyio.to_thread
 
 T = TypeVar("T")
+X = TypeVar("X")
+Y = TypeVar("Y")
 
 
 class Busy(RuntimeError):
@@ -31,6 +35,14 @@ class InferenceGate:
         self._pending = 0
 
     @property
+    def threads(self) -> int:
+        return self._threads
+
+    @property
+    def max_waiting(self) -> int:
+        return self._max_waiting
+
+    @property
     def pending(self) -> int:
         """Calls running or waiting now."""
         return self._pending
@@ -43,3 +55,89 @@ class InferenceGate:
             return await anyio.to_thread.run_sync(fn, *args, limiter=self._limiter)
         finally:
             self._pending -= 1
+
+
+class Batcher(Generic[X, Y]):
+    """Groups concurrent calls of ``fn(items) -> results`` into batches run through a gate.
+
+    A call arriving while fewer than ``gate.threads`` batches run starts a batch
+    at once (alone, when the server is quiet: no added delay); calls arriving
+    while every thread is busy wait and leave together, up to ``max_batch`` at a
+    time, when a batch ends. A model scores a batch of sessions for little more
+    than the cost of one, so this is what keeps latency flat under load. Beyond
+    ``gate.max_waiting`` waiting calls, :class:`Busy`. Use from one event loop.
+    """
+
+    def __init__(
+        self, gate: InferenceGate, fn: Callable[[list[X]], Sequence[Y]], max_batch: int = 16
+    ) -> None:
+        if max_batch < 1:
+            raise ValueError(f"max_batch must be >= 1, got {max_batch}")
+        self.gate = gate
+        self.fn = fn
+        self.max_batch = max_batch
+        self._queue: list[tuple[X, asyncio.Future[Y]]] = []
+        self._active = 0
+        self._tasks: set[asyncio.Task[None]] = set()
+        self.batches = 0
+        self.items = 0
+
+    async def submit(self, item: X) -> Y:
+        """``fn([item, ...])``'s result for ``item``; raises :class:`Busy` when the waiting room is full."""
+        if self.gate.pending >= self.gate.threads + self.gate.max_waiting:
+            raise Busy("the recommender is busy; retry in a moment")
+        entry = (item, asyncio.get_running_loop().create_future())
+        self._queue.append(entry)
+        self._drain()
+        if len(self._queue) > self.gate.max_waiting and any(e is entry for e in self._queue):
+            self._queue = [e for e in self._queue if e is not entry]
+            raise Busy("the recommender is busy; retry in a moment")
+        return await entry[1]
+
+    def _drain(self) -> None:
+        self._queue = [e for e in self._queue if not e[1].done()]  # drop cancelled callers
+        while self._queue and self._active < self.gate.threads:
+            batch, self._queue = self._queue[: self.max_batch], self._queue[self.max_batch :]
+            self._active += 1
+            task = asyncio.get_running_loop().create_task(self._run(batch))
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
+
+    async def _run(self, batch: list[tuple[X, asyncio.Future[Y]]]) -> None:
+        try:
+            results = await self.gate.run(self.fn, [item for item, _ in batch])
+            if len(results) != len(batch):
+                raise RuntimeError(f"batch function gave {len(results)} results for {len(batch)} items")
+        except Exception as exc:
+            if len(batch) > 1 and not isinstance(exc, Busy):
+                await self._one_by_one(batch)  # one bad item must not fail the others
+            else:
+                for _, fut in batch:
+                    if not fut.done():
+                        fut.set_exception(exc)
+        except BaseException as exc:  # cancelled: so are the callers
+            for _, fut in batch:
+                fut.cancel()
+            raise exc
+        else:
+            self.batches += 1
+            self.items += len(batch)
+            for (_, fut), result in zip(batch, results, strict=True):
+                if not fut.done():
+                    fut.set_result(result)
+        finally:
+            self._active -= 1
+            self._drain()
+
+    async def _one_by_one(self, batch: list[tuple[X, asyncio.Future[Y]]]) -> None:
+        for item, fut in batch:
+            if fut.done():
+                continue
+            try:
+                (result,) = await self.gate.run(self.fn, [item])
+            except Exception as exc:
+                if not fut.done():
+                    fut.set_exception(exc)
+            else:
+                if not fut.done():
+                    fut.set_result(result)

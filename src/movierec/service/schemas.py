@@ -153,6 +153,24 @@ class Health(BaseModel):
     tags: int
     genres: list[str]
     inference_pending: int
+    model_loaded_at: float | None = Field(
+        default=None, description="When the model being served was loaded (seconds since the epoch)."
+    )
+    last_reload_error: str | None = Field(
+        default=None,
+        description="Why the latest reload failed (the previous model kept serving); null after a success.",
+    )
+
+
+class ReloadOut(BaseModel):
+    """The model now being served after ``POST /api/admin/reload``."""
+
+    status: Literal["reloaded"]
+    model: str
+    movies: int
+    tags: int
+    seconds: float
+    model_loaded_at: float
 
 
 class ValidationIssue(BaseModel):

@@ -9,27 +9,46 @@ from typing import Any, TypeVar
 from fastapi import HTTPException
 
 from movierec.service.schemas import Movie, SessionOut
+from movierec.serving import CARD_FIELDS, Engine
 from movierec.storage.catalog import get_movies
 from movierec.storage.sessions import SessionState, UnknownSessionError
 
 T = TypeVar("T")
 
 
+def card_rows(conn: sqlite3.Connection, engine: Engine | None, ids: list[int]) -> list[dict[str, Any]]:
+    """Card columns of the movies ``ids`` in that order (ids the catalogue lacks are skipped).
+
+    From the engine's in-memory cards when it has them (no database read), else
+    from the catalogue in ``conn``.
+    """
+    if engine is not None and engine.cards is not None:
+        found = (engine.cards.get(int(i)) for i in ids)
+        return [c for c in found if c is not None]
+    return [{k: row[k] for k in CARD_FIELDS if k in row} for row in get_movies(conn, ids)]
+
+
 def cards(
-    conn: sqlite3.Connection, ids: list[int], extra: dict[int, dict[str, Any]] | None = None
+    conn: sqlite3.Connection,
+    ids: list[int],
+    extra: dict[int, dict[str, Any]] | None = None,
+    engine: Engine | None = None,
 ) -> list[Movie]:
-    """Movie cards of ``ids`` in that order (ids the catalogue lacks are skipped)."""
+    """Movie cards of ``ids`` in that order (ids the catalogue lacks are skipped).
+
+    ``extra`` adds fields (``score``, ``reason``) per movie id; ``engine``: see :func:`card_rows`.
+    Cards from the engine's catalogue copy (typed when it was read) and the engine's
+    scores skip validation (``model_construct``): it was most of a response's cost.
+    """
     extra = extra or {}
-    return [
-        Movie(**{k: v for k, v in row.items() if k in Movie.model_fields}, **extra.get(row["movie_id"], {}))
-        for row in get_movies(conn, ids)
-    ]
+    make = Movie.model_construct if engine is not None and engine.cards is not None else Movie
+    return [make(**row, **extra.get(row["movie_id"], {})) for row in card_rows(conn, engine, ids)]
 
 
-def session_out(conn: sqlite3.Connection, state: SessionState) -> SessionOut:
+def session_out(conn: sqlite3.Connection, state: SessionState, engine: Engine | None = None) -> SessionOut:
     return SessionOut(
-        liked=cards(conn, state.liked),
-        disliked=cards(conn, state.disliked),
+        liked=cards(conn, state.liked, engine=engine),
+        disliked=cards(conn, state.disliked, engine=engine),
         liked_tags=state.liked_tags,
         disliked_tags=state.disliked_tags,
         filters=state.filters,
@@ -47,6 +66,11 @@ def store_call(fn: Callable[..., T], *args: Any) -> T:
         raise HTTPException(status_code=422, detail=str(exc)) from exc
 
 
-def require_movie(conn: sqlite3.Connection, movie_id: int) -> None:
-    if not get_movies(conn, [movie_id]):
-        raise HTTPException(status_code=404, detail=f"no movie with id {movie_id} in the catalogue")
+def require_movie(conn: sqlite3.Connection, movie_id: int, engine: Engine | None = None) -> None:
+    """404 unless the catalogue holds ``movie_id``."""
+    if engine is not None and engine.cards is not None:
+        if int(movie_id) in engine.cards:
+            return
+    elif get_movies(conn, [movie_id]):
+        return
+    raise HTTPException(status_code=404, detail=f"no movie with id {movie_id} in the catalogue")

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Request
 
 from movierec.service.deps import EngineDep, GateDep
 from movierec.service.schemas import Health
@@ -11,8 +11,9 @@ router = APIRouter(tags=["health"])
 
 
 @router.get("/health", response_model=Health)
-async def health(engine: EngineDep, gate: GateDep) -> Health:
-    """The service is up; which model it serves and how busy it is."""
+async def health(request: Request, engine: EngineDep, gate: GateDep) -> Health:
+    """The service is up; which model it serves, since when, and how busy it is."""
+    reloader = getattr(request.app.state, "reloader", None)
     return Health(
         status="ok",
         model=engine.model.name,
@@ -20,4 +21,6 @@ async def health(engine: EngineDep, gate: GateDep) -> Health:
         tags=engine.model.n_tags,
         genres=list(engine.genre_names),
         inference_pending=gate.pending,
+        model_loaded_at=reloader.loaded_at if reloader else None,
+        last_reload_error=reloader.last_error if reloader else None,
     )

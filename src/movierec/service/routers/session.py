@@ -14,28 +14,37 @@ router = APIRouter(tags=["session"])
 
 
 @router.get("/session", response_model=SessionOut)
-async def get_session(conn: ConnDep, store: StoreDep, token: SessionDep) -> SessionOut:
+async def get_session(conn: ConnDep, engine: EngineDep, store: StoreDep, token: SessionDep) -> SessionOut:
     """Everything the visitor has said so far (a new visitor gets an empty session)."""
-    return session_out(conn, store_call(store.get, token))
+    return session_out(conn, store_call(store.get, token), engine)
 
 
 @router.post("/session/items", response_model=SessionOut, responses={404: {"description": "Unknown movie"}})
-async def add_item(item: ItemIn, conn: ConnDep, store: StoreDep, token: SessionDep) -> SessionOut:
+async def add_item(
+    item: ItemIn, conn: ConnDep, engine: EngineDep, store: StoreDep, token: SessionDep
+) -> SessionOut:
     """Like or dislike a movie or a tag (the last one added counts most)."""
     if item.kind == "movie":
-        require_movie(conn, int(item.value))
-    return session_out(conn, store_call(store.add, token, item.kind, item.value, item.feedback))
+        require_movie(conn, int(item.value), engine)
+    return session_out(conn, store_call(store.add, token, item.kind, item.value, item.feedback), engine)
 
 
 @router.delete("/session/items", response_model=SessionOut)
-async def remove_item(item: ItemRef, conn: ConnDep, store: StoreDep, token: SessionDep) -> SessionOut:
+async def remove_item(
+    item: ItemRef, conn: ConnDep, engine: EngineDep, store: StoreDep, token: SessionDep
+) -> SessionOut:
     """Forget a liked or disliked movie or tag."""
-    return session_out(conn, store_call(store.remove, token, item.kind, item.value))
+    return session_out(conn, store_call(store.remove, token, item.kind, item.value), engine)
 
 
 @router.delete("/session/items/{kind}/{value}", response_model=SessionOut)
 async def remove_item_path(
-    kind: Kind, value: Annotated[TagName, Path()], conn: ConnDep, store: StoreDep, token: SessionDep
+    kind: Kind,
+    value: Annotated[TagName, Path()],
+    conn: ConnDep,
+    engine: EngineDep,
+    store: StoreDep,
+    token: SessionDep,
 ) -> SessionOut:
     """Path form of ``DELETE /session/items``: ``/session/items/movie/2571``, ``/session/items/tag/heist``."""
     ref: int | str = value
@@ -43,14 +52,16 @@ async def remove_item_path(
         if not value.isdigit() or len(value) > 18 or int(value) < 1:
             raise HTTPException(status_code=422, detail="a movie id must be an integer >= 1")
         ref = int(value)
-    return session_out(conn, store_call(store.remove, token, kind, ref))
+    return session_out(conn, store_call(store.remove, token, kind, ref), engine)
 
 
 @router.put("/session/order", response_model=SessionOut)
-async def reorder(order: OrderIn, conn: ConnDep, store: StoreDep, token: SessionDep) -> SessionOut:
+async def reorder(
+    order: OrderIn, conn: ConnDep, engine: EngineDep, store: StoreDep, token: SessionDep
+) -> SessionOut:
     """New order of one list (a permutation of it); the last item is the most important."""
     return session_out(
-        conn, store_call(store.reorder, token, order.kind, order.feedback, list(order.ordered))
+        conn, store_call(store.reorder, token, order.kind, order.feedback, list(order.ordered)), engine
     )
 
 
@@ -64,4 +75,4 @@ async def set_filters(
         raise HTTPException(
             status_code=422, detail=f"unknown genre(s) {unknown}; known: {list(engine.genre_names)}"
         )
-    return session_out(conn, store_call(store.set_filters, token, filters.model_dump()))
+    return session_out(conn, store_call(store.set_filters, token, filters.model_dump()), engine)

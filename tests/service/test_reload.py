@@ -1,0 +1,212 @@
+"""Model reloading: atomic swap, and the previous model keeps serving when a reload fails.
+
+The mechanisms: ``POST /api/admin/reload`` (loopback only), the directory watch
+(``create_app(watch_model_s=...)``) and ``SIGHUP`` to a one-process server (a
+real uvicorn subprocess). A truncated or tampered artifact fails its checksum,
+a model answering NaN fails the probe; each time the old engine stays.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
+
+import httpx
+import pytest
+from fastapi.testclient import TestClient
+
+from movierec.data.dataset import Dataset
+from movierec.models.artifacts import save_model
+from movierec.models.registry import create
+from movierec.service.app import check_engine, create_app
+from movierec.service.config import ServiceSettings
+from movierec.settings import Settings
+from movierec.storage.catalog import build_catalog
+from movierec.storage.db import connect
+
+LOCAL = ("127.0.0.1", 50000)
+
+
+@pytest.fixture
+def svc(tmp_path: Path, tiny: Dataset) -> ServiceSettings:
+    save_model(create("pop").fit(tiny), tmp_path / "model")
+    conn = connect(tmp_path / "db.sqlite3")
+    build_catalog(tiny, conn)
+    conn.close()
+    return ServiceSettings(
+        settings=Settings(home=tmp_path), model_dir=tmp_path / "model", database_path=tmp_path / "db.sqlite3"
+    )
+
+
+@pytest.fixture
+def local(svc: ServiceSettings) -> Iterator[TestClient]:
+    with TestClient(create_app(svc), client=LOCAL) as c:
+        yield c
+
+
+def truncate(model_dir: Path) -> None:
+    weights = model_dir / "weights.safetensors"
+    weights.write_bytes(weights.read_bytes()[: weights.stat().st_size // 2])
+
+
+def tamper(model_dir: Path) -> None:
+    """Flip one byte of the weights, size unchanged (only the checksum can tell)."""
+    weights = model_dir / "weights.safetensors"
+    raw = bytearray(weights.read_bytes())
+    raw[-1] ^= 0xFF
+    weights.write_bytes(bytes(raw))
+
+
+def recs(c: TestClient) -> list[int]:
+    r = c.get("/api/recommendations", params={"n": 5})
+    assert r.status_code == 200, r.text
+    return [m["movie_id"] for m in r.json()["movies"]]
+
+
+def test_reload_swaps_in_the_new_model(local: TestClient, svc: ServiceSettings, tiny: Dataset) -> None:
+    app: Any = local.app
+    old = app.state.engine
+    before = local.get("/api/health").json()
+    assert before["model"] == "pop" and before["last_reload_error"] is None
+    save_model(create("itemknn").fit(tiny), svc.resolved_model_dir)
+    r = local.post("/api/admin/reload")
+    assert r.status_code == 200, r.text
+    assert r.json()["model"] == "itemknn" and r.json()["status"] == "reloaded"
+    assert app.state.engine is not old
+    after = local.get("/api/health").json()
+    assert after["model"] == "itemknn" and after["model_loaded_at"] >= before["model_loaded_at"]
+    local.post("/api/session/items", json={"kind": "movie", "value": 2, "feedback": "like"})
+    assert 2 not in recs(local)
+
+
+@pytest.mark.parametrize("damage", [truncate, tamper], ids=["truncated", "tampered"])
+def test_failed_reload_keeps_the_previous_model(local: TestClient, svc: ServiceSettings, damage: Any) -> None:
+    app: Any = local.app
+    old = app.state.engine
+    served = recs(local)
+    damage(svc.resolved_model_dir)
+    r = local.post("/api/admin/reload")
+    assert r.status_code == 500
+    assert "previous model keeps serving" in r.json()["detail"] and "checksum" in r.json()["detail"]
+    assert app.state.engine is old  # not swapped, not half-swapped
+    assert recs(local) == served  # the old model answers as before
+    health = local.get("/api/health").json()
+    assert health["model"] == "pop" and "ArtifactError" in health["last_reload_error"]
+
+
+def test_model_with_nan_weights_is_refused(local: TestClient, svc: ServiceSettings, tiny: Dataset) -> None:
+    """Weights broken before they were saved pass the checksum; the probe refuses them."""
+    import numpy as np
+
+    model = create("itemknn").fit(tiny)
+    state = model.state()
+    state["sim_data"] = np.full_like(state["sim_data"], np.nan)
+    model.load_state(state)
+    save_model(model, svc.resolved_model_dir)
+    app: Any = local.app
+    old = app.state.engine
+    r = local.post("/api/admin/reload")
+    assert r.status_code == 500 and app.state.engine is old, r.text
+    assert "sim_data" in r.json()["detail"]
+
+
+def test_check_engine_rejects_non_finite_scores() -> None:
+    import numpy as np
+
+    stub = SimpleNamespace(
+        model=SimpleNamespace(movies=SimpleNamespace(ids=np.array([7]))),
+        catalog=SimpleNamespace(rating_count=np.array([3])),
+        recommend=lambda state, n, n_tags: {"movies": [{"movie_id": 7, "score": math.nan}], "tags": []},
+    )
+    with pytest.raises(RuntimeError, match="non-finite"):
+        check_engine(stub)
+
+
+def test_reload_only_from_this_machine(svc: ServiceSettings) -> None:
+    with TestClient(create_app(svc)) as remote:  # client host "testclient"
+        assert remote.post("/api/admin/reload").status_code == 403
+    with TestClient(create_app(svc), client=LOCAL) as proxied:
+        r = proxied.post("/api/admin/reload", headers={"X-Forwarded-For": "203.0.113.9"})
+        assert r.status_code == 403
+        assert proxied.post("/api/admin/reload").status_code == 200
+
+
+def test_watch_reloads_on_change_and_survives_a_broken_write(svc: ServiceSettings, tiny: Dataset) -> None:
+    app: Any = create_app(svc, watch_model_s=0.05)
+    with TestClient(app, client=LOCAL) as c:
+        old = app.state.engine
+        truncate(svc.resolved_model_dir)
+        deadline = time.monotonic() + 10
+        while app.state.reloader.last_error is None and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert app.state.reloader.last_error and app.state.engine is old
+        assert c.get("/api/health").json()["model"] == "pop"
+        save_model(create("itemknn").fit(tiny), svc.resolved_model_dir)
+        while app.state.engine is old and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert c.get("/api/health").json()["model"] == "itemknn"
+        assert app.state.reloader.last_error is None
+
+
+def test_watch_interval_must_be_positive(svc: ServiceSettings) -> None:
+    with pytest.raises(ValueError, match="watch_model_s"):
+        create_app(svc, watch_model_s=0)
+
+
+LAUNCHER = """
+import sys
+from pathlib import Path
+import uvicorn
+from movierec.service.app import create_app
+from movierec.service.config import ServiceSettings
+from movierec.settings import Settings
+tmp, port = Path(sys.argv[1]), int(sys.argv[2])
+svc = ServiceSettings(settings=Settings(home=tmp), model_dir=tmp / "model", database_path=tmp / "db.sqlite3")
+uvicorn.run(create_app(svc), host="127.0.0.1", port=port, log_level="warning")
+"""
+
+
+def _wait(url: str, proc: subprocess.Popen[bytes], check: Any, seconds: float = 30.0) -> dict[str, Any]:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        assert proc.poll() is None, "the server died"
+        try:
+            health: dict[str, Any] = httpx.get(url + "/api/health", timeout=2.0).json()
+            if check(health):
+                return health
+        except httpx.TransportError:
+            pass
+        time.sleep(0.1)
+    raise AssertionError("timed out waiting for the server")
+
+
+@pytest.mark.skipif(not hasattr(signal, "SIGHUP"), reason="needs POSIX signals")
+def test_sighup_reloads_and_a_broken_model_keeps_the_old_one(svc: ServiceSettings, tiny: Dataset) -> None:
+    home = svc.settings.home
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = int(s.getsockname()[1])
+    proc = subprocess.Popen([sys.executable, "-c", LAUNCHER, str(home), str(port)])
+    url = f"http://127.0.0.1:{port}"
+    try:
+        first = _wait(url, proc, lambda h: h["model"] == "pop")
+        tamper(svc.resolved_model_dir)
+        os.kill(proc.pid, signal.SIGHUP)
+        broken = _wait(url, proc, lambda h: h["last_reload_error"] is not None)
+        assert broken["model"] == "pop" and broken["model_loaded_at"] == first["model_loaded_at"]
+        assert httpx.get(url + "/api/recommendations", timeout=5.0).status_code == 200
+        save_model(create("itemknn").fit(tiny), svc.resolved_model_dir)
+        os.kill(proc.pid, signal.SIGHUP)
+        _wait(url, proc, lambda h: h["model"] == "itemknn" and h["last_reload_error"] is None)
+    finally:
+        proc.terminate()
+        proc.wait(10.0)
