@@ -2,15 +2,20 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import numpy as np
 import pandas as pd
 import pytest
 import scipy.sparse as sp
 
 from movierec.data.dataset import Dataset
+from movierec.data.synthetic import markov_sequences
 from movierec.models.base import Query
 from movierec.models.popularity import Popularity
-from movierec.ranking import Catalog, Filters, recommend, top_n
+from movierec.models.sequence import SequenceLSTM
+from movierec.ranking import Catalog, Filters, Retrieval, recommend, top_n
+from movierec.retrieval import MipsConfig, MipsIndex
 
 
 def _data() -> Dataset:
@@ -120,3 +125,145 @@ def test_recommend_rejects_out_of_range_indices() -> None:
     model = Popularity().fit(data)
     with pytest.raises(IndexError, match=r"movie index out of range 0\.\.4: \[5\]"):
         recommend(model, [Query.session(liked=[5])], 3)
+
+
+# ------------------------------------------------------------ ANN retrieval
+class _Dot(Popularity):
+    """Scores ``query_vectors @ item_vectors.T + 7``: a known inner-product model over ``_data``'s 5 movies.
+
+    A query's vector is the mean of its liked movies' vectors; the last column is a bias.
+    """
+
+    name = "dot"
+    items = np.array(
+        [[1.0, 0.0, 0.0], [0.9, 0.1, 0.0], [0.0, 1.0, 0.1], [0.5, 0.5, 0.0], [-1.0, 0.0, 0.2]], np.float32
+    )
+
+    def query_vectors(self, queries: list[Query]) -> np.ndarray:
+        out = np.zeros((len(queries), 3), np.float32)
+        for i, q in enumerate(queries):
+            if q.liked.size:
+                out[i, :2] = self.items[q.liked, :2].mean(axis=0)
+        out[:, 2] = 1.0
+        return out
+
+    def item_vectors(self) -> np.ndarray:
+        return self.items.copy()
+
+    def score(self, queries: list[Query]) -> np.ndarray:  # type: ignore[override]
+        return self.query_vectors(queries) @ self.items.T + np.float32(7.0)
+
+
+@pytest.mark.parametrize("kind", ["flat", "ivf"])
+def test_recommend_through_retrieval_gives_the_exact_top_n(kind: str) -> None:
+    pytest.importorskip("faiss")
+    data = _data()
+    model = _Dot().fit(data)
+    cat = Catalog.from_dataset(data)
+    # a pool of 1 candidate (raised to n + held movies): the index is searched, then widened
+    ann = Retrieval.build(model, MipsConfig(kind=kind, n_lists=2, n_probe=2), n_candidates=1)  # type: ignore[arg-type]
+    queries = [Query.session(liked=[0]), Query.session(liked=[2], disliked=[3]), Query(), Query.session([1])]
+    filters = [Filters(), Filters(), Filters(genres=("Comedy",)), Filters(year_min=2000)]
+    got = recommend(model, queries, 3, catalog=cat, filters=filters, retrieval=ann)
+    want = recommend(model, queries, 3, catalog=cat, filters=filters)
+    # liked 0 -> q = (1, 0, 1): scores 1, 0.9, 0.1, 0.5, -0.8 (+7); 0 is held
+    assert got[0].movies.tolist() == [1, 3, 2]
+    np.testing.assert_allclose(got[0].movie_scores, [0.9, 0.5, 0.1], atol=1e-6)  # without the constant
+    assert got[1].movies.tolist() == [4, 1, 0]  # 2 and 3 held; q = (0, 1, 1): 0.2, 0.1, 0.0
+    assert got[2].fallback and got[2].movies.tolist() == [0, 2]  # popularity, only two comedies
+    assert got[3].movies.tolist() == [2, 4]  # year >= 2000: 1, 2, 4; 1 held; q = (0.9, 0.1, 1): 0.2, -0.7
+    for g, w in zip(got, want, strict=True):
+        assert g.movies.tolist() == w.movies.tolist() and g.fallback == w.fallback
+        if not g.fallback:
+            np.testing.assert_allclose(g.movie_scores + 7.0, w.movie_scores, atol=1e-5)
+
+
+def test_retrieval_needs_a_vector_model_and_a_matching_index() -> None:
+    pytest.importorskip("faiss")
+    data = _data()
+    with pytest.raises(TypeError, match="query_vectors"):
+        Retrieval.build(Popularity().fit(data))
+    small = Retrieval(MipsIndex.build(_Dot.items[:4], MipsConfig(kind="flat")), _Dot.items[:4].copy())
+    with pytest.raises(ValueError, match="index holds 4 movies, the model 5"):
+        recommend(_Dot().fit(data), [Query.session([0])], 2, retrieval=small)
+    with pytest.raises(TypeError, match="retrieval needs a model"):
+        recommend(Popularity().fit(data), [Query.session([0])], 2, retrieval=small)
+    with pytest.raises(ValueError, match="float32 of shape"):
+        Retrieval(small.index, _Dot.items[:4].astype(np.float64))
+
+
+@pytest.fixture(scope="module")
+def sequence_model() -> tuple[SequenceLSTM, Dataset]:
+    data = markov_sequences(120, 40, 10, np.random.default_rng(0), n_tags=4, dislike_rate=0.1)
+    model = SequenceLSTM(
+        embed_dim=8,
+        hidden_dim=16,
+        max_len=6,
+        dropout=0.0,
+        threads=1,
+        epochs=2,
+        patience=0,
+        init_popularity=True,
+    )
+    return model.fit(data, np.random.default_rng(1)), data
+
+
+@pytest.mark.parametrize("kind", ["flat", "ivf"])
+def test_sequence_model_through_retrieval_matches_exact(
+    kind: str, sequence_model: tuple[SequenceLSTM, Dataset]
+) -> None:
+    """Recall is perfect (a flat index, or IVF probing every cell), so movies and tags must equal the
+    exact path's, with exclusions and per-query filters honoured."""
+    pytest.importorskip("faiss")
+    model, data = sequence_model
+    cat = Catalog.from_dataset(data)
+    config = MipsConfig(kind=kind, n_lists=4, n_probe=4)  # type: ignore[arg-type]
+    ann = Retrieval.build(model, config, rng=np.random.default_rng(0), n_candidates=8)
+    queries = [
+        Query.session(liked=[1, 2]),
+        Query.session(liked=[5, 30], disliked=[6]),
+        Query(),
+        Query.session(liked_tags=[1]),
+        Query.session(liked=[10]),
+    ]
+    genre = cat.genre_names[0]
+    filters = [
+        Filters(),
+        Filters(year_min=1990),
+        Filters(genres=(genre,)),
+        Filters(),
+        Filters(genres=(genre,)),
+    ]
+    got = recommend(model, queries, 6, catalog=cat, filters=filters, n_tags=2, retrieval=ann)
+    want = recommend(model, queries, 6, catalog=cat, filters=filters, n_tags=2)
+    for q, f, g, w in zip(queries, filters, got, want, strict=True):
+        assert g.movies.tolist() == w.movies.tolist()
+        assert g.fallback == w.fallback and g.tags.tolist() == w.tags.tolist()
+        assert not np.isin(g.movies, q.movies).any()
+        mask = f.mask(cat)
+        assert mask is None or mask[g.movies].all()
+        if not g.fallback:  # inner products: the exact scores less the softmax normaliser
+            gap = w.movie_scores - g.movie_scores
+            np.testing.assert_allclose(gap, gap[0], atol=1e-4)
+
+
+def test_retrieval_takes_tags_from_the_one_pass_hook(
+    sequence_model: tuple[SequenceLSTM, Dataset], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A model with ``query_vectors_and_tags`` is not asked for ``score_tags`` (its full network)."""
+    pytest.importorskip("faiss")
+    model, data = sequence_model
+    cat = Catalog.from_dataset(data)
+    queries = [Query.session(liked=[3, 4]), Query(), Query.session(liked=[7], liked_tags=[2])]
+    want = recommend(model, queries, 5, catalog=cat, n_tags=3)
+    ann = Retrieval.build(model, MipsConfig(kind="flat"), n_candidates=5)
+
+    def no_full_pass(queries: Sequence[Query]) -> np.ndarray:
+        raise AssertionError("score_tags runs the movie head too")
+
+    monkeypatch.setattr(model, "score_tags", no_full_pass)
+    got = recommend(model, queries, 5, catalog=cat, n_tags=3, retrieval=ann)
+    for g, w in zip(got, want, strict=True):
+        assert g.movies.tolist() == w.movies.tolist() and g.tags.tolist() == w.tags.tolist()
+        np.testing.assert_allclose(g.tag_scores, w.tag_scores, atol=1e-5)
+    assert got[1].fallback and got[1].tags.size == 0  # an empty session gets no tag suggestions

@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import logging
 import threading
+import time
 from collections import OrderedDict
 from collections.abc import Callable, Hashable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -23,11 +24,23 @@ import scipy.sparse as sp
 
 from movierec.data.dataset import Dataset
 from movierec.models.base import Query, Recommender
-from movierec.ranking import Catalog, Filters, Recommendations, recommend
+from movierec.ranking import Catalog, Filters, Recommendations, Retrieval, recommend, supports_retrieval
+from movierec.retrieval import MipsConfig
 
 log = logging.getLogger(__name__)
 
-__all__ = ["CARD_FIELDS", "Engine", "LRUCache", "SessionLike", "filters_from_dict", "session_key"]
+__all__ = [
+    "ANN_MIN_MOVIES",
+    "CARD_FIELDS",
+    "Engine",
+    "LRUCache",
+    "SessionLike",
+    "filters_from_dict",
+    "session_key",
+]
+
+#: Default catalogue size from which :class:`Engine` ranks through an ANN index.
+ANN_MIN_MOVIES = 200_000
 
 #: Catalogue columns a movie card shows (``service.schemas.Movie`` less score and reason).
 CARD_FIELDS = (
@@ -193,6 +206,16 @@ class Engine:
         Most results :meth:`recommend` and :meth:`similar` each remember (0: none).
         Results depend only on the engine and their arguments, so the cache never
         goes stale; a new engine (a reloaded model) starts empty.
+    ann_min_movies:
+        From this many movies on, and when the model offers ``query_vectors`` /
+        ``item_vectors``, the engine builds an approximate nearest-neighbour index at
+        construction and :meth:`recommend` takes its top N from it (exact re-scoring of
+        the candidates) instead of scoring every movie; ``0`` never does. Without FAISS
+        it logs a warning and scores exactly.
+    ann_config:
+        How to build that index (default ``MipsConfig()``: IVF).
+    ann_candidates:
+        Candidates per query before exclusions and filters (``None``: ``max(4 * n, 100)``).
     """
 
     model: Recommender
@@ -202,6 +225,10 @@ class Engine:
     interactions: sp.csr_matrix | None = None
     cards: dict[int, dict[str, Any]] | None = None
     cache_size: int = 2048
+    ann_min_movies: int = ANN_MIN_MOVIES
+    ann_config: MipsConfig | None = None
+    ann_candidates: int | None = None
+    _retrieval: Retrieval | None = field(init=False, repr=False)
     _profiles: sp.csr_matrix = field(init=False, repr=False)
     _item_vectors: sp.csr_matrix = field(init=False, repr=False)
     _movie_pos: dict[int, int] = field(init=False, repr=False)
@@ -226,14 +253,54 @@ class Engine:
         self._tag_pos = {str(t): i for i, t in enumerate(tags.ids.tolist())} if tags is not None else {}
         self._recommended = LRUCache(self.cache_size)
         self._similar = LRUCache(self.cache_size)
+        self._retrieval = self._build_retrieval()
+
+    def _build_retrieval(self) -> Retrieval | None:
+        """The ANN index for :meth:`recommend`, or ``None`` (small catalogue, no vectors, no FAISS)."""
+        if self.ann_min_movies < 0:
+            raise ValueError(f"ann_min_movies must be >= 0 (0 disables the index), got {self.ann_min_movies}")
+        n = self.model.n_movies
+        if not self.ann_min_movies or n < self.ann_min_movies or not supports_retrieval(self.model):
+            return None
+        start = time.perf_counter()
+        try:
+            retrieval = Retrieval.build(
+                self.model,
+                self.ann_config,
+                rng=np.random.default_rng(0),  # the same model always gets the same index
+                n_candidates=self.ann_candidates,
+            )
+        except ImportError as exc:
+            log.warning("%s; scoring all %d movies exactly instead of through an ANN index", exc, n)
+            return None
+        log.info(
+            "built a %s ANN index over %d movies in %.2f s",
+            retrieval.index.config.kind,
+            n,
+            time.perf_counter() - start,
+        )
+        return retrieval
+
+    @property
+    def retrieval(self) -> Retrieval | None:
+        """The ANN index :meth:`recommend` ranks through, or ``None`` when it scores every movie."""
+        return self._retrieval
 
     # ------------------------------------------------------------ construction
     @classmethod
-    def from_dataset(cls, model: Recommender, data: Dataset) -> Engine:
+    def from_dataset(
+        cls,
+        model: Recommender,
+        data: Dataset,
+        *,
+        ann_min_movies: int = ANN_MIN_MOVIES,
+        ann_config: MipsConfig | None = None,
+        ann_candidates: int | None = None,
+    ) -> Engine:
         """Engine over ``model`` with catalogue, tags and interactions taken from ``data``.
 
         ``data`` may hold other movies than the model; rows are aligned by movie id
-        (movies the data lacks get empty rows).
+        (movies the data lacks get empty rows). The ``ann_*`` options are the attributes.
         """
         model._check_fitted()
         assert model.movies is not None
@@ -275,17 +342,33 @@ class Engine:
             (inter.data[iok], (inter.row[iok], icol[iok])), shape=(data.n_users, n), dtype=np.float32
         )
         return cls(
-            model=model, catalog=catalog, movie_tags=movie_tags, titles=titles, interactions=interactions
+            model=model,
+            catalog=catalog,
+            movie_tags=movie_tags,
+            titles=titles,
+            interactions=interactions,
+            ann_min_movies=ann_min_movies,
+            ann_config=ann_config,
+            ann_candidates=ann_candidates,
         )
 
     @classmethod
-    def from_rows(cls, model: Recommender, rows: Iterable[Mapping[str, Any]]) -> Engine:
+    def from_rows(
+        cls,
+        model: Recommender,
+        rows: Iterable[Mapping[str, Any]],
+        *,
+        ann_min_movies: int = ANN_MIN_MOVIES,
+        ann_config: MipsConfig | None = None,
+        ann_candidates: int | None = None,
+    ) -> Engine:
         """Engine over ``model`` from catalogue rows (dicts as the storage layer returns them).
 
         Each row needs ``movie_id``; optional ``display_title``, ``year``, ``genres``
         (list of str), ``mean_rating``, ``rating_count`` and ``tags`` (list of str, or of
         dicts with ``tag``/``name`` and ``weight``). Genres count as tags too. Movies of the
         model missing from ``rows`` get empty rows (never recommended by filters on year).
+        The ``ann_*`` options are the attributes.
         """
         model._check_fitted()
         assert model.movies is not None
@@ -342,7 +425,16 @@ class Engine:
         catalog = Catalog(
             year=year, mean_rating=mean, rating_count=count, genres=genres, genre_names=tuple(genre_names)
         )
-        return cls(model=model, catalog=catalog, movie_tags=movie_tags, titles=titles, cards=cards)
+        return cls(
+            model=model,
+            catalog=catalog,
+            movie_tags=movie_tags,
+            titles=titles,
+            cards=cards,
+            ann_min_movies=ann_min_movies,
+            ann_config=ann_config,
+            ann_candidates=ann_candidates,
+        )
 
     # ---------------------------------------------------------------- lookups
     @property
@@ -443,7 +535,15 @@ class Engine:
             f, fnotes = filters_from_dict(state.filters, self.catalog)
             filters.append(f)
             notes.append(nt + fnotes)
-        recs = recommend(self.model, queries, n, catalog=self.catalog, filters=filters, n_tags=n_tags)
+        recs = recommend(
+            self.model,
+            queries,
+            n,
+            catalog=self.catalog,
+            filters=filters,
+            n_tags=n_tags,
+            retrieval=self._retrieval,
+        )
         return [self._answer(q, rec, nt, n_tags) for q, rec, nt in zip(queries, recs, notes, strict=True)]
 
     def _answer(self, query: Query, rec: Recommendations, notes: list[str], n_tags: int) -> dict[str, Any]:

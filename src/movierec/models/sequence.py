@@ -576,18 +576,26 @@ class SequenceLSTM(Recommender):
         """Session vectors ``(B, d + 1)`` float32 with ``query_vectors @ item_vectors().T``
         equal to :meth:`score` up to a per-row constant (the softmax normaliser), for
         maximum-inner-product retrieval over large catalogues."""
+        return self.query_vectors_and_tags(queries, with_tags=False)[0]
+
+    def query_vectors_and_tags(
+        self, queries: Sequence[Query], *, with_tags: bool = True
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """:meth:`query_vectors` and :meth:`score_tags` from one encoder pass, without the
+        movie head (``(B, d + 1)`` and ``(B, n_tags)`` float32; tags empty when not asked)."""
         net = self._net()
         queries = self._with_history(queries)
         for q in queries:
             q.check(self.n_movies, self.n_tags)
         net.eval()
         with torch.inference_mode():
-            h = (
-                net.encode(self._query_batch(queries))
-                if queries
-                else torch.zeros(0, net.movie_head.in_features)
-            )
-        return np.hstack([h.numpy(), np.ones((h.shape[0], 1), np.float32)]).astype(np.float32)
+            if queries:
+                h = net.encode(self._query_batch(queries))
+            else:
+                h = torch.zeros(0, net.movie_head.in_features)
+            tags = F.log_softmax(net.tag_head(h), dim=-1) if with_tags else torch.zeros(h.shape[0], 0)
+        vectors = np.hstack([h.numpy(), np.ones((h.shape[0], 1), np.float32)]).astype(np.float32)
+        return vectors, tags.numpy().astype(np.float32)
 
     def item_vectors(self) -> np.ndarray:
         """Movie vectors ``(n_movies, d + 1)`` float32: the movie head's weights with its bias as the last column."""

@@ -191,8 +191,11 @@ def _replay(messages: list[Message], then: Receive | None = None) -> Receive:
     return receive
 
 
-def build_engine(model_dir: Path, conn: Any) -> Any:
+def build_engine(model_dir: Path, conn: Any, *, ann_min_movies: int = 200_000) -> Any:
     """Load the model at ``model_dir`` and align it with the catalogue in ``conn``.
+
+    ``ann_min_movies``: catalogue size from which the engine ranks through an ANN
+    index (:attr:`ServiceSettings.ann_min_movies`; 0 never).
 
     Raises :class:`~movierec.models.artifacts.ArtifactError` for a missing, truncated
     or tampered artifact (checksums), ``RuntimeError`` for an empty catalogue.
@@ -208,7 +211,7 @@ def build_engine(model_dir: Path, conn: Any) -> Any:
             "the catalogue database holds none of the model's movies; build it from the model's data "
             "(`movierec run` does this)"
         )
-    return Engine.from_rows(model, rows)
+    return Engine.from_rows(model, rows, ann_min_movies=ann_min_movies)
 
 
 def check_engine(engine: Any) -> None:
@@ -286,7 +289,9 @@ class ModelReloader:
 
         conn = connect(self.settings.resolved_database_path)
         try:
-            engine = build_engine(self.settings.resolved_model_dir, conn)
+            engine = build_engine(
+                self.settings.resolved_model_dir, conn, ann_min_movies=self.settings.ann_min_movies
+            )
         finally:
             conn.close()
         check_engine(engine)
@@ -369,7 +374,9 @@ def create_app(settings: ServiceSettings | None = None, *, watch_model_s: float 
         store = None
         try:
             migrate(conn)
-            app.state.engine = build_engine(settings.resolved_model_dir, conn)
+            app.state.engine = build_engine(
+                settings.resolved_model_dir, conn, ann_min_movies=settings.ann_min_movies
+            )
             app.state.conn = conn
             store = app.state.store = open_store(settings, conn)
             gate = app.state.gate = InferenceGate(settings.max_inference_threads, settings.max_waiting)

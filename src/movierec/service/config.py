@@ -43,6 +43,15 @@ class ServiceSettings(BaseModel):
     rate_limit_buckets: int = Field(
         default=100_000, ge=1, description="Most sessions tracked by the write rate limit (LRU beyond)."
     )
+    ann_min_movies: int = Field(
+        default=200_000,
+        ge=0,
+        description=(
+            "Catalogue size from which recommendations come from an approximate nearest-neighbour "
+            "index (exact re-scoring of its candidates) when the model offers vectors; 0 disables it. "
+            "Needs the 'ann' extra (faiss-cpu); without it the service logs a warning and scores exactly."
+        ),
+    )
     cookie_name: str = Field(default="movierec_session", description="Name of the anonymous session cookie.")
     cookie_max_age: int = Field(default=365 * 24 * 3600, ge=60, description="Cookie lifetime in seconds.")
 
