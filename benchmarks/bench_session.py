@@ -51,6 +51,7 @@ def main() -> None:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--models", default="pop,itemknn,ease,sequence,sequence-attn")
+    parser.add_argument("--click-models", default="", help="models for part 3 (default: --models)")
     parser.add_argument("--epochs", type=int, default=0, help="sequence models' epochs (0: their default)")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--seed", type=int, default=0)
@@ -148,7 +149,7 @@ def main() -> None:
         fallback = np.log1p(np.bincount(train.movie, minlength=data.n_movies)).astype(np.float32)
         print(f"   {len(own)} visitors")
         print(f"{'model':<15}{'0 clicks':>9}{'<=1':>7}{'<=3':>7}{'<=5':>7}{'never':>7}{'median':>8}")
-        for name in names:
+        for name in args.click_models.split(",") if args.click_models else names:
             model = make(name, args.epochs).fit(train, np.random.default_rng(args.seed))
             clicks = clicks_to_relevant(
                 model, own, targets, np.random.default_rng(args.seed), fallback=fallback
