@@ -525,4 +525,18 @@ def test_batcher_groups_concurrent_calls_and_isolates_failures() -> None:
         # one batch of 4 failed on the bad item, then each was retried alone
         assert sizes[:2] == [1, 4] and sorted(sizes[2:]) == [1, 1, 1, 1]
 
-    asyncio.run(scenario())
+    # a fresh thread has no event loop, whatever the session's browser fixtures left running here
+    errors: list[BaseException] = []
+
+    def run() -> None:
+        try:
+            asyncio.run(scenario())
+        except BaseException as exc:  # re-raised in the test's thread
+            errors.append(exc)
+
+    worker = threading.Thread(target=run)
+    worker.start()
+    worker.join(30.0)
+    assert not worker.is_alive(), "scenario did not finish in 30 s"
+    if errors:
+        raise errors[0]
