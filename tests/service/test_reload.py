@@ -95,7 +95,7 @@ def test_failed_reload_keeps_the_previous_model(local: TestClient, svc: ServiceS
     served = recs(local)
     damage(svc.resolved_model_dir)
     r = local.post("/api/admin/reload")
-    assert r.status_code == 500
+    assert r.status_code == 422
     assert "previous model keeps serving" in r.json()["detail"] and "checksum" in r.json()["detail"]
     assert app.state.engine is old  # not swapped, not half-swapped
     assert recs(local) == served  # the old model answers as before
@@ -115,7 +115,7 @@ def test_model_with_nan_weights_is_refused(local: TestClient, svc: ServiceSettin
     app: Any = local.app
     old = app.state.engine
     r = local.post("/api/admin/reload")
-    assert r.status_code == 500 and app.state.engine is old, r.text
+    assert r.status_code == 422 and app.state.engine is old, r.text
     assert "sim_data" in r.json()["detail"]
 
 

@@ -33,7 +33,7 @@ def require_local(request: Request) -> None:
     responses={
         403: {"description": "Not from this machine"},
         409: {"description": "A reload is already running"},
-        500: {"description": "The new model failed to load; the previous one keeps serving"},
+        422: {"description": "The model directory holds no loadable model; the previous one keeps serving"},
     },
 )
 async def reload_model(request: Request) -> ReloadOut:
@@ -45,8 +45,8 @@ async def reload_model(request: Request) -> ReloadOut:
         engine = await reloader.reload()
     except ReloadBusy as exc:
         raise HTTPException(status_code=409, detail=str(exc)) from exc
-    except ReloadError as exc:
-        raise HTTPException(status_code=500, detail=str(exc)) from exc
+    except ReloadError as exc:  # the request was fine; the artifact on disk was not (never a 500)
+        raise HTTPException(status_code=422, detail=str(exc)) from exc
     return ReloadOut(
         status="reloaded",
         model=engine.model.name,
