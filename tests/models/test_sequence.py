@@ -138,9 +138,10 @@ def two_tastes() -> Dataset:
     return Dataset.build("two-tastes", ratings, synthetic_movies(n_movies, rng), scale=FIVE_STARS)
 
 
+@pytest.mark.parametrize("neighbours", [0, 5])
 @pytest.mark.parametrize("kind", list(CLASSES))
-def test_dislike_lowers_the_movie_and_its_neighbours(kind: str, two_tastes: Dataset) -> None:
-    model = tiny(CLASSES[kind]).fit(two_tastes, np.random.default_rng(0))
+def test_dislike_lowers_the_movie_and_its_neighbours(kind: str, neighbours: int, two_tastes: Dataset) -> None:
+    model = tiny(CLASSES[kind], dislike_neighbours=neighbours).fit(two_tastes, np.random.default_rng(0))
     odd = np.arange(1, 20, 2)
     # the same session, movie 3 liked vs disliked: 3 and the other odd movies must drop
     as_like, as_dislike = model.score(

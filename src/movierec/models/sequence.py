@@ -96,6 +96,11 @@ class SequenceConfig:
     tag_loss_weight: float = 0.3
     #: weight of the unlikelihood loss on disliked movies of the input
     dislike_weight: float = 0.5
+    #: the unlikelihood also covers this many of each disliked movie's nearest item-kNN neighbours
+    #: (0: off; see bench_session.py part 2 for what it does on real data)
+    dislike_neighbours: int = 0
+    #: weight of that neighbour term
+    dislike_neighbour_weight: float = 0.5
     #: ratings at or above this are likes
     like_threshold: float = 4.0
     #: ratings at or below this are dislikes
@@ -422,6 +427,15 @@ class SequenceLSTM(Recommender):
             raise ValueError(f"{self.name}: no training examples (no liked ratings in {data.name!r})")
         tag_t = torch.from_numpy(self._tag_matrix)
         n_batches = math.ceil(ex_pos.size / cfg.batch_size)
+        # a dislike must also push down the movies like it: their item-kNN neighbours on the
+        # training interactions, (n_movies + 2, K) indices padded with n_movies (start/pad rows empty)
+        nbr_t: torch.Tensor | None = None
+        if cfg.dislike_neighbours and cfg.dislike_neighbour_weight and (fb == DISLIKE).any():
+            from movierec.models.knn import ItemKNN
+
+            sim = ItemKNN().fit(data, rng)._require()
+            nbrs = _top_tags(sim, cfg.dislike_neighbours)
+            nbr_t = torch.from_numpy(np.vstack([nbrs, np.full((2, nbrs.shape[1]), self.n_movies, np.int64)]))
 
         def batches(epoch: int) -> Iterator[tuple[_Batch, torch.Tensor, torch.Tensor | None]]:
             perm = rng.permutation(ex_pos.size)
@@ -477,6 +491,13 @@ class SequenceLSTM(Recommender):
                     p = logp.gather(1, inp.tokens.clamp(max=self.n_movies - 1)).exp()
                     ul = -torch.log1p(-p.clamp(max=1 - 1e-6))
                     loss = loss + cfg.dislike_weight * ul[dis].sum() / target.shape[0]
+                    if nbr_t is not None:
+                        rows, steps = dis.nonzero(as_tuple=True)
+                        nb = nbr_t[inp.tokens[rows, steps]]  # (D, K) neighbours of each dislike
+                        ok = nb < self.n_movies
+                        pn = logp[rows].gather(1, nb.clamp(max=self.n_movies - 1)).exp()
+                        uln = -torch.log1p(-pn.clamp(max=1 - 1e-6)) * ok
+                        loss = loss + cfg.dislike_neighbour_weight * uln.sum() / target.shape[0]
             return loss
 
         def validate(net: nn.Module) -> float:
