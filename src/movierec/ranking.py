@@ -109,6 +109,25 @@ class Filters:
         return ok
 
 
+def top_per_row(matrix: sp.spmatrix | sp.sparray, k: int) -> np.ndarray:
+    """Column indices of each row's ``k`` heaviest entries, heaviest first (ties by column index).
+
+    Returns ``(n_rows, max(k, 1))`` int64 padded with ``n_cols`` (e.g. a movie's top tags, or
+    a movie's nearest neighbours in a similarity matrix).
+    """
+    m = sp.csr_matrix(matrix)
+    n_rows, n_cols = m.shape
+    out = np.full((n_rows, max(k, 1)), n_cols, np.int64)
+    if m.nnz == 0 or k <= 0:
+        return out
+    rows = np.repeat(np.arange(n_rows), np.diff(m.indptr))
+    order = np.lexsort((m.indices, -m.data, rows))  # per row: heaviest first, ties by column
+    rank = np.arange(m.nnz) - m.indptr[rows[order]]
+    keep = rank < k
+    out[rows[order][keep], rank[keep]] = m.indices[order][keep]
+    return out
+
+
 def top_n(
     scores: np.ndarray,
     n: int,

@@ -40,7 +40,7 @@ from movierec.models.base import (
     feedback_from_ratings,
     feedback_thresholds,
 )
-from movierec.ranking import top_n
+from movierec.ranking import top_n, top_per_row
 
 __all__ = [
     "PROTOCOLS",
@@ -468,19 +468,11 @@ class TagConditionedNextItemProtocol(NextItemProtocol):
     n_tags = 3
 
     def given_tags(self, prepared: Prepared, users: np.ndarray) -> list[np.ndarray]:
-        test = prepared.test
-        target = np.full(prepared.data.n_users, -1, np.int64)
+        data, test = prepared.data, prepared.test
+        target = np.full(data.n_users, -1, np.int64)
         target[test.user.astype(np.int64)] = test.movie
-        return [_heaviest_tags(prepared.data.movie_tags, int(target[u]), self.n_tags) for u in users]
-
-
-def _heaviest_tags(movie_tags: sp.csr_matrix, movie: int, n: int) -> np.ndarray:
-    """The ``n`` heaviest tag *indices* of movie index ``movie`` (ties by index), int64."""
-    if movie < 0:
-        return np.zeros(0, np.int64)
-    lo, hi = movie_tags.indptr[movie], movie_tags.indptr[movie + 1]
-    idx, val = movie_tags.indices[lo:hi], movie_tags.data[lo:hi]
-    return idx[np.lexsort((idx, -val))[:n]].astype(np.int64)
+        heaviest = top_per_row(data.movie_tags, self.n_tags)  # padded with n_tags
+        return [heaviest[t][heaviest[t] < data.n_tags] if t >= 0 else heaviest[0][:0] for t in target[users]]
 
 
 def _rows_of(data: Dataset, part: Dataset) -> np.ndarray:

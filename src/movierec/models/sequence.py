@@ -32,14 +32,15 @@ from dataclasses import dataclass
 from typing import Any, ClassVar
 
 import numpy as np
-import scipy.sparse as sp
 import torch
 from torch import nn
 from torch.nn import functional as F
 
 from movierec.data.dataset import Dataset
 from movierec.models.base import DISLIKE, LIKE, NotFittedError, Query, Recommender, feedback_from_ratings
+from movierec.models.knn import ItemKNN
 from movierec.models.trainer import TrainConfig, torch_generator, train
+from movierec.ranking import top_per_row
 
 __all__ = [
     "REASON_PREFIX",
@@ -266,21 +267,6 @@ class SequenceNet(nn.Module):
         return F.log_softmax(self.movie_head(h), dim=-1), F.log_softmax(self.tag_head(h), dim=-1)
 
 
-def _top_tags(movie_tags: sp.csr_matrix, cap: int) -> np.ndarray:
-    """Indices of each movie's ``cap`` heaviest tags, ``(n_movies, cap)`` int64 padded with ``n_tags``."""
-    m = sp.csr_matrix(movie_tags)
-    n_movies, n_tags = m.shape
-    out = np.full((n_movies, max(cap, 1)), n_tags, np.int64)
-    if m.nnz == 0 or cap <= 0:
-        return out
-    rows = np.repeat(np.arange(n_movies), np.diff(m.indptr))
-    order = np.lexsort((m.indices, -m.data, rows))  # per row: heaviest first, ties by tag index
-    rank = np.arange(m.nnz) - m.indptr[rows[order]]
-    keep = rank < cap
-    out[rows[order][keep], rank[keep]] = m.indices[order][keep]
-    return out
-
-
 class SequenceLSTM(Recommender):
     """Next-liked-movie model over sessions of movies (with feedback) and tags; LSTM encoder."""
 
@@ -372,7 +358,7 @@ class SequenceLSTM(Recommender):
         ptr = np.asarray(data.user_ptr, np.int64)
         user = np.asarray(data.user, np.int64)
         self._seq_movie, self._seq_fb, self._seq_ptr = movie, fb, ptr
-        self._tag_matrix = _top_tags(data.movie_tags, cfg.tags_per_movie)
+        self._tag_matrix = top_per_row(data.movie_tags, cfg.tags_per_movie)
         gen = torch_generator(rng)
         net = self._build_net()
         net.reset_parameters(gen)
@@ -431,10 +417,8 @@ class SequenceLSTM(Recommender):
         # training interactions, (n_movies + 2, K) indices padded with n_movies (start/pad rows empty)
         nbr_t: torch.Tensor | None = None
         if cfg.dislike_neighbours and cfg.dislike_neighbour_weight and (fb == DISLIKE).any():
-            from movierec.models.knn import ItemKNN
-
             sim = ItemKNN().fit(data, rng)._require()
-            nbrs = _top_tags(sim, cfg.dislike_neighbours)
+            nbrs = top_per_row(sim, cfg.dislike_neighbours)
             nbr_t = torch.from_numpy(np.vstack([nbrs, np.full((2, nbrs.shape[1]), self.n_movies, np.int64)]))
 
         def batches(epoch: int) -> Iterator[tuple[_Batch, torch.Tensor, torch.Tensor | None]]:
@@ -536,7 +520,7 @@ class SequenceLSTM(Recommender):
         return self.net
 
     def _with_history(self, queries: Sequence[Query]) -> list[Query]:
-        """A query naming only a known user gets that user's ordered training history."""
+        """Checked queries; one naming only a known user gets that user's ordered training history."""
         out = []
         for q in queries:
             if q.movies.size == 0 and q.user is not None and self._seq_ptr is not None:
@@ -550,6 +534,7 @@ class SequenceLSTM(Recommender):
                     disliked_tags=q.disliked_tags,
                     user=q.user,
                 )
+            q.check(self.n_movies, self.n_tags)
             out.append(q)
         return out
 
@@ -570,8 +555,6 @@ class SequenceLSTM(Recommender):
 
     def _run_net(self, net: SequenceNet, queries: Sequence[Query]) -> tuple[np.ndarray, np.ndarray]:
         queries = self._with_history(queries)
-        for q in queries:
-            q.check(self.n_movies, self.n_tags)
         if not queries:
             return np.zeros((0, self.n_movies), np.float32), np.zeros((0, self.n_tags), np.float32)
         net.eval()
@@ -606,8 +589,6 @@ class SequenceLSTM(Recommender):
         movie head (``(B, d + 1)`` and ``(B, n_tags)`` float32; tags empty when not asked)."""
         net = self._net()
         queries = self._with_history(queries)
-        for q in queries:
-            q.check(self.n_movies, self.n_tags)
         net.eval()
         with torch.inference_mode():
             if queries:
