@@ -17,7 +17,6 @@ dedicated one.
 from __future__ import annotations
 
 import argparse
-import datetime
 import json
 import os
 import tempfile
@@ -29,19 +28,14 @@ import torch.distributed as dist
 import torch.multiprocessing as mp
 
 from movierec.data.synthetic import low_rank_ratings
+from movierec.distributed import init_file_group
 from movierec.models.rating_mlp import RatingRegressor
 
 
 def _run(rank: int, world: int, args: argparse.Namespace, init_file: str, out: str) -> None:
     torch.set_num_threads(args.threads)
     if world > 1:
-        dist.init_process_group(
-            "gloo",
-            init_method=f"file://{init_file}",
-            rank=rank,
-            world_size=world,
-            timeout=datetime.timedelta(seconds=300),
-        )
+        init_file_group(rank, world, init_file, timeout_s=300)
     try:
         data, _ = low_rank_ratings(args.users, args.movies, 8, args.density, np.random.default_rng(0))
         model = RatingRegressor(

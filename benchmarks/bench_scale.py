@@ -185,24 +185,18 @@ def _c_subset(spec: dict[str, Any]) -> None:
 
 def _train_rank(rank: int, world: int, spec: dict[str, Any], init_file: str, out: str) -> None:
     """One training process: ``sequence`` with default settings, 1 epoch, 1 torch thread."""
-    import datetime
 
     import numpy as np
     import torch
     import torch.distributed as dist
 
     from movierec.data.columnar import load_columnar
+    from movierec.distributed import init_file_group
     from movierec.models.registry import create
 
     torch.set_num_threads(1)
     if world > 1:
-        dist.init_process_group(
-            "gloo",
-            init_method=f"file://{init_file}",
-            rank=rank,
-            world_size=world,
-            timeout=datetime.timedelta(seconds=600),
-        )
+        init_file_group(rank, world, init_file, timeout_s=600)
     try:
         data = load_columnar(spec["subset"])
         cpu0 = time.process_time()

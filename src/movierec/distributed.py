@@ -32,6 +32,7 @@ import torch.distributed as dist
 
 __all__ = [
     "barrier",
+    "init_file_group",
     "init_from_env",
     "is_distributed",
     "is_main",
@@ -110,6 +111,18 @@ def init_from_env(backend: str | None = None, *, timeout_s: float = 1800.0) -> b
         timeout=datetime.timedelta(seconds=timeout_s),
     )
     return True
+
+
+def init_file_group(rank: int, world: int, init_file: str, *, timeout_s: float = 300.0) -> None:
+    """Join a gloo group through a shared rendezvous file (no TCP store listening on any
+    interface): how tests and benchmarks spawn CPU processes on one machine."""
+    dist.init_process_group(
+        "gloo",
+        init_method=f"file://{init_file}",
+        rank=rank,
+        world_size=world,
+        timeout=datetime.timedelta(seconds=timeout_s),
+    )
 
 
 def is_distributed() -> bool:

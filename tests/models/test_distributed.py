@@ -7,7 +7,6 @@ beyond 127.0.0.1; one spawn does all the distributed work (~10 s).
 
 from __future__ import annotations
 
-import datetime
 import os
 import time
 from collections.abc import Callable, Iterator
@@ -134,13 +133,7 @@ def _rmse(model: RatingRegressor, test: Dataset) -> float:
 
 def _worker(rank: int, world: int, init_file: str, out: str) -> None:
     torch.set_num_threads(1)
-    dist.init_process_group(
-        "gloo",
-        init_method=f"file://{init_file}",
-        rank=rank,
-        world_size=world,
-        timeout=datetime.timedelta(seconds=60),
-    )
+    D.init_file_group(rank, world, init_file, timeout_s=60)
     try:
         assert D.is_distributed() and D.world() == world and D.rank() == rank
         tr, te = _split()
