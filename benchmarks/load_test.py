@@ -1,9 +1,12 @@
 """Load test of the movierec web API: concurrent anonymous visitors doing the click loop.
 
-Each visitor (an ``httpx.AsyncClient`` with its own cookie jar, so its own
-session) repeats: search -> like a found movie -> reorder the liked movies ->
-set a filter -> get recommendations -> add a recommended movie to favourites
-(with an unlike / unfavourite now and then so its lists stay short). The run is
+Each visitor (an HTTP client with its own cookie jar, so its own session)
+repeats what the page does: search -> like a found movie -> reorder the liked
+movies -> set a filter -> add a recommended movie to favourites (with an unlike
+/ unfavourite now and then so its lists stay short). Like the page, it asks
+for the recommendations again after every change to the session (like,
+reorder, unlike, filter), so each of those is a fresh session state: a cache
+miss that the model must score. The run is
 a sweep over visitor counts, each level bounded by ``--seconds`` and
 ``--max-requests``; it prints throughput, p50/p95/p99 latency per endpoint and
 errors (any non-2xx answer or transport failure).
@@ -242,10 +245,25 @@ async def call(
 async def visitor(
     url: str, rng: np.random.Generator, stats: Stats, budget: Budget, client: str = "lean"
 ) -> None:
-    """One anonymous visitor doing the click loop until the budget is spent."""
+    """One anonymous visitor doing the page's click loop until the budget is spent."""
     async with make_client(url, client) as c:
         liked: list[int] = []
         favourites: list[int] = []
+        shown: list[int] = []
+
+        async def change(name: str, method: str, path: str, body: Any) -> None:
+            """A session change, then (as the page does) the recommendations it gives."""
+            nonlocal liked, shown
+            s = await call(c, stats, budget, name, method, path, json=body)
+            if s is None:
+                return
+            if "liked" in s:
+                liked = [m["movie_id"] for m in s["liked"]]
+            rec = await call(c, stats, budget, "recommendations", "GET", "/api/recommendations")
+            if rec is not None:
+                stats.rec_server_ms.append(float(rec["elapsed_ms"]))
+                shown = [int(m["movie_id"]) for m in rec["movies"]]
+
         try:
             while True:
                 q = WORDS[int(rng.integers(len(WORDS)))]
@@ -254,31 +272,24 @@ async def visitor(
                     mid = int(found[int(rng.integers(len(found)))]["movie_id"])
                     if mid not in liked:
                         body = {"kind": "movie", "value": mid, "feedback": "like"}
-                        s = await call(c, stats, budget, "like", "POST", "/api/session/items", json=body)
-                        if s is not None:
-                            liked = [m["movie_id"] for m in s["liked"]]
+                        await change("like", "POST", "/api/session/items", body)
                 if len(liked) > 1:
                     order = [liked[i] for i in rng.permutation(len(liked))]
                     body = {"kind": "movie", "feedback": "like", "ordered": order}
-                    s = await call(c, stats, budget, "reorder", "PUT", "/api/session/order", json=body)
-                    if s is not None:
-                        liked = [m["movie_id"] for m in s["liked"]]
+                    await change("reorder", "PUT", "/api/session/order", body)
                 if len(liked) > KEEP:
-                    body = {"kind": "movie", "value": liked[0]}
-                    s = await call(c, stats, budget, "unlike", "DELETE", "/api/session/items", json=body)
-                    if s is not None:
-                        liked = [m["movie_id"] for m in s["liked"]]
+                    await change(
+                        "unlike", "DELETE", "/api/session/items", {"kind": "movie", "value": liked[0]}
+                    )
                 filters = [{}, {"min_rating": 3.0}, {"year_min": 1980}, {"min_rating": 3.5, "year_max": 2010}]
-                f = filters[int(rng.integers(len(filters)))]
-                await call(c, stats, budget, "filters", "PUT", "/api/session/filters", json=f)
-                rec = await call(c, stats, budget, "recommendations", "GET", "/api/recommendations")
-                if rec is not None:
-                    stats.rec_server_ms.append(float(rec["elapsed_ms"]))
-                    if rec["movies"]:
-                        body = {"movie_id": int(rec["movies"][0]["movie_id"])}
-                        favs = await call(c, stats, budget, "favourite", "POST", "/api/favourites", json=body)
-                        if favs is not None:
-                            favourites = [m["movie_id"] for m in favs]
+                await change(
+                    "filters", "PUT", "/api/session/filters", filters[int(rng.integers(len(filters)))]
+                )
+                if shown:
+                    body = {"movie_id": shown[0]}
+                    favs = await call(c, stats, budget, "favourite", "POST", "/api/favourites", json=body)
+                    if favs is not None:
+                        favourites = [m["movie_id"] for m in favs]
                 if len(favourites) > KEEP:
                     await call(c, stats, budget, "unfavourite", "DELETE", f"/api/favourites/{favourites[-1]}")
                     favourites.pop()

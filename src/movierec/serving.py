@@ -484,18 +484,26 @@ class Engine:
         key = (session_key(state), int(n), int(n_tags))
         return _copy_rec(self._recommended.get_or_compute(key, lambda: self._recommend(state, n, n_tags)))
 
-    def recommend_cached(self, state: SessionLike, n: int = 24, n_tags: int = 12) -> dict[str, Any] | None:
+    def recommend_cached(
+        self, state: SessionLike, n: int = 24, n_tags: int = 12, *, copy: bool = True
+    ) -> dict[str, Any] | None:
         """:meth:`recommend`'s answer if it is remembered, else ``None`` (costs microseconds:
-        the web app calls it on the event loop and sends only misses to a worker thread)."""
-        rec = self._recommended.get((session_key(state), int(n), int(n_tags)))
-        return None if rec is None else _copy_rec(rec)
+        the web app calls it on the event loop and sends only misses to a worker thread).
 
-    def recommend_many(self, requests: Sequence[tuple[SessionLike, int, int]]) -> list[dict[str, Any]]:
+        ``copy=False`` returns the remembered answer itself, for callers that only read it.
+        """
+        rec = self._recommended.get((session_key(state), int(n), int(n_tags)))
+        return None if rec is None or not copy else _copy_rec(rec)
+
+    def recommend_many(
+        self, requests: Sequence[tuple[SessionLike, int, int]], *, copy: bool = True
+    ) -> list[dict[str, Any]]:
         """:meth:`recommend` for several ``(state, n, n_tags)`` at once, in that order.
 
         Remembered answers are reused; the rest are scored by the model in one
         batch per distinct ``(n, n_tags)`` (much cheaper per session than one
         call each: the web app batches concurrent requests through here).
+        ``copy=False``: the remembered answers themselves, for callers that only read them.
         """
         keys: list[tuple[Hashable, int, int]] = [(session_key(st), int(n), int(k)) for st, n, k in requests]
         out: dict[int, dict[str, Any]] = {}
@@ -515,7 +523,7 @@ class Engine:
                 self._recommended.put(key, answer)
                 for i in todo[key]:
                     out[i] = answer
-        return [_copy_rec(out[i]) for i in range(len(requests))]
+        return [_copy_rec(out[i]) if copy else out[i] for i in range(len(requests))]
 
     def _recommend(self, state: SessionLike, n: int, n_tags: int) -> dict[str, Any]:
         return self._recommend_batch([state], n, n_tags)[0]
@@ -544,13 +552,19 @@ class Engine:
             n_tags=n_tags,
             retrieval=self._retrieval,
         )
-        return [self._answer(q, rec, nt, n_tags) for q, rec, nt in zip(queries, recs, notes, strict=True)]
+        sims = self._liked_similarity(queries, recs)
+        return [
+            self._answer(q, rec, nt, n_tags, sim)
+            for q, rec, nt, sim in zip(queries, recs, notes, sims, strict=True)
+        ]
 
-    def _answer(self, query: Query, rec: Recommendations, notes: list[str], n_tags: int) -> dict[str, Any]:
+    def _answer(
+        self, query: Query, rec: Recommendations, notes: list[str], n_tags: int, sims: np.ndarray | None
+    ) -> dict[str, Any]:
         """The JSON-ready answer for one query's :class:`Recommendations` (ids, reasons, tags)."""
         assert self.model.movies is not None
         movie_ids = self.model.movies.id(rec.movies)
-        reasons = self._reasons(query, rec.movies, rec.fallback)
+        reasons = self._reasons(query, rec.movies, rec.fallback, sims)
         movies = [
             {"movie_id": int(m), "score": float(s), "reason": r}
             for m, s, r in zip(movie_ids, rec.movie_scores, reasons, strict=True)
@@ -585,8 +599,38 @@ class Engine:
         order = cand[np.lexsort((cand, -scores[cand]))][:n_tags]
         return order.astype(np.int64), scores[order]
 
-    def _reasons(self, query: Query, movies: np.ndarray, fallback: bool) -> list[str | None]:
-        """One short reason per recommended movie index (``movies`` ``(k,)``)."""
+    def _liked_similarity(
+        self, queries: Sequence[Query], recs: Sequence[Recommendations]
+    ) -> list[np.ndarray | None]:
+        """Per query, the tag/genre profile cosine ``(k, n_liked)`` float of its recommended
+        movies against its liked movies (``None`` where :meth:`_reasons` needs none).
+
+        One sparse product for the whole batch: slicing the profiles query by query
+        was half the cost of a batch of recommendations.
+        """
+        out: list[np.ndarray | None] = [None] * len(queries)
+        need = [
+            i
+            for i, (q, r) in enumerate(zip(queries, recs, strict=True))
+            if r.movies.size and q.liked.size and not r.fallback
+        ]
+        if not need:
+            return out
+        movies = np.concatenate([recs[i].movies for i in need])
+        liked = np.concatenate([queries[i].liked for i in need])
+        sims = (self._profiles[movies] @ self._profiles[liked].T).toarray()
+        a = b = 0
+        for i in need:
+            k, n = recs[i].movies.size, queries[i].liked.size
+            out[i] = sims[a : a + k, b : b + n]
+            a, b = a + k, b + n
+        return out
+
+    def _reasons(
+        self, query: Query, movies: np.ndarray, fallback: bool, sims: np.ndarray | None = None
+    ) -> list[str | None]:
+        """One short reason per recommended movie index (``movies`` ``(k,)``); ``sims``:
+        :meth:`_liked_similarity`'s block for this query, if already computed."""
         if movies.size == 0:
             return []
         out: list[str | None] = [None] * movies.size
@@ -597,7 +641,8 @@ class Engine:
             if liked.size:
                 # the liked movie with the most similar tag/genre profile; later (more
                 # important) likes win near-ties
-                sims = np.asarray((self._profiles[movies] @ self._profiles[liked].T).todense())
+                if sims is None:
+                    sims = (self._profiles[movies] @ self._profiles[liked].T).toarray()
                 sims = sims * (1.0 + 0.01 * np.arange(liked.size))[None, :]
                 best = sims.argmax(axis=1)
                 for i in range(movies.size):

@@ -381,7 +381,9 @@ def create_app(settings: ServiceSettings | None = None, *, watch_model_s: float 
             store = app.state.store = open_store(settings, conn)
             gate = app.state.gate = InferenceGate(settings.max_inference_threads, settings.max_waiting)
             # concurrent recommendation misses share one model call; always the current engine
-            app.state.rec_batcher = Batcher(gate, lambda items: app.state.engine.recommend_many(items))
+            app.state.rec_batcher = Batcher(
+                gate, lambda items: app.state.engine.recommend_many(items, copy=False)
+            )
             app.state.service_settings = settings
             app.state.catalog_cache = LRUCache(4096)  # search results and movie views; emptied on reload
             reloader = app.state.reloader = ModelReloader(app, settings)

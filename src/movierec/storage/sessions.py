@@ -373,7 +373,7 @@ class SessionStore:
         """Whether ``token`` names a session."""
         if not isinstance(token, str):
             return False
-        with self._lock, self._db.transaction(write=False):
+        with self._lock:  # one statement: no explicit transaction (both backends autocommit)
             return self._db.execute("SELECT 1 FROM sessions WHERE token = ?", (token,)).fetchone() is not None
 
     def get(self, token: str) -> SessionState:

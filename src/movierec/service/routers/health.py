@@ -2,25 +2,26 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter
 
-from movierec.service.deps import EngineDep, GateDep
+from movierec.service.deps import ServicesDep
 from movierec.service.schemas import Health
 
 router = APIRouter(tags=["health"])
 
 
 @router.get("/health", response_model=Health)
-async def health(request: Request, engine: EngineDep, gate: GateDep) -> Health:
+async def health(svc: ServicesDep) -> Health:
     """The service is up; which model it serves, since when, and how busy it is."""
-    reloader = getattr(request.app.state, "reloader", None)
+    reloader = getattr(svc.state, "reloader", None)
+    engine = svc.engine
     return Health(
         status="ok",
         model=engine.model.name,
         movies=engine.model.n_movies,
         tags=engine.model.n_tags,
         genres=list(engine.genre_names),
-        inference_pending=gate.pending,
+        inference_pending=svc.gate.pending,
         model_loaded_at=reloader.loaded_at if reloader else None,
         last_reload_error=reloader.last_error if reloader else None,
     )

@@ -5,9 +5,9 @@ from __future__ import annotations
 import sqlite3
 from typing import Annotated
 
-from fastapi import APIRouter, HTTPException, Path, Query, Request
+from fastapi import APIRouter, HTTPException, Path, Query
 
-from movierec.service.deps import ConnDep, EngineDep, GateDep
+from movierec.service.deps import ServicesDep
 from movierec.service.routers._common import cards, require_movie
 from movierec.service.schemas import Movie, MovieDetail, Tag, movie_detail
 from movierec.storage.catalog import get_movie, search_movies, search_tags
@@ -20,29 +20,27 @@ MoviePath = Annotated[int, Path(ge=1, le=2**62, description="MovieLens movie id.
 
 
 @router.get("/movies/search", response_model=list[Movie])
-async def movies_search(
-    request: Request, conn: ConnDep, engine: EngineDep, q: SearchText = "", limit: Limit = 20
-) -> list[Movie]:
+async def movies_search(svc: ServicesDep, q: SearchText = "", limit: Limit = 20) -> list[Movie]:
     """Type-ahead movie search (exact titles first, then prefixes, then full text)."""
-    ids: list[int] = request.app.state.catalog_cache.get_or_compute(  # only ids: a few bytes per entry
-        ("search", q, limit), lambda: [int(r["movie_id"]) for r in search_movies(conn, q, limit)]
+    ids: list[int] = svc.state.catalog_cache.get_or_compute(  # only ids: a few bytes per entry
+        ("search", q, limit), lambda: [int(r["movie_id"]) for r in search_movies(svc.conn, q, limit)]
     )
-    return cards(conn, ids, engine=engine)
+    return cards(svc.conn, ids, engine=svc.engine)
 
 
 @router.get("/tags/search", response_model=list[Tag])
-async def tags_search(conn: ConnDep, q: SearchText = "", limit: Limit = 20) -> list[Tag]:
+async def tags_search(svc: ServicesDep, q: SearchText = "", limit: Limit = 20) -> list[Tag]:
     """Tags containing ``q``."""
-    return [Tag(tag=r["name"], movie_count=r["movie_count"]) for r in search_tags(conn, q, limit)]
+    return [Tag(tag=r["name"], movie_count=r["movie_count"]) for r in search_tags(svc.conn, q, limit)]
 
 
 @router.get(
     "/movies/{movie_id}", response_model=MovieDetail, responses={404: {"description": "Unknown movie"}}
 )
-async def movie(request: Request, conn: ConnDep, movie_id: MoviePath) -> MovieDetail:
+async def movie(svc: ServicesDep, movie_id: MoviePath) -> MovieDetail:
     """One movie with overview, runtime, tags and IMDb / TMDB / trailer links."""
-    detail: MovieDetail | None = request.app.state.catalog_cache.get_or_compute(
-        ("movie", movie_id), lambda: _detail(conn, movie_id)
+    detail: MovieDetail | None = svc.state.catalog_cache.get_or_compute(
+        ("movie", movie_id), lambda: _detail(svc.conn, movie_id)
     )
     if detail is None:
         raise HTTPException(status_code=404, detail=f"no movie with id {movie_id} in the catalogue")
@@ -61,16 +59,14 @@ def _detail(conn: sqlite3.Connection, movie_id: int) -> MovieDetail | None:
     responses={404: {"description": "Unknown movie"}},
 )
 async def similar(
-    conn: ConnDep,
-    engine: EngineDep,
-    gate: GateDep,
+    svc: ServicesDep,
     movie_id: MoviePath,
     n: Annotated[int, Query(ge=1, le=50)] = 12,
 ) -> list[Movie]:
     """Movies similar to one movie (empty if the model does not know it)."""
-    require_movie(conn, movie_id, engine)
-    if not engine.knows_movie(movie_id):
+    require_movie(svc.conn, movie_id, svc.engine)
+    if not svc.engine.knows_movie(movie_id):
         return []
-    found = await gate.run(engine.similar, movie_id, n)
+    found = await svc.gate.run(svc.engine.similar, movie_id, n)
     scores = {f["movie_id"]: {"score": f["score"]} for f in found}
-    return cards(conn, [f["movie_id"] for f in found], scores, engine=engine)
+    return cards(svc.conn, [f["movie_id"] for f in found], scores, engine=svc.engine)

@@ -5,9 +5,9 @@ from __future__ import annotations
 import time
 from typing import Annotated
 
-from fastapi import APIRouter, Query, Request
+from fastapi import APIRouter, Query
 
-from movierec.service.deps import ConnDep, EngineDep, SessionDep, StoreDep
+from movierec.service.deps import VisitDep
 from movierec.service.routers._common import cards, store_call
 from movierec.service.schemas import RecommendationsOut, Tag
 
@@ -16,24 +16,20 @@ router = APIRouter(tags=["recommendations"])
 
 @router.get("/recommendations", response_model=RecommendationsOut, responses={503: {"description": "Busy"}})
 async def recommendations(
-    request: Request,
-    conn: ConnDep,
-    engine: EngineDep,
-    store: StoreDep,
-    token: SessionDep,
+    v: VisitDep,
     n: Annotated[int, Query(ge=1, le=100)] = 24,
     n_tags: Annotated[int, Query(ge=0, le=50)] = 12,
 ) -> RecommendationsOut:
     """Recommended movies (with a reason each) and tags; liked and disliked items never come back."""
     start = time.perf_counter()
-    state = store_call(store.get, token)
+    state = store_call(v.store.get, v.token)
     # a remembered answer (same session state) costs nothing: no worker thread, never a 503
-    rec = engine.recommend_cached(state, n, n_tags)
+    rec = v.engine.recommend_cached(state, n, n_tags, copy=False)  # read only
     if rec is None:  # concurrent misses are scored together, in one model call
-        rec = await request.app.state.rec_batcher.submit((state, n, n_tags))
+        rec = await v.state.rec_batcher.submit((state, n, n_tags))
     extra = {m["movie_id"]: {"score": m["score"], "reason": m["reason"]} for m in rec["movies"]}
     return RecommendationsOut(
-        movies=cards(conn, [m["movie_id"] for m in rec["movies"]], extra, engine=engine),
+        movies=cards(v.conn, [m["movie_id"] for m in rec["movies"]], extra, engine=v.engine),
         tags=[Tag(**t) for t in rec["tags"]],
         fallback=rec["fallback"],
         notes=rec["notes"],

@@ -6,7 +6,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, HTTPException, Path
 
-from movierec.service.deps import ConnDep, EngineDep, SessionDep, StoreDep
+from movierec.service.deps import VisitDep
 from movierec.service.routers._common import require_movie, session_out, store_call
 from movierec.service.schemas import FiltersIn, ItemIn, ItemRef, Kind, OrderIn, SessionOut, TagName
 
@@ -14,37 +14,32 @@ router = APIRouter(tags=["session"])
 
 
 @router.get("/session", response_model=SessionOut)
-async def get_session(conn: ConnDep, engine: EngineDep, store: StoreDep, token: SessionDep) -> SessionOut:
+async def get_session(v: VisitDep) -> SessionOut:
     """Everything the visitor has said so far (a new visitor gets an empty session)."""
-    return session_out(conn, store_call(store.get, token), engine)
+    return session_out(v.conn, store_call(v.store.get, v.token), v.engine)
 
 
 @router.post("/session/items", response_model=SessionOut, responses={404: {"description": "Unknown movie"}})
-async def add_item(
-    item: ItemIn, conn: ConnDep, engine: EngineDep, store: StoreDep, token: SessionDep
-) -> SessionOut:
+async def add_item(item: ItemIn, v: VisitDep) -> SessionOut:
     """Like or dislike a movie or a tag (the last one added counts most)."""
     if item.kind == "movie":
-        require_movie(conn, int(item.value), engine)
-    return session_out(conn, store_call(store.add, token, item.kind, item.value, item.feedback), engine)
+        require_movie(v.conn, int(item.value), v.engine)
+    return session_out(
+        v.conn, store_call(v.store.add, v.token, item.kind, item.value, item.feedback), v.engine
+    )
 
 
 @router.delete("/session/items", response_model=SessionOut)
-async def remove_item(
-    item: ItemRef, conn: ConnDep, engine: EngineDep, store: StoreDep, token: SessionDep
-) -> SessionOut:
+async def remove_item(item: ItemRef, v: VisitDep) -> SessionOut:
     """Forget a liked or disliked movie or tag."""
-    return session_out(conn, store_call(store.remove, token, item.kind, item.value), engine)
+    return session_out(v.conn, store_call(v.store.remove, v.token, item.kind, item.value), v.engine)
 
 
 @router.delete("/session/items/{kind}/{value}", response_model=SessionOut)
 async def remove_item_path(
     kind: Kind,
     value: Annotated[TagName, Path()],
-    conn: ConnDep,
-    engine: EngineDep,
-    store: StoreDep,
-    token: SessionDep,
+    v: VisitDep,
 ) -> SessionOut:
     """Path form of ``DELETE /session/items``: ``/session/items/movie/2571``, ``/session/items/tag/heist``."""
     ref: int | str = value
@@ -52,27 +47,25 @@ async def remove_item_path(
         if not value.isdigit() or len(value) > 18 or int(value) < 1:
             raise HTTPException(status_code=422, detail="a movie id must be an integer >= 1")
         ref = int(value)
-    return session_out(conn, store_call(store.remove, token, kind, ref), engine)
+    return session_out(v.conn, store_call(v.store.remove, v.token, kind, ref), v.engine)
 
 
 @router.put("/session/order", response_model=SessionOut)
-async def reorder(
-    order: OrderIn, conn: ConnDep, engine: EngineDep, store: StoreDep, token: SessionDep
-) -> SessionOut:
+async def reorder(order: OrderIn, v: VisitDep) -> SessionOut:
     """New order of one list (a permutation of it); the last item is the most important."""
     return session_out(
-        conn, store_call(store.reorder, token, order.kind, order.feedback, list(order.ordered)), engine
+        v.conn,
+        store_call(v.store.reorder, v.token, order.kind, order.feedback, list(order.ordered)),
+        v.engine,
     )
 
 
 @router.put("/session/filters", response_model=SessionOut)
-async def set_filters(
-    filters: FiltersIn, conn: ConnDep, engine: EngineDep, store: StoreDep, token: SessionDep
-) -> SessionOut:
+async def set_filters(filters: FiltersIn, v: VisitDep) -> SessionOut:
     """Filters on recommendations: minimum mean rating, year range, genres (any of)."""
-    unknown = [g for g in filters.genres if g not in engine.genre_names]
+    unknown = [g for g in filters.genres if g not in v.engine.genre_names]
     if unknown:
         raise HTTPException(
-            status_code=422, detail=f"unknown genre(s) {unknown}; known: {list(engine.genre_names)}"
+            status_code=422, detail=f"unknown genre(s) {unknown}; known: {list(v.engine.genre_names)}"
         )
-    return session_out(conn, store_call(store.set_filters, token, filters.model_dump()), engine)
+    return session_out(v.conn, store_call(v.store.set_filters, v.token, filters.model_dump()), v.engine)
