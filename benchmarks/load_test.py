@@ -65,10 +65,10 @@ import uvicorn
 from movierec.service.app import SETTINGS_ENV, create_app, limit_torch_threads
 from movierec.service.config import ServiceSettings
 from movierec.settings import Settings
-model, db, port, workers = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4])
+model, db, port, workers, process = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4]), sys.argv[5] == "process"
 svc = ServiceSettings(settings=Settings(), model_dir=Path(model) if model else None,
                       database_path=Path(db) if db else None, write_rate=1e6, write_burst=10**6,
-                      max_waiting=10_000)
+                      max_waiting=10_000, inference_process=process)
 quiet = dict(host="127.0.0.1", port=port, log_level="warning", access_log=False)
 if workers == 1:
     limit_torch_threads()
@@ -440,10 +440,10 @@ def free_port() -> int:
 
 
 def start_server(
-    model: str, db: str, startup_s: float, workers: int = 1
+    model: str, db: str, startup_s: float, workers: int = 1, inference: str = "process"
 ) -> tuple[subprocess.Popen[bytes], str]:
     port = free_port()
-    proc = subprocess.Popen([sys.executable, "-c", LAUNCHER, model, db, str(port), str(workers)])
+    proc = subprocess.Popen([sys.executable, "-c", LAUNCHER, model, db, str(port), str(workers), inference])
     url = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + startup_s
     while time.monotonic() < deadline:
@@ -491,6 +491,12 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--like-every", type=int, default=5, help="browse: like a movie every this many rounds.")
     p.add_argument("--workers", type=int, default=1, help="Server processes of the started server.")
     p.add_argument(
+        "--inference",
+        choices=("process", "threads"),
+        default="process",
+        help="Where the started server scores recommendations (as `movierec serve --inference-threads`).",
+    )
+    p.add_argument(
         "--client",
         choices=("lean", "httpx"),
         default="lean",
@@ -514,14 +520,15 @@ def main(argv: list[str] | None = None) -> None:
     if args.url:
         url = check_local(args.url)
     else:
-        proc, url = start_server(args.model, args.db, args.startup_seconds, args.workers)
+        proc, url = start_server(args.model, args.db, args.startup_seconds, args.workers, args.inference)
     if args.nice > 0:
         os.nice(args.nice)  # after the server started: it keeps the normal priority
     try:
         health = httpx.get(url + "/api/health", timeout=5.0).json()
         print(
             f"target {url}: model {health['model']}, {health['movies']} movies, {health['tags']} tags; "
-            f"scenario {args.scenario}, {args.workers} server process(es), load generator nice {args.nice}"
+            f"scenario {args.scenario}, {args.workers} server process(es), inference in "
+            f"{args.inference if proc else 'the server'}, load generator nice {args.nice}"
         )
         pid = proc.pid if proc else args.server_pid
         for n in sweep:

@@ -495,6 +495,11 @@ class Engine:
         rec = self._recommended.get((session_key(state), int(n), int(n_tags)))
         return None if rec is None or not copy else _copy_rec(rec)
 
+    def remember(self, state: SessionLike, n: int, n_tags: int, answer: dict[str, Any]) -> None:
+        """Keep ``answer`` as :meth:`recommend`'s answer for ``(state, n, n_tags)`` (an answer
+        computed elsewhere: by this engine's twin in the web app's scoring process)."""
+        self._recommended.put((session_key(state), int(n), int(n_tags)), answer)
+
     def recommend_many(
         self, requests: Sequence[tuple[SessionLike, int, int]], *, copy: bool = True
     ) -> list[dict[str, Any]]:

@@ -72,6 +72,14 @@ WorkersOpt = Annotated[
         "Sessions live in the shared database; the write rate limit is per process.",
     ),
 ]
+InferenceProcessOpt = Annotated[
+    bool,
+    typer.Option(
+        "--inference-process/--inference-threads",
+        help="Score recommendations in a child process per server process (default; no lock "
+        "contention with the request handling) or in worker threads of the server process.",
+    ),
+]
 WatchOpt = Annotated[
     float,
     typer.Option(
@@ -123,6 +131,7 @@ def serve(
     ] = None,
     workers: WorkersOpt = 1,
     watch_model: WatchOpt = 0.0,
+    inference_process: InferenceProcessOpt = True,
 ) -> None:
     """Serve the web app and JSON API (OpenAPI at /docs) over a trained model and a built catalogue.
 
@@ -135,7 +144,7 @@ def serve(
     from movierec.service.config import ServiceSettings
 
     s = settings()
-    svc = ServiceSettings(settings=s, model_dir=model, database_path=db)
+    svc = ServiceSettings(settings=s, model_dir=model, database_path=db, inference_process=inference_process)
     if not (svc.resolved_model_dir / "meta.json").exists():
         raise FileNotFoundError(
             f"no model at {svc.resolved_model_dir}; train one (`movierec train -o DIR`) or use `movierec run`"
@@ -206,12 +215,15 @@ def run(
     ] = None,
     workers: WorkersOpt = 1,
     watch_model: WatchOpt = 0.0,
+    inference_process: InferenceProcessOpt = True,
 ) -> None:
     """Fetch the data, build the catalogue, train a default model if there is none, and serve the web app."""
     from movierec.service.config import ServiceSettings
 
     model_dir, db = prepare(dataset, mirror, model_name=model)
-    svc = ServiceSettings(settings=settings(mirror), model_dir=model_dir, database_path=db)
+    svc = ServiceSettings(
+        settings=settings(mirror), model_dir=model_dir, database_path=db, inference_process=inference_process
+    )
     typer.echo(f"movierec: http://{host}:{port}/  (API docs: http://{host}:{port}/docs)")
     _uvicorn(svc, host, port, workers, watch_model)
 

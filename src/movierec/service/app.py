@@ -61,6 +61,8 @@ __all__ = [
     "build_engine",
     "check_engine",
     "create_app",
+    "score_batch",
+    "start_scorer",
 ]
 
 #: Environment variable through which ``movierec serve --workers N`` hands each
@@ -284,7 +286,8 @@ class ModelReloader:
         except OSError as exc:
             return ("unreadable", str(exc))
 
-    def _build(self) -> Any:
+    def _build(self) -> tuple[Any, Any]:
+        """The new engine, checked, and (with ``inference_process``) its scoring process, started."""
         from movierec.storage.db import connect
 
         conn = connect(self.settings.resolved_database_path)
@@ -295,7 +298,11 @@ class ModelReloader:
         finally:
             conn.close()
         check_engine(engine)
-        return engine
+        scorer = None
+        if self.settings.inference_process:
+            scorer = start_scorer(self.settings)
+            scorer.start()
+        return engine, scorer
 
     async def reload(self) -> Any:
         """Build, check and swap in a new engine; returns it. Raises :class:`ReloadError` / :class:`ReloadBusy`."""
@@ -305,7 +312,7 @@ class ModelReloader:
         start = time.perf_counter()
         old = self.app.state.engine
         try:
-            engine = await anyio.to_thread.run_sync(self._build)
+            engine, scorer = await anyio.to_thread.run_sync(self._build)
         except Exception as exc:
             self.last_error = f"{type(exc).__name__}: {exc}"
             log.error(
@@ -320,7 +327,12 @@ class ModelReloader:
             ) from exc
         finally:
             self._running = False
-        self.app.state.engine = engine  # the swap: one reference assignment
+        # the swap: reference assignments, the scorer first (see score_batch)
+        old_scorer = getattr(self.app.state, "scorer", None)
+        self.app.state.scorer = scorer
+        self.app.state.engine = engine
+        if old_scorer is not None:
+            old_scorer.close()  # its queued batches finish first
         self.app.state.catalog_cache.clear()
         self.loaded_at = time.time()
         self.last_error = None
@@ -352,6 +364,35 @@ class ModelReloader:
                 await self.reload_quietly()
 
 
+def start_scorer(settings: ServiceSettings) -> Any:
+    """A :class:`~movierec.service.scorer.ProcessScorer` over the settings' model and catalogue
+    (its process is starting; call its ``start()`` to wait until it is ready)."""
+    from movierec.service.scorer import ProcessScorer
+
+    return ProcessScorer(
+        settings.resolved_model_dir,
+        settings.resolved_database_path,
+        ann_min_movies=settings.ann_min_movies,
+    )
+
+
+def score_batch(app: FastAPI, items: list[tuple[Any, int, int]]) -> list[dict[str, Any]]:
+    """The batcher's model call: ``Engine.recommend_many`` here, or in the scoring process
+    when there is one (its answers are then remembered by this process's engine).
+
+    The engine is read before the scorer and a reload swaps the scorer first: a batch
+    never stores the old model's answers in the new engine's cache.
+    """
+    engine = app.state.engine
+    scorer = app.state.scorer
+    if scorer is None:
+        return list(engine.recommend_many(items, copy=False))
+    answers: list[dict[str, Any]] = scorer(items)
+    for (state, n, n_tags), answer in zip(items, answers, strict=True):
+        engine.remember(state, n, n_tags, answer)
+    return answers
+
+
 def create_app(settings: ServiceSettings | None = None, *, watch_model_s: float | None = None) -> FastAPI:
     """The movierec web app (page at ``/``, JSON API under ``/api``, OpenAPI at ``/docs``).
 
@@ -380,10 +421,12 @@ def create_app(settings: ServiceSettings | None = None, *, watch_model_s: float 
             app.state.conn = conn
             store = app.state.store = open_store(settings, conn)
             gate = app.state.gate = InferenceGate(settings.max_inference_threads, settings.max_waiting)
+            app.state.scorer = None
+            if settings.inference_process:
+                app.state.scorer = scorer = start_scorer(settings)
+                await anyio.to_thread.run_sync(scorer.start)
             # concurrent recommendation misses share one model call; always the current engine
-            app.state.rec_batcher = Batcher(
-                gate, lambda items: app.state.engine.recommend_many(items, copy=False)
-            )
+            app.state.rec_batcher = Batcher(gate, lambda items: score_batch(app, items))
             app.state.service_settings = settings
             app.state.catalog_cache = LRUCache(4096)  # search results and movie views; emptied on reload
             reloader = app.state.reloader = ModelReloader(app, settings)
@@ -403,6 +446,8 @@ def create_app(settings: ServiceSettings | None = None, *, watch_model_s: float 
                 asyncio.get_running_loop().remove_signal_handler(signal.SIGHUP)
             for task in background:
                 task.cancel()
+            if getattr(app.state, "scorer", None) is not None:
+                app.state.scorer.close()
             if store is not None:
                 store.close()
             conn.close()

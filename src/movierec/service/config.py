@@ -35,6 +35,14 @@ class ServiceSettings(BaseModel):
         le=10_000,
         description="Model calls allowed to wait; beyond that: 503 + Retry-After.",
     )
+    inference_process: bool = Field(
+        default=False,
+        description=(
+            "Score recommendation batches in a child process with its own copy of the engine "
+            "(no interpreter-lock contention with the event loop: the way under load; "
+            "`movierec serve` turns it on) instead of in this process's worker threads."
+        ),
+    )
     max_body_bytes: int = Field(default=64 * 1024, ge=1024, description="Largest request body; larger: 413.")
     write_rate: float = Field(
         default=20.0, gt=0, le=1e6, description="Writes (POST/PUT/DELETE under /api/) per second per session."
