@@ -2,11 +2,18 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from pathlib import Path
+
 import numpy as np
 import pandas as pd
 import pytest
 
 from movierec.data.dataset import Dataset
+from movierec.models.artifacts import save_model
+from movierec.models.registry import create
+from movierec.storage.catalog import build_catalog
+from movierec.storage.db import connect
 
 GENRES = ["Action", "Comedy", "Drama", "Sci-Fi", "Thriller", "Romance"]
 
@@ -61,6 +68,23 @@ def small_dataset() -> Dataset:
     """The :func:`small_frames` tables as a :class:`Dataset` named ``tiny``."""
     f = small_frames()
     return Dataset.build("tiny", f["ratings"], f["movies"], tags=f["tags"], links=f["links"])
+
+
+def model_and_catalog(root: Path, data: Dataset, model: str = "pop", db: str = "db.sqlite3") -> Path:
+    """Save ``model`` fitted on ``data`` at ``root/model`` and build its catalogue in ``root/db``; returns ``root``."""
+    save_model(create(model).fit(data), root / "model")
+    conn = connect(root / db)
+    try:
+        build_catalog(data, conn)
+    finally:
+        conn.close()
+    return root
+
+
+@pytest.fixture(scope="session")
+def make_home() -> Callable[..., Path]:
+    """:func:`model_and_catalog`, for tests to build model + catalogue folders."""
+    return model_and_catalog
 
 
 @pytest.fixture(scope="session")

@@ -6,7 +6,7 @@ the last-resort 500 handler would fail its test.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pandas as pd
@@ -14,24 +14,21 @@ import pytest
 from fastapi.testclient import TestClient
 
 from movierec.data.dataset import Dataset
-from movierec.models.artifacts import save_model
 from movierec.models.registry import create
 from movierec.service.app import create_app
 from movierec.service.config import ServiceSettings
 from movierec.settings import Settings
-from movierec.storage.catalog import build_catalog
 from movierec.storage.db import connect
 
 MATRIX = 2
 
 
 @pytest.fixture(scope="module")
-def service_settings(tmp_path_factory: pytest.TempPathFactory, tiny: Dataset) -> ServiceSettings:
+def service_settings(
+    tmp_path_factory: pytest.TempPathFactory, tiny: Dataset, make_home: Callable[..., Path]
+) -> ServiceSettings:
     tmp = tmp_path_factory.mktemp("svc")
-    save_model(create("pop").fit(tiny), tmp / "model")
-    conn = connect(tmp / "db.sqlite3")
-    build_catalog(tiny, conn)
-    conn.close()
+    make_home(tmp, tiny)
     return ServiceSettings(
         settings=Settings(home=tmp), model_dir=tmp / "model", database_path=tmp / "db.sqlite3"
     )

@@ -10,7 +10,7 @@ every write made through one is seen by the other at the next request.
 from __future__ import annotations
 
 import shutil
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from itertools import cycle
 from pathlib import Path
 from typing import Any
@@ -20,13 +20,9 @@ import pytest
 from fastapi.testclient import TestClient
 
 from movierec.data.dataset import Dataset
-from movierec.models.artifacts import save_model
-from movierec.models.registry import create
 from movierec.service.app import create_app
 from movierec.service.config import ServiceSettings
 from movierec.settings import Settings
-from movierec.storage.catalog import build_catalog
-from movierec.storage.db import connect
 from movierec.storage.sessions import SessionStore
 from pg import pg_url_fixture, postgres_fixture  # noqa: F401  (fixtures `pg_url`, `postgres`)
 
@@ -35,13 +31,10 @@ COOKIE = "movierec_session"
 
 
 @pytest.fixture(scope="module")
-def built(tmp_path_factory: pytest.TempPathFactory, tiny: Dataset) -> Path:
+def built(tmp_path_factory: pytest.TempPathFactory, tiny: Dataset, make_home: Callable[..., Path]) -> Path:
     """A folder with a fitted ``pop`` model and two copies of the catalogue (one per instance)."""
     tmp = tmp_path_factory.mktemp("svc-pg")
-    save_model(create("pop").fit(tiny), tmp / "model")
-    conn = connect(tmp / "db-a.sqlite3")
-    build_catalog(tiny, conn)
-    conn.close()
+    make_home(tmp, tiny, db="db-a.sqlite3")
     shutil.copy(tmp / "db-a.sqlite3", tmp / "db-b.sqlite3")
     return tmp
 

@@ -3,20 +3,17 @@
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from pathlib import Path
 
 import pytest
 from fastapi.testclient import TestClient
 
 from movierec.data.dataset import Dataset
-from movierec.models.artifacts import save_model
-from movierec.models.registry import create
 from movierec.service.app import create_app
 from movierec.service.config import ServiceSettings
 from movierec.service.ratelimit import TokenBuckets
 from movierec.settings import Settings
-from movierec.storage.catalog import build_catalog
-from movierec.storage.db import connect
 
 LIKE = {"kind": "movie", "value": 2, "feedback": "like"}
 
@@ -30,12 +27,11 @@ class FakeClock:
 
 
 @pytest.fixture(scope="module")
-def service_settings(tmp_path_factory: pytest.TempPathFactory, tiny: Dataset) -> ServiceSettings:
+def service_settings(
+    tmp_path_factory: pytest.TempPathFactory, tiny: Dataset, make_home: Callable[..., Path]
+) -> ServiceSettings:
     tmp = tmp_path_factory.mktemp("svc_rl")
-    save_model(create("pop").fit(tiny), tmp / "model")
-    conn = connect(tmp / "db.sqlite3")
-    build_catalog(tiny, conn)
-    conn.close()
+    make_home(tmp, tiny)
     # slow refill so the test is not timing-sensitive: 5 writes at once, then 1 every 100 s
     return ServiceSettings(
         settings=Settings(home=tmp),

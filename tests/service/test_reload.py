@@ -15,7 +15,7 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
@@ -30,18 +30,13 @@ from movierec.models.registry import create
 from movierec.service.app import check_engine, create_app
 from movierec.service.config import ServiceSettings
 from movierec.settings import Settings
-from movierec.storage.catalog import build_catalog
-from movierec.storage.db import connect
 
 LOCAL = ("127.0.0.1", 50000)
 
 
 @pytest.fixture
-def svc(tmp_path: Path, tiny: Dataset) -> ServiceSettings:
-    save_model(create("pop").fit(tiny), tmp_path / "model")
-    conn = connect(tmp_path / "db.sqlite3")
-    build_catalog(tiny, conn)
-    conn.close()
+def svc(tmp_path: Path, tiny: Dataset, make_home: Callable[..., Path]) -> ServiceSettings:
+    make_home(tmp_path, tiny)
     return ServiceSettings(
         settings=Settings(home=tmp_path), model_dir=tmp_path / "model", database_path=tmp_path / "db.sqlite3"
     )

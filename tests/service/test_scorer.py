@@ -9,7 +9,7 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -23,7 +23,6 @@ from movierec.service.app import build_engine, create_app
 from movierec.service.config import ServiceSettings
 from movierec.service.scorer import ProcessScorer, ScorerError
 from movierec.settings import Settings
-from movierec.storage.catalog import build_catalog
 from movierec.storage.db import connect
 from movierec.storage.sessions import SessionState
 
@@ -38,13 +37,8 @@ STATES = [
 
 
 @pytest.fixture(scope="module")
-def home(tmp_path_factory: pytest.TempPathFactory, tiny: Dataset) -> Path:
-    root = tmp_path_factory.mktemp("scorer")
-    save_model(create("itemknn").fit(tiny), root / "model")
-    conn = connect(root / "db.sqlite3")
-    build_catalog(tiny, conn)
-    conn.close()
-    return root
+def home(tmp_path_factory: pytest.TempPathFactory, tiny: Dataset, make_home: Callable[..., Path]) -> Path:
+    return make_home(tmp_path_factory.mktemp("scorer"), tiny, "itemknn")
 
 
 @pytest.fixture(scope="module")
