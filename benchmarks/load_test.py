@@ -99,11 +99,23 @@ class Stats:
 
 
 class Budget:
-    """Stops every visitor at a deadline or after a request count."""
+    """Stops every visitor at a deadline or after a request count; paces them with a think time.
 
-    def __init__(self, seconds: float, max_requests: int) -> None:
+    ``think_s``: mean pause of a visitor after each answer before its next request
+    (exponentially distributed, so visitors do not march in step; 0: none, every
+    visitor keeps one request in flight all the time, a stress test that finds where
+    the server saturates rather than what a paced crowd sees).
+    """
+
+    def __init__(self, seconds: float, max_requests: int, think_s: float = 0.0, seed: int = 0) -> None:
         self.deadline = time.perf_counter() + seconds
         self.left = max_requests
+        self.think_s = think_s
+        self._rng = np.random.default_rng(seed)
+
+    async def think(self) -> None:
+        if self.think_s > 0:
+            await asyncio.sleep(float(self._rng.exponential(self.think_s)))
 
     def take(self) -> bool:
         if self.left <= 0 or time.perf_counter() >= self.deadline:
@@ -235,10 +247,12 @@ async def call(
         r = await client.request(method, url, **kw)
     except (TimeoutError, httpx.HTTPError, OSError, asyncio.IncompleteReadError, ValueError) as exc:
         stats.record(name, time.perf_counter() - start, False, repr(exc))
+        await budget.think()
         return None
     elapsed = time.perf_counter() - start
     ok = r.is_success
     stats.record(name, elapsed, ok, f"{r.status_code} {r.text[:120]}")
+    await budget.think()
     return r.json() if ok else None
 
 
@@ -373,10 +387,11 @@ async def level(
     scenario: str = "click",
     like_every: int = 5,
     client: str = "lean",
+    think_s: float = 0.0,
 ) -> dict[str, Any]:
     """Run ``n`` visitors of ``scenario`` (``click`` or ``browse``) for one sweep level; return its figures."""
     stats = Stats()
-    budget = Budget(seconds, max_requests)
+    budget = Budget(seconds, max_requests, think_s, seed)
     # fresh visitors per level: a level must not replay (and find cached) the sessions of the one before
     rngs = [np.random.default_rng(s) for s in np.random.SeedSequence([seed, n]).spawn(n)]
     cpu0, t0, own0 = cpu_seconds(pid), time.perf_counter(), time.process_time()
@@ -489,6 +504,12 @@ def main(argv: list[str] | None = None) -> None:
         "--scenario", choices=("click", "browse"), default="click", help="Click loop or read-heavy mix."
     )
     p.add_argument("--like-every", type=int, default=5, help="browse: like a movie every this many rounds.")
+    p.add_argument(
+        "--think-ms",
+        type=float,
+        default=0.0,
+        help="Mean pause of a visitor between an answer and its next request (0: none, a stress test).",
+    )
     p.add_argument("--workers", type=int, default=1, help="Server processes of the started server.")
     p.add_argument(
         "--inference",
@@ -515,6 +536,8 @@ def main(argv: list[str] | None = None) -> None:
         raise SystemExit("--visitors must list counts between 1 and 1000")
     if args.seconds <= 0 or args.max_requests < 1 or args.like_every < 1 or args.workers < 1:
         raise SystemExit("--seconds, --max-requests, --like-every and --workers must be positive")
+    if not 0 <= args.think_ms <= 60_000:
+        raise SystemExit("--think-ms must be between 0 and 60000")
 
     proc = None
     if args.url:
@@ -527,7 +550,7 @@ def main(argv: list[str] | None = None) -> None:
         health = httpx.get(url + "/api/health", timeout=5.0).json()
         print(
             f"target {url}: model {health['model']}, {health['movies']} movies, {health['tags']} tags; "
-            f"scenario {args.scenario}, {args.workers} server process(es), inference in "
+            f"scenario {args.scenario}, think time {args.think_ms:g} ms, {args.workers} server process(es), inference in "
             f"{args.inference if proc else 'the server'}, load generator nice {args.nice}"
         )
         pid = proc.pid if proc else args.server_pid
@@ -544,6 +567,7 @@ def main(argv: list[str] | None = None) -> None:
                         args.scenario,
                         args.like_every,
                         args.client,
+                        args.think_ms / 1000,
                     )
                 )
             )
