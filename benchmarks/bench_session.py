@@ -1,7 +1,8 @@
 """Session evaluations of the interactive recommenders on ml-latest-small.
 
 Run with ``python benchmarks/bench_session.py [--models pop,itemknn,ease,sequence,sequence-attn]
-[--epochs 0] [--threads 2] [--seed 0]``.
+[--epochs 0] [--threads 2] [--seed 0] [--skip tags,dislike,nodislike,clicks]
+[--dislike-push 0,1,2,4 --push-spaces head,input --push-aggs max,mean --push-floors 0,0.2]``.
 
 1. Tag-conditioned next-item: the ``next-item`` protocol (temporal leave-last,
    full ranking, history excluded) with and without the test movie's 3
@@ -9,7 +10,11 @@ Run with ``python benchmarks/bench_session.py [--models pop,itemknn,ease,sequenc
    gain is a paired bootstrap difference over the same test users, one fit per model.
 2. Dislike effect: for each test user's history, dislike the model's top
    recommendation and report where its 10 nearest item-kNN neighbours rank
-   before and after; ``sequence`` trained with the dislike loss vs without it.
+   before and after; ``sequence`` trained with the dislike loss vs without it
+   (part ``nodislike``: one more fit). With ``--dislike-push``, the fitted
+   ``sequence`` model is re-scored (no refit: the push acts at scoring time)
+   for each strength / embedding / aggregation of the structural dislike push,
+   with the dislike effect and next-item NDCG@10 / HR@10 side by side.
 3. Clicks-to-relevant: 20 % of users held out of training; each holds half of
    their likes (>= 4 stars) as the targets and clicks Like on the other half
    (the best-ranked one shown in the top 10, else a random one); clicks until a
@@ -19,6 +24,8 @@ Run with ``python benchmarks/bench_session.py [--models pop,itemknn,ease,sequenc
 from __future__ import annotations
 
 import argparse
+import dataclasses
+import json
 import tempfile
 import time
 from pathlib import Path
@@ -39,10 +46,15 @@ MIRROR = Path("/work/shared/data/movielens")
 SEQUENCE = ("sequence", "sequence-attn")
 
 
+SEQUENCE_OVERRIDES: dict[str, object] = {}
+
+
 def make(name: str, epochs: int, **extra: object) -> Recommender:
     overrides: dict[str, object] = dict(extra)
-    if epochs and name in SEQUENCE:
-        overrides["epochs"] = epochs
+    if name in SEQUENCE:
+        overrides = {**SEQUENCE_OVERRIDES, **overrides}
+        if epochs:
+            overrides["epochs"] = epochs
     return create(name, **overrides)
 
 
@@ -55,9 +67,22 @@ def main() -> None:
     parser.add_argument("--epochs", type=int, default=0, help="sequence models' epochs (0: their default)")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--skip", default="", help="comma list of parts to skip: tags,dislike,clicks")
+    parser.add_argument(
+        "--skip", default="", help="comma list of parts to skip: tags,dislike,nodislike,clicks"
+    )
+    parser.add_argument(
+        "--dislike-push", default="", help="comma list of dislike_push strengths to compare (part 2)"
+    )
+    parser.add_argument("--push-spaces", default="head", help="comma list: head,input")
+    parser.add_argument("--push-aggs", default="max", help="comma list: max,mean")
+    parser.add_argument("--push-floors", default="0", help="comma list of dislike_push_floor values")
+    parser.add_argument(
+        "--overrides", default="", help="extra sequence config as JSON, e.g. '{\"dislike_push_train\": true}'"
+    )
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
+    if args.overrides:
+        SEQUENCE_OVERRIDES.update(json.loads(args.overrides))
     skip = set(filter(None, args.skip.split(",")))
     names = args.models.split(",")
     with tempfile.TemporaryDirectory() as home:
@@ -109,11 +134,12 @@ def main() -> None:
             for u in prepared.users
         ]
         variants: dict[str, Recommender] = {"sequence (dislike loss)": fitted["sequence"]}
-        start = time.perf_counter()
-        no_dislike = make("sequence", args.epochs, dislike_weight=0.0)
-        no_dislike.fit(prepared.train, np.random.default_rng(args.seed), valid=prepared.valid)
-        variants["sequence (no dislike loss)"] = no_dislike
-        print(f"   (no-dislike model fitted in {time.perf_counter() - start:.0f} s)")
+        if "nodislike" not in skip:
+            start = time.perf_counter()
+            no_dislike = make("sequence", args.epochs, dislike_weight=0.0)
+            no_dislike.fit(prepared.train, np.random.default_rng(args.seed), valid=prepared.valid)
+            variants["sequence (no dislike loss)"] = no_dislike
+            print(f"   (no-dislike model fitted in {time.perf_counter() - start:.0f} s)")
         if "itemknn" in fitted:
             variants["itemknn"] = fitted["itemknn"]
         print(
@@ -126,6 +152,51 @@ def main() -> None:
                 f"{s['in_top10_before']:>14.3f}{s['in_top10_after']:>13.3f}",
                 flush=True,
             )
+        if args.dislike_push:
+            model = fitted["sequence"]
+            saved = dataclasses.replace(model.config)
+            print(
+                "\n2b. structural dislike push on the same fitted sequence model"
+                " (dislike effect as above; next-item full ranking; dNDCG: paired vs push 0, 95% CI)"
+            )
+            print(
+                f"{'push':>5} {'space':<6}{'agg':<5}{'floor':>6}{'median before':>14}{'median after':>13}"
+                f"{'mean shift':>11}{'top10 before':>13}{'top10 after':>12}{'NDCG@10':>9}{'HR@10':>8}"
+                f"{'dNDCG [95% CI]':>27}{'s':>5}"
+            )
+            combos = [
+                (float(v), space, agg, float(fl))
+                for v in args.dislike_push.split(",")
+                for space in args.push_spaces.split(",")
+                for agg in args.push_aggs.split(",")
+                for fl in args.push_floors.split(",")
+            ]
+            # push 0 first (the reference), once: it is the same whatever the other settings
+            combos = [(0.0, "-", "-", 0.0)] + [c for c in combos if c[0] > 0]
+            reference: np.ndarray | None = None
+            for strength, space, agg, floor in combos:
+                start = time.perf_counter()
+                model.config = dataclasses.replace(
+                    saved,
+                    dislike_push=strength,
+                    dislike_push_space=space if strength else saved.dislike_push_space,
+                    dislike_push_agg=agg if strength else saved.dislike_push_agg,
+                    dislike_push_floor=floor,
+                )
+                s = dislike_effect(model, sessions, lambda m: knn.similar(m, 30)[0], 10).summary(10)
+                per_user, _, _ = plain.evaluate(model, prepared, (10,))
+                ndcg = per_user["ndcg@10"]
+                reference = ndcg if reference is None else reference
+                cmp = paired_comparison(ndcg, reference, np.random.default_rng(args.seed), 1000)
+                print(
+                    f"{strength:>5g} {space:<6}{agg:<5}{floor:>6g}{s['median_rank_before']:>14.0f}"
+                    f"{s['median_rank_after']:>13.0f}{s['mean_shift']:>11.0f}{s['in_top10_before']:>13.3f}"
+                    f"{s['in_top10_after']:>12.3f}{np.nanmean(ndcg):>9.4f}{np.nanmean(per_user['hr@10']):>8.4f}"
+                    f"{cmp['mean_diff']:>+10.4f} [{cmp['ci_low']:+.4f}, {cmp['ci_high']:+.4f}]"
+                    f"{time.perf_counter() - start:>5.0f}",
+                    flush=True,
+                )
+            model.config = saved
 
     if "clicks" not in skip:
         print(

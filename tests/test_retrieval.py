@@ -112,6 +112,31 @@ def test_flat_candidates_match_top_n_with_exclusions_and_filters() -> None:
 
 
 @needs_faiss
+def test_a_score_adjustment_is_exact_even_when_it_sinks_the_whole_first_pool() -> None:
+    """A penalty (like a dislike push) on each query's 300 best items: the flat index's first
+    pool (100) holds only penalised items, so it must widen to find the true top ``k``."""
+    items, queries = clustered(3_000, 9, 8, seed=5)
+    k = 10
+    base = queries @ items.T
+    sunk = np.argsort(-base, axis=1)[:, :300]
+    penalty = np.zeros_like(base)
+    np.put_along_axis(penalty, sunk, -1e3, axis=1)
+    penalty[:, ::7] -= 0.5  # and a mild one everywhere else
+    truth_i, truth_v = top_n(base + penalty, k)
+    calls: list[int] = []
+
+    def adjust(rows: np.ndarray, cand: np.ndarray) -> np.ndarray:
+        calls.append(cand.shape[1])
+        return np.take_along_axis(penalty[rows], cand, axis=1)
+
+    index = MipsIndex.build(items, MipsConfig(kind="flat"))
+    got_i, got_v = candidates_then_rescore(index, queries, items, k, adjust=adjust)
+    np.testing.assert_array_equal(got_i, truth_i)
+    np.testing.assert_allclose(got_v, truth_v, rtol=1e-5)
+    assert calls[0] == 100 and max(calls) > 300  # it widened past the sunk items
+
+
+@needs_faiss
 @pytest.mark.parametrize("kind", KINDS)
 def test_exclusions_and_filters_are_honoured(kind: IndexKind) -> None:
     items, queries = clustered(5_000, 9, 10, seed=4)

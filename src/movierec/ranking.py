@@ -384,17 +384,26 @@ def _retrieve(
     qv = np.asarray(qv, np.float32)
     pos = np.full(b, -1, np.int64)
     pos[scored] = np.arange(scored.size)
+    adjustment = getattr(model, "dislike_adjustment", None)  # score terms beyond the inner product
     for rows, mask in _filter_groups(filters, catalog, b):
         model_rows = rows[~empty[rows]]
         if model_rows.size and n > 0:
+            group = [queries[i] for i in model_rows.tolist()]
+            adjust = None
+            if callable(adjustment) and any(q.disliked.size for q in group):
+
+                def adjust(r: np.ndarray, cand: np.ndarray, group: list[Query] = group) -> np.ndarray:
+                    return np.asarray(adjustment([group[i] for i in r.tolist()], cand), np.float32)
+
             idx[model_rows], vals[model_rows] = candidates_then_rescore(
                 retrieval.index,
                 qv[pos[model_rows]],
                 retrieval.item_vectors,
                 n,
                 None if retrieval.n_candidates is None else max(retrieval.n_candidates, n),
-                exclude=[queries[i].movies for i in model_rows.tolist()],
+                exclude=[q.movies for q in group],
                 allowed_mask=mask,
+                adjust=adjust,
             )
         pop_rows = rows[empty[rows]]
         if pop_rows.size:

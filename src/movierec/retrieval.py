@@ -39,7 +39,7 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from types import ModuleType
@@ -47,6 +47,9 @@ from typing import Any, Literal
 
 import numpy as np
 import scipy.sparse as sp
+
+#: ``adjust(rows (r,) int64, candidates (r, C) int64) -> (r, C) float``: see :func:`candidates_then_rescore`
+Adjust = Callable[[np.ndarray, np.ndarray], np.ndarray]
 
 __all__ = ["MipsConfig", "MipsIndex", "candidates_then_rescore"]
 
@@ -409,6 +412,7 @@ def _exact(
     k: int,
     ex_keys: np.ndarray,
     allowed: np.ndarray | None,
+    adjust: Adjust | None = None,
     chunk_elems: int = 1 << 22,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Exact top ``k`` over all allowed items for the queries ``q`` (original rows ``rows``)."""
@@ -425,6 +429,8 @@ def _exact(
     for s in range(0, q.shape[0], step):
         chunk = rows[s : s + step]
         scores = q[s : s + step] @ sub.T
+        if adjust is not None:
+            scores += adjust(chunk, np.broadcast_to(cand, scores.shape))
         local = np.searchsorted(chunk, ex_rows)  # rows are sorted
         local = np.minimum(local, chunk.size - 1)
         sel = chunk[local] == ex_rows
@@ -442,9 +448,15 @@ def _ann_pass(
     pool: int,
     ex_keys: np.ndarray,
     allowed: np.ndarray | None,
+    adjust: Adjust | None = None,
     chunk_elems: int = 1 << 23,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """One candidate pass: search ``pool`` per query, rescore exactly, mask, keep ``k``."""
+    """One candidate pass: search ``pool`` per query, rescore exactly, mask, keep ``k``.
+
+    With ``adjust`` (never positive), a row counts as done only if its ``k``-th adjusted
+    score is no lower than its pool's lowest unadjusted one, the best any movie outside
+    the pool can score: else its ``n_ok`` is reported as short so the pool widens.
+    """
     ids = np.empty((q.shape[0], k), np.int64)
     vals = np.empty((q.shape[0], k), np.float32)
     n_ok = np.empty(q.shape[0], np.int64)
@@ -454,8 +466,15 @@ def _ann_pass(
         _, cand = index.search(qs, pool, allowed=allowed)
         safe = np.where(cand >= 0, cand, 0)
         scores = np.matmul(items[safe], qs[:, :, None])[:, :, 0]
+        floor = None
+        if adjust is not None:
+            floor = np.where(cand >= 0, scores, np.inf).min(axis=1)
+            scores += adjust(rows[s : s + step], safe)
         _mask(scores, cand, rows[s : s + step], index.n_items, ex_keys, allowed)
         ids[s : s + step], vals[s : s + step], n_ok[s : s + step] = _select(scores, cand, k)
+        if floor is not None:
+            unsure = vals[s : s + step, k - 1] < floor
+            n_ok[s : s + step][unsure] = 0
     return ids, vals, n_ok
 
 
@@ -471,6 +490,7 @@ def candidates_then_rescore(
     max_retries: int = 3,
     widen_factor: int = 4,
     exact_fallback: bool = True,
+    adjust: Adjust | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Top ``k`` items per query: ANN candidates, exact scores, exclusions and filters.
 
@@ -507,6 +527,12 @@ def candidates_then_rescore(
         Bounds on widening the pool when exclusions / filters leave fewer than ``k``.
     exact_fallback:
         Scan all allowed items exactly for rows still short after the retries.
+    adjust:
+        ``adjust(rows, candidates) -> (r, C)`` float, never positive: added to the exact
+        scores of the candidate item *indices* ``candidates`` ``(r, C)`` of the query rows
+        ``rows`` ``(r,)`` (a model's score terms that are not an inner product, such as
+        the sequence model's dislike push). A row's pool widens until its top ``k`` is
+        exact: no adjusted candidate in it below the pool's lowest unadjusted score.
 
     Returns
     -------
@@ -548,7 +574,7 @@ def candidates_then_rescore(
     for _ in range(max_retries + 1):
         if pool >= n_allowed:  # scoring the allowed items exactly is as cheap as the index
             break
-        ids, vals, n_ok = _ann_pass(index, q[todo], todo, items, k, pool, ex_keys, allowed)
+        ids, vals, n_ok = _ann_pass(index, q[todo], todo, items, k, pool, ex_keys, allowed, adjust)
         done = n_ok >= k
         out_i[todo[done]], out_v[todo[done]] = ids[done], vals[done]
         short = ~done
@@ -561,5 +587,5 @@ def candidates_then_rescore(
     else:
         if not exact_fallback:
             return out_i, out_v
-    out_i[todo], out_v[todo] = _exact(q[todo], todo, items, k, ex_keys, allowed)
+    out_i[todo], out_v[todo] = _exact(q[todo], todo, items, k, ex_keys, allowed, adjust)
     return out_i, out_v

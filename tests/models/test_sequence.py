@@ -7,6 +7,8 @@ order and to dislikes.
 
 from __future__ import annotations
 
+import copy
+import dataclasses
 from pathlib import Path
 from typing import Any
 
@@ -20,7 +22,7 @@ from movierec.data.dataset import FIVE_STARS, Dataset
 from movierec.data.synthetic import markov_sequences, synthetic_movies
 from movierec.models.artifacts import load_model, save_model
 from movierec.models.base import Query
-from movierec.models.sequence import SequenceAttention, SequenceLSTM, parse_reason
+from movierec.models.sequence import SequenceAttention, SequenceConfig, SequenceLSTM, parse_reason
 from movierec.ranking import Catalog, recommend
 
 N_MOVIES, N_TAGS = 20, 4
@@ -141,7 +143,11 @@ def two_tastes() -> Dataset:
 @pytest.mark.parametrize("neighbours", [0, 5])
 @pytest.mark.parametrize("kind", list(CLASSES))
 def test_dislike_lowers_the_movie_and_its_neighbours(kind: str, neighbours: int, two_tastes: Dataset) -> None:
-    model = tiny(CLASSES[kind], dislike_neighbours=neighbours).fit(two_tastes, np.random.default_rng(0))
+    # what the network learned (dislike input step + unlikelihood): the structural push is off here
+    # and tested on its own below
+    model = tiny(CLASSES[kind], dislike_neighbours=neighbours, dislike_push=0.0).fit(
+        two_tastes, np.random.default_rng(0)
+    )
     odd = np.arange(1, 20, 2)
     # the same session, movie 3 liked vs disliked: 3 and the other odd movies must drop
     as_like, as_dislike = model.score(
@@ -228,3 +234,169 @@ def test_retrieval_vectors_reproduce_the_scores(fitted: SequenceLSTM) -> None:
     gap = fitted.score(queries) - inner  # the softmax normaliser: one constant per row
     assert inner.shape == (2, N_MOVIES)
     np.testing.assert_allclose(gap, np.broadcast_to(gap[:, :1], gap.shape), atol=1e-4)
+
+
+# ------------------------------------------------------------- structural dislike push
+def with_push(
+    model: SequenceLSTM, push: float, space: str = "head", agg: str = "max", floor: float = 0.0
+) -> SequenceLSTM:
+    """A shallow copy of ``model`` (same network) with other push settings."""
+    out = copy.copy(model)
+    out.config = dataclasses.replace(
+        model.config,
+        dislike_push=push,
+        dislike_push_space=space,
+        dislike_push_agg=agg,
+        dislike_push_floor=floor,
+    )
+    return out
+
+
+def expected_penalty(
+    model: SequenceLSTM, disliked: list[int], space: str, agg: str, floor: float = 0.0
+) -> np.ndarray:
+    """``agg_d relu(cos(e_j, e_d) - floor) / (1 - floor)`` over ``disliked``, in numpy, ``(n_movies,)``."""
+    assert model.net is not None
+    net = model.net
+    emb = (net.movie_head.weight if space == "head" else net.movie_emb.weight[:N_MOVIES]).detach().numpy()
+    unit = emb / np.linalg.norm(emb, axis=1, keepdims=True)
+    sim = np.maximum(unit[disliked] @ unit.T - floor, 0.0) / (1.0 - floor)  # (D, n_movies)
+    return sim.max(0) if agg == "max" else sim.mean(0)
+
+
+@pytest.mark.parametrize(
+    ("space", "agg", "floor"),
+    [("head", "max", 0.0), ("input", "max", 0.0), ("head", "mean", 0.0), ("input", "max", 0.3)],
+)
+def test_dislike_push_lowers_the_movies_like_the_disliked_one(
+    fitted: SequenceLSTM, space: str, agg: str, floor: float
+) -> None:
+    disliked, strength = [3, 11], 2.0
+    q = [Query.session(liked=[5, 6], disliked=disliked)]
+    base = with_push(fitted, 0.0).score(q)[0].astype(np.float64)
+    pushed = with_push(fitted, strength, space, agg, floor).score(q)[0].astype(np.float64)
+    penalty = expected_penalty(fitted, disliked, space, agg, floor)
+    # log-softmax of (logit - strength * penalty): the change is -strength * penalty up to one constant
+    change = pushed - base
+    np.testing.assert_allclose(
+        change + strength * penalty, np.full(N_MOVIES, change[0] + strength * penalty[0]), atol=1e-4
+    )
+    # so the movies nearest to a dislike drop the most, and a disliked movie itself by the full strength
+    # relative to a movie unlike every dislike
+    unlike = int(np.argmin(penalty))
+    if agg == "max":
+        assert penalty[3] == pytest.approx(1.0, abs=1e-5) and penalty[11] == pytest.approx(1.0, abs=1e-5)
+        assert change[3] - change[unlike] == pytest.approx(-strength * (1.0 - penalty[unlike]), abs=1e-4)
+    nearest = np.argsort(-penalty)[:5]
+    nearest = nearest[penalty[nearest] > penalty[unlike] + 0.05]
+    assert nearest.size >= 2 and (change[nearest] < change[unlike]).all()
+
+
+def test_dislike_push_uses_the_most_recent_dislikes(fitted: SequenceLSTM) -> None:
+    keep = fitted.config.max_len - 1  # 7 with TINY
+    disliked = list(range(keep + 3))  # the first 3 fall out
+    q = [Query.session(liked=[15], disliked=disliked)]
+    change = with_push(fitted, 1.0).score(q)[0].astype(np.float64) - with_push(fitted, 0.0).score(q)[0]
+    penalty = expected_penalty(fitted, disliked[-keep:], "head", "max")
+    np.testing.assert_allclose(change + penalty, np.full(N_MOVIES, change[0] + penalty[0]), atol=1e-4)
+
+
+def test_dislike_push_leaves_queries_without_dislikes_bit_identical(fitted: SequenceLSTM) -> None:
+    alone = [Query.session(liked=[1, 2], liked_tags=[tag_index(fitted, 1)])]
+    mixed = [alone[0], Query.session(liked=[4], disliked=[5])]
+    off, on = with_push(fitted, 0.0), with_push(fitted, 4.0, "input", "mean")
+    np.testing.assert_array_equal(on.score(alone), off.score(alone))
+    np.testing.assert_array_equal(on.score_tags(alone), off.score_tags(alone))
+    a, b = off.score(mixed), on.score(mixed)
+    np.testing.assert_array_equal(b[0], a[0])  # a row without dislikes, batched with one that has them
+    assert not np.allclose(b[1], a[1])
+
+
+def test_dislike_push_survives_save_load(fitted: SequenceLSTM, tmp_path: Path) -> None:
+    model = with_push(fitted, 1.5, "input", "mean", 0.1)
+    q = [Query.session(liked=[2], disliked=[7, 9])]
+    loaded = load_model(save_model(model, tmp_path / "pushed"))
+    assert isinstance(loaded.config, SequenceConfig)
+    cfg = loaded.config
+    assert (cfg.dislike_push, cfg.dislike_push_space, cfg.dislike_push_agg, cfg.dislike_push_floor) == (
+        1.5,
+        "input",
+        "mean",
+        0.1,
+    )
+    np.testing.assert_array_equal(loaded.score(q), model.score(q))
+    assert not np.allclose(loaded.score(q), fitted.score(q))
+
+
+def test_dislike_push_changes_bypass_the_score_cache(fitted: SequenceLSTM) -> None:
+    model = with_push(fitted, 0.0)
+    q = [Query.session(liked=[2], disliked=[7])]
+    before = model.score(q)
+    model.config = dataclasses.replace(model.config, dislike_push=3.0)
+    assert not np.allclose(model.score(q), before)  # same Query objects, new push: not the cached run
+
+
+def test_dislike_push_bad_settings_are_rejected(fitted: SequenceLSTM, markov: Dataset) -> None:
+    q = [Query.session(liked=[2], disliked=[7])]
+    with pytest.raises(ValueError, match="dislike_push_space"):
+        with_push(fitted, 1.0, space="tied").score(q)
+    with pytest.raises(ValueError, match="dislike_push_agg"):
+        with_push(fitted, 1.0, agg="sum").score(q)
+    with pytest.raises(ValueError, match="dislike_push must be"):
+        with_push(fitted, -1.0).score(q)
+    with pytest.raises(ValueError, match="dislike_push_floor"):
+        with_push(fitted, 1.0, floor=1.0).score(q)
+    with pytest.raises(ValueError, match="dislike_push_space"):
+        SequenceLSTM(dislike_push_space="x", epochs=1).fit(markov)
+
+
+def test_dislike_push_in_training(two_tastes: Dataset) -> None:
+    model = tiny(SequenceLSTM, dislike_push=2.0, dislike_push_train=True, epochs=8).fit(
+        two_tastes, np.random.default_rng(0)
+    )
+    odd = np.arange(1, 20, 2)
+    as_like, as_dislike = model.score(
+        [Query(movies=[3, 4], feedback=[1, 1]), Query(movies=[3, 4], feedback=[-1, 1])]
+    )
+    assert as_dislike[3] < as_like[3]
+    assert np.exp(as_dislike[odd]).sum() < np.exp(as_like[odd]).sum()
+
+
+def test_dislike_push_lowers_the_other_movies_of_the_disliked_taste(two_tastes: Dataset) -> None:
+    # the tiny LSTM's input embeddings group the two tastes (cos of movie 3 to the other odd movies
+    # is mostly positive, to even ones negative on average), so the push must lower the odd movies
+    # more than the network alone does; the tiny transformer's embeddings do not group them, and there
+    # the push can only lower the disliked movie itself
+    model = tiny(SequenceLSTM, dislike_push=0.0).fit(two_tastes, np.random.default_rng(0))
+    others = np.setdiff1d(np.arange(1, 20, 2), [3])
+    q = [Query(movies=[3, 4], feedback=[-1, 1])]
+    alone = np.exp(model.score(q)[0][others]).sum()
+    pushed = np.exp(with_push(model, 4.5, "input").score(q)[0][others]).sum()
+    assert pushed < alone - 0.05
+
+
+@pytest.mark.parametrize("agg", ["max", "mean", "linear"])
+def test_retrieval_vectors_plus_dislike_adjustment_reproduce_the_scores(
+    fitted: SequenceLSTM, agg: str
+) -> None:
+    model = with_push(fitted, 3.0, "input", agg)
+    queries = [
+        Query.session(liked=[1, 2], disliked=[7, 12]),
+        Query.session(liked=[5]),
+        Query.session(disliked=[4]),
+    ]
+    adjust = model.dislike_adjustment(queries)
+    assert adjust.shape == (3, N_MOVIES) and adjust.dtype == np.float32
+    assert not adjust[1].any()  # no dislikes, no adjustment
+    gap = model.score(queries) - (model.query_vectors(queries) @ model.item_vectors().T + adjust)
+    np.testing.assert_allclose(gap, np.broadcast_to(gap[:, :1], gap.shape), atol=1e-4)
+    # at retrieval candidates only (-1: padding), the same values
+    cand = np.array([[7, 3, -1], [0, 1, 2], [4, 19, 5]])
+    np.testing.assert_allclose(
+        model.dislike_adjustment(queries, cand),
+        np.where(cand >= 0, np.take_along_axis(adjust, cand, 1), 0.0),
+        atol=1e-5,
+    )
+    assert not with_push(fitted, 0.0).dislike_adjustment(queries).any()
+    with pytest.raises(ValueError, match="movies must be"):
+        model.dislike_adjustment(queries, np.zeros(3, np.int64))
