@@ -114,6 +114,60 @@ class LRUCache(Generic[K, V]):
             self._data.clear()
 
 
+def query_key(query: Query) -> Hashable:
+    """Everything a model's scores for ``query`` depend on (movies, feedback, tags, user), hashable."""
+    return (
+        query.movies.tobytes(),
+        query.feedback.tobytes(),
+        query.liked_tags.tobytes(),
+        query.disliked_tags.tobytes(),
+        query.user,
+    )
+
+
+class RememberedScores:
+    """``model`` with its ``score`` / ``score_tags`` rows remembered by :func:`query_key`.
+
+    A session whose filters (or list lengths asked for) change gets a fresh
+    ranking with no model call: the raw scores of its movies and tags do not
+    depend on the filters, only the ranking does. Every other attribute is the
+    model's. At most ``maxsize`` rows of each kind are kept (a row is
+    ``n_movies`` or ``n_tags`` float32 values).
+    """
+
+    def __init__(self, model: Recommender, maxsize: int) -> None:
+        self._model = model
+        self._rows: dict[str, LRUCache[Hashable, np.ndarray]] = {
+            "movies": LRUCache(maxsize),
+            "tags": LRUCache(maxsize),
+        }
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._model, name)
+
+    def _scores(self, queries: Sequence[Query], kind: str) -> np.ndarray:
+        cache = self._rows[kind]
+        keys = [query_key(q) for q in queries]
+        rows: list[np.ndarray | None] = [cache.get(k) for k in keys]
+        missing = [i for i, r in enumerate(rows) if r is None]
+        if missing:
+            sub = [queries[i] for i in missing]
+            fresh = self._model.score(sub) if kind == "movies" else self._model.score_tags(sub)
+            for j, i in enumerate(missing):
+                rows[i] = row = fresh[j].copy()  # not a view that pins the whole batch
+                cache.put(keys[i], row)
+        width = self._model.n_movies if kind == "movies" else self._model.n_tags
+        if not rows:
+            return np.zeros((0, width), np.float32)
+        return np.stack([r for r in rows if r is not None])
+
+    def score(self, queries: Sequence[Query]) -> np.ndarray:
+        return self._scores(queries, "movies")
+
+    def score_tags(self, queries: Sequence[Query]) -> np.ndarray:
+        return self._scores(queries, "tags")
+
+
 class SessionLike(Protocol):
     """What the engine reads from a stored session (``storage.sessions.SessionState``)."""
 
@@ -225,6 +279,8 @@ class Engine:
     interactions: sp.csr_matrix | None = None
     cards: dict[int, dict[str, Any]] | None = None
     cache_size: int = 2048
+    #: raw model score rows remembered per session content (see :class:`RememberedScores`)
+    score_cache_size: int = 256
     ann_min_movies: int = ANN_MIN_MOVIES
     ann_config: MipsConfig | None = None
     ann_candidates: int | None = None
@@ -235,6 +291,7 @@ class Engine:
     _tag_pos: dict[str, int] = field(init=False, repr=False)
     _recommended: LRUCache[Hashable, dict[str, Any]] = field(init=False, repr=False)
     _similar: LRUCache[Hashable, list[dict[str, Any]]] = field(init=False, repr=False)
+    _scoring: RememberedScores = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
         n = self.model.n_movies
@@ -253,6 +310,7 @@ class Engine:
         self._tag_pos = {str(t): i for i, t in enumerate(tags.ids.tolist())} if tags is not None else {}
         self._recommended = LRUCache(self.cache_size)
         self._similar = LRUCache(self.cache_size)
+        self._scoring = RememberedScores(self.model, self.score_cache_size)
         self._retrieval = self._build_retrieval()
 
     def _build_retrieval(self) -> Retrieval | None:
@@ -549,7 +607,7 @@ class Engine:
             filters.append(f)
             notes.append(nt + fnotes)
         recs = recommend(
-            self.model,
+            self._scoring,  # type: ignore[arg-type]  # the model, its score rows remembered
             queries,
             n,
             catalog=self.catalog,

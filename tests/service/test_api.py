@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
 import pytest
@@ -454,7 +455,12 @@ def test_recommendations_are_remembered_by_session_state(
     assert other.get("/api/recommendations").json()["movies"] == first["movies"] and len(calls) == 1
     client.put("/api/session/filters", json={"year_min": 1990})
     filtered = client.get("/api/recommendations").json()
-    assert len(calls) == 2 and all(m["year"] >= 1990 for m in filtered["movies"])
+    # new filters: a new answer, ranked from the session's remembered scores (no model call)
+    assert filtered["movies"] != first["movies"] and all(m["year"] >= 1990 for m in filtered["movies"])
+    assert len(calls) == 1
+    client.post("/api/session/items", json={"kind": "movie", "value": 10, "feedback": "like"})
+    client.get("/api/recommendations")
+    assert len(calls) == 2  # a new like: the model scores the new session
 
 
 def test_recommend_many_matches_one_by_one(tiny: Dataset) -> None:
@@ -477,6 +483,38 @@ def test_recommend_many_matches_one_by_one(tiny: Dataset) -> None:
     assert [r["tags"] for r in together] == [r["tags"] for r in alone]
     together[1]["movies"].clear()  # answers are copies: changing one leaves the cache alone
     assert together[4]["movies"]
+
+
+def test_a_filter_change_ranks_again_without_a_model_call(tiny: Dataset) -> None:
+    from movierec.serving import Engine
+    from movierec.storage.sessions import SessionState
+
+    model = create("itemknn").fit(tiny)
+    calls: list[int] = []
+    score = model.score
+
+    def counted(queries: Any) -> Any:
+        calls.append(len(queries))
+        return score(queries)
+
+    engine = Engine.from_dataset(model, tiny)
+    fresh = Engine.from_dataset(create("itemknn").fit(tiny), tiny)
+    model.score = counted  # type: ignore[method-assign]
+    base = SessionState(liked=[MATRIX, 10], disliked=[3])
+    variants = [
+        base,
+        SessionState(liked=[MATRIX, 10], disliked=[3], filters={"year_min": 1990}),
+        SessionState(liked=[MATRIX, 10], disliked=[3], filters={"genres": ["Comedy"], "min_rating": 2.0}),
+    ]
+    for v in variants:
+        got = engine.recommend(v, 6, 3)
+        assert [m["movie_id"] for m in got["movies"]] == [
+            m["movie_id"] for m in fresh.recommend(v, 6, 3)["movies"]
+        ]
+        assert got["tags"] == fresh.recommend(v, 6, 3)["tags"]
+    assert calls == [1]  # the model scored the session once; filters only re-ranked
+    engine.recommend(SessionState(liked=[10, MATRIX], disliked=[3]), 6, 3)  # new order: new scores
+    assert calls == [1, 1]
 
 
 def test_lru_cache_evicts_least_recently_used() -> None:
