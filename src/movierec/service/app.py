@@ -425,8 +425,11 @@ def create_app(settings: ServiceSettings | None = None, *, watch_model_s: float 
             if settings.inference_process:
                 app.state.scorer = scorer = start_scorer(settings)
                 await anyio.to_thread.run_sync(scorer.start)
-            # concurrent recommendation misses share one model call; always the current engine
-            app.state.rec_batcher = Batcher(gate, lambda items: score_batch(app, items))
+            # concurrent recommendation misses share one model call; always the current engine.
+            # One scoring process works on one batch at a time: while it does, the next batch
+            # gathers every request that arrives (a second batch in flight would only be smaller)
+            rec_gate = gate if app.state.scorer is None else InferenceGate(1, settings.max_waiting)
+            app.state.rec_batcher = Batcher(rec_gate, lambda items: score_batch(app, items))
             app.state.service_settings = settings
             app.state.catalog_cache = LRUCache(4096)  # search results and movie views; emptied on reload
             reloader = app.state.reloader = ModelReloader(app, settings)
