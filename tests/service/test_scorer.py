@@ -161,3 +161,27 @@ def _alive(pid: int | None) -> bool:
     except OSError:
         return False
     return state not in ("Z", "X")
+
+
+def test_a_scorer_that_keeps_dying_is_a_503_not_a_500(tmp_path: Path, home: Path) -> None:
+    svc = ServiceSettings(
+        settings=Settings(home=tmp_path),
+        model_dir=home / "model",
+        database_path=home / "db.sqlite3",
+        inference_process=True,
+    )
+    with TestClient(create_app(svc), client=LOCAL) as c:
+        app: Any = c.app
+        real = app.state.scorer
+
+        def broken(requests: list[Any]) -> list[Any]:
+            raise ScorerError("the scoring process died twice in a row")
+
+        app.state.scorer = broken
+        try:
+            c.post("/api/session/items", json={"kind": "movie", "value": 2, "feedback": "like"})
+            r = c.get("/api/recommendations")
+        finally:
+            app.state.scorer = real
+        assert r.status_code == 503 and r.headers["retry-after"] == "5"
+        assert "restarting" in r.json()["detail"]

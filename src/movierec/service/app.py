@@ -469,6 +469,17 @@ def create_app(settings: ServiceSettings | None = None, *, watch_model_s: float 
             {"detail": str(exc)}, status_code=503, headers={"Retry-After": str(exc.retry_after)}
         )
 
+    from movierec.service.scorer import ScorerError
+
+    @app.exception_handler(ScorerError)
+    async def _scorer_down(request: Request, exc: ScorerError) -> JSONResponse:
+        log.error("recommendations unavailable: %s", exc)
+        return JSONResponse(
+            {"detail": "the recommender is restarting; retry in a moment"},
+            status_code=503,
+            headers={"Retry-After": "5"},
+        )
+
     @app.exception_handler(RequestValidationError)
     async def _invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
         errors = [
