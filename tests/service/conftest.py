@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import asyncio
+import threading
+from collections.abc import Callable, Coroutine
 from pathlib import Path
+from typing import Any, TypeVar
 
 import numpy as np
 import pandas as pd
@@ -14,6 +17,8 @@ from movierec.models.artifacts import save_model
 from movierec.models.registry import create
 from movierec.storage.catalog import build_catalog
 from movierec.storage.db import connect
+
+T = TypeVar("T")
 
 GENRES = ["Action", "Comedy", "Drama", "Sci-Fi", "Thriller", "Romance"]
 
@@ -85,6 +90,33 @@ def model_and_catalog(root: Path, data: Dataset, model: str = "pop", db: str = "
 def make_home() -> Callable[..., Path]:
     """:func:`model_and_catalog`, for tests to build model + catalogue folders."""
     return model_and_catalog
+
+
+def run_in_fresh_thread(main: Callable[[], Coroutine[Any, Any, T]], timeout: float = 30.0) -> T:
+    """``asyncio.run(main())`` in a new thread (it has no event loop, whatever the session's
+    browser fixtures left running in this one); its result, or its exception re-raised here."""
+    out: list[T] = []
+    errors: list[BaseException] = []
+
+    def run() -> None:
+        try:
+            out.append(asyncio.run(main()))
+        except BaseException as exc:
+            errors.append(exc)
+
+    worker = threading.Thread(target=run)
+    worker.start()
+    worker.join(timeout)
+    assert not worker.is_alive(), f"the coroutine did not finish in {timeout:g} s"
+    if errors:
+        raise errors[0]
+    return out[0]
+
+
+@pytest.fixture(scope="session")
+def run_async() -> Callable[..., Any]:
+    """:func:`run_in_fresh_thread`."""
+    return run_in_fresh_thread
 
 
 @pytest.fixture(scope="session")

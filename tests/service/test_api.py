@@ -517,6 +517,53 @@ def test_a_filter_change_ranks_again_without_a_model_call(tiny: Dataset) -> None
     assert calls == [1, 1]
 
 
+def test_a_change_prefetches_its_recommendations_and_the_request_shares_them(
+    client: TestClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import time
+
+    from movierec.storage.sessions import SessionState
+
+    engine = client.app.state.engine  # type: ignore[attr-defined]
+    calls: list[int] = []
+    real = engine.model.score
+
+    def counted(queries: list[object]) -> object:
+        calls.append(len(queries))
+        return real(queries)
+
+    monkeypatch.setattr(engine.model, "score", counted)
+    r = client.post("/api/session/items", json={"kind": "movie", "value": 11, "feedback": "like"})
+    assert r.status_code == 200
+    state = SessionState(liked=[11])
+    deadline = time.monotonic() + 10
+    while engine.recommend_cached(state, 24, 12) is None and time.monotonic() < deadline:
+        time.sleep(0.01)  # nobody asked yet: the prefetch scores it on its own
+    assert engine.recommend_cached(state, 24, 12) is not None and calls == [1]
+    recs = client.get("/api/recommendations", params={"n": 24, "n_tags": 12})
+    assert recs.status_code == 200 and calls == [1]
+
+
+def test_batcher_shares_one_computation_between_equal_keys(run_async: Callable[..., Any]) -> None:
+    import asyncio
+
+    from movierec.service.gate import Batcher, InferenceGate
+
+    seen: list[list[int]] = []
+
+    def fn(items: list[int]) -> list[int]:
+        seen.append(list(items))
+        return [i * 10 for i in items]
+
+    async def main() -> list[int]:
+        b: Batcher[int, int] = Batcher(InferenceGate(1, 8), fn, key=lambda i: i % 100)
+        return list(await asyncio.gather(b.submit(1), b.submit(101), b.submit(2), b.submit(1)))
+
+    # 101 has the key of 1: it gets 1's answer (the key says they are the same question)
+    assert run_async(main) == [10, 10, 20, 10]
+    assert sorted(i for batch in seen for i in batch) == [1, 2]
+
+
 def test_lru_cache_evicts_least_recently_used() -> None:
     from movierec.serving import LRUCache
 
@@ -529,7 +576,7 @@ def test_lru_cache_evicts_least_recently_used() -> None:
     assert cache.get_or_compute("d", lambda: 4) == 4 and cache.get("c") is None
 
 
-def test_batcher_groups_concurrent_calls_and_isolates_failures() -> None:
+def test_batcher_groups_concurrent_calls_and_isolates_failures(run_async: Callable[..., Any]) -> None:
     import asyncio
     import threading
 
@@ -560,18 +607,4 @@ def test_batcher_groups_concurrent_calls_and_isolates_failures() -> None:
         # one batch of 4 failed on the bad item, then each was retried alone
         assert sizes[:2] == [1, 4] and sorted(sizes[2:]) == [1, 1, 1, 1]
 
-    # a fresh thread has no event loop, whatever the session's browser fixtures left running here
-    errors: list[BaseException] = []
-
-    def run() -> None:
-        try:
-            asyncio.run(scenario())
-        except BaseException as exc:  # re-raised in the test's thread
-            errors.append(exc)
-
-    worker = threading.Thread(target=run)
-    worker.start()
-    worker.join(30.0)
-    assert not worker.is_alive(), "scenario did not finish in 30 s"
-    if errors:
-        raise errors[0]
+    run_async(scenario)

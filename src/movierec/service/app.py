@@ -47,7 +47,7 @@ from movierec.service.config import ServiceSettings
 from movierec.service.gate import Batcher, Busy, InferenceGate
 from movierec.service.ratelimit import RateLimit, TokenBuckets
 from movierec.service.schemas import ErrorOut
-from movierec.serving import LRUCache
+from movierec.serving import LRUCache, session_key
 
 log = logging.getLogger(__name__)
 
@@ -429,7 +429,12 @@ def create_app(settings: ServiceSettings | None = None, *, watch_model_s: float 
             # One scoring process works on one batch at a time: while it does, the next batch
             # gathers every request that arrives (a second batch in flight would only be smaller)
             rec_gate = gate if app.state.scorer is None else InferenceGate(1, settings.max_waiting)
-            app.state.rec_batcher = Batcher(rec_gate, lambda items: score_batch(app, items))
+            app.state.rec_batcher = Batcher(
+                rec_gate,
+                lambda items: score_batch(app, items),
+                key=lambda item: (session_key(item[0]), int(item[1]), int(item[2])),
+            )
+            app.state.prefetches = set()  # running prefetch tasks (a reference keeps each alive)
             app.state.service_settings = settings
             app.state.catalog_cache = LRUCache(4096)  # search results and movie views; emptied on reload
             reloader = app.state.reloader = ModelReloader(app, settings)

@@ -43,6 +43,17 @@ class ServiceSettings(BaseModel):
             "`movierec serve` turns it on) instead of in this process's worker threads."
         ),
     )
+    prefetch_n: int = Field(
+        default=24,
+        ge=0,
+        le=100,
+        description=(
+            "After a change to a session, start scoring its recommendations at once (this many "
+            "movies, as the page asks for), so the page's next request finds them ready or in "
+            "progress; 0: off (for API clients that change sessions without asking)."
+        ),
+    )
+    prefetch_n_tags: int = Field(default=12, ge=0, le=50, description="Tags of that prefetch.")
     max_body_bytes: int = Field(default=64 * 1024, ge=1024, description="Largest request body; larger: 413.")
     write_rate: float = Field(
         default=20.0, gt=0, le=1e6, description="Writes (POST/PUT/DELETE under /api/) per second per session."

@@ -4,7 +4,7 @@ and a batcher that groups concurrent calls into one model call."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Hashable, Sequence
 from typing import Generic, TypeVar
 
 import anyio
@@ -66,16 +66,27 @@ class Batcher(Generic[X, Y]):
     time, when a batch ends. A model scores a batch of sessions for little more
     than the cost of one, so this is what keeps latency flat under load. Beyond
     ``gate.max_waiting`` waiting calls, :class:`Busy`. Use from one event loop.
+
+    With ``key``, a call whose ``key(item)`` equals that of a call still waiting or
+    running shares its result instead of queueing again (a prefetch and the request
+    it anticipated are scored once); a caller that gives up does not cancel the
+    shared call.
     """
 
     def __init__(
-        self, gate: InferenceGate, fn: Callable[[list[X]], Sequence[Y]], max_batch: int = 16
+        self,
+        gate: InferenceGate,
+        fn: Callable[[list[X]], Sequence[Y]],
+        max_batch: int = 16,
+        key: Callable[[X], Hashable] | None = None,
     ) -> None:
         if max_batch < 1:
             raise ValueError(f"max_batch must be >= 1, got {max_batch}")
         self.gate = gate
         self.fn = fn
         self.max_batch = max_batch
+        self.key = key
+        self._inflight: dict[Hashable, asyncio.Future[Y]] = {}
         self._queue: list[tuple[X, asyncio.Future[Y]]] = []
         self._active = 0
         self._tasks: set[asyncio.Task[None]] = set()
@@ -84,6 +95,9 @@ class Batcher(Generic[X, Y]):
 
     async def submit(self, item: X) -> Y:
         """``fn([item, ...])``'s result for ``item``; raises :class:`Busy` when the waiting room is full."""
+        k = self.key(item) if self.key is not None else None
+        if k is not None and k in self._inflight:
+            return await asyncio.shield(self._inflight[k])
         if self.gate.pending >= self.gate.threads + self.gate.max_waiting:
             raise Busy("the recommender is busy; retry in a moment")
         entry = (item, asyncio.get_running_loop().create_future())
@@ -92,7 +106,15 @@ class Batcher(Generic[X, Y]):
         if len(self._queue) > self.gate.max_waiting and any(e is entry for e in self._queue):
             self._queue = [e for e in self._queue if e is not entry]
             raise Busy("the recommender is busy; retry in a moment")
-        return await entry[1]
+        if k is None:
+            return await entry[1]
+        fut = self._inflight[k] = entry[1]
+        fut.add_done_callback(lambda done: self._forget(k, done))
+        return await asyncio.shield(fut)
+
+    def _forget(self, key: Hashable, done: asyncio.Future[Y]) -> None:
+        if self._inflight.get(key) is done:
+            del self._inflight[key]
 
     def _drain(self) -> None:
         self._queue = [e for e in self._queue if not e[1].done()]  # drop cancelled callers

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import asyncio
 import sqlite3
 from collections.abc import Callable
+from contextlib import suppress
 from typing import Any, TypeVar
 
 from fastapi import HTTPException
 
+from movierec.service.deps import Visit
 from movierec.service.schemas import Movie, SessionOut
 from movierec.serving import CARD_FIELDS, Engine
 from movierec.storage.catalog import get_movies
@@ -54,6 +57,27 @@ def session_out(conn: sqlite3.Connection, state: SessionState, engine: Engine | 
         filters=state.filters,
         favourites=state.favourites,
     )
+
+
+def prefetch(v: Visit, state: SessionState) -> None:
+    """Start scoring ``state``'s recommendations now, as the page will ask for them next
+    (``ServiceSettings.prefetch_n`` / ``prefetch_n_tags``), without waiting for them.
+
+    The batcher shares one computation between this and the request that follows; a
+    prefetch that finds the recommender busy (503) or failing gives up quietly.
+    """
+    settings = v.state.service_settings
+    n, n_tags = settings.prefetch_n, settings.prefetch_n_tags
+    if not n or v.engine.recommend_cached(state, n, n_tags, copy=False) is not None:
+        return
+
+    async def run() -> None:
+        with suppress(Exception):
+            await v.state.rec_batcher.submit((state, n, n_tags))
+
+    task = asyncio.get_running_loop().create_task(run())
+    v.state.prefetches.add(task)
+    task.add_done_callback(v.state.prefetches.discard)
 
 
 def store_call(fn: Callable[..., T], *args: Any) -> T:

@@ -6,11 +6,18 @@ from typing import Annotated
 
 from fastapi import APIRouter, HTTPException, Path
 
-from movierec.service.deps import VisitDep
-from movierec.service.routers._common import require_movie, session_out, store_call
+from movierec.service.deps import Visit, VisitDep
+from movierec.service.routers._common import prefetch, require_movie, session_out, store_call
 from movierec.service.schemas import FiltersIn, ItemIn, ItemRef, Kind, OrderIn, SessionOut, TagName
+from movierec.storage.sessions import SessionState
 
 router = APIRouter(tags=["session"])
+
+
+def changed(v: Visit, state: SessionState) -> SessionOut:
+    """The answer to a change of the session: its new state, its recommendations prefetched."""
+    prefetch(v, state)
+    return session_out(v.conn, state, v.engine)
 
 
 @router.get("/session", response_model=SessionOut)
@@ -24,15 +31,13 @@ async def add_item(item: ItemIn, v: VisitDep) -> SessionOut:
     """Like or dislike a movie or a tag (the last one added counts most)."""
     if item.kind == "movie":
         require_movie(v.conn, int(item.value), v.engine)
-    return session_out(
-        v.conn, store_call(v.store.add, v.token, item.kind, item.value, item.feedback), v.engine
-    )
+    return changed(v, store_call(v.store.add, v.token, item.kind, item.value, item.feedback))
 
 
 @router.delete("/session/items", response_model=SessionOut)
 async def remove_item(item: ItemRef, v: VisitDep) -> SessionOut:
     """Forget a liked or disliked movie or tag."""
-    return session_out(v.conn, store_call(v.store.remove, v.token, item.kind, item.value), v.engine)
+    return changed(v, store_call(v.store.remove, v.token, item.kind, item.value))
 
 
 @router.delete("/session/items/{kind}/{value}", response_model=SessionOut)
@@ -47,17 +52,13 @@ async def remove_item_path(
         if not value.isdigit() or len(value) > 18 or int(value) < 1:
             raise HTTPException(status_code=422, detail="a movie id must be an integer >= 1")
         ref = int(value)
-    return session_out(v.conn, store_call(v.store.remove, v.token, kind, ref), v.engine)
+    return changed(v, store_call(v.store.remove, v.token, kind, ref))
 
 
 @router.put("/session/order", response_model=SessionOut)
 async def reorder(order: OrderIn, v: VisitDep) -> SessionOut:
     """New order of one list (a permutation of it); the last item is the most important."""
-    return session_out(
-        v.conn,
-        store_call(v.store.reorder, v.token, order.kind, order.feedback, list(order.ordered)),
-        v.engine,
-    )
+    return changed(v, store_call(v.store.reorder, v.token, order.kind, order.feedback, list(order.ordered)))
 
 
 @router.put("/session/filters", response_model=SessionOut)
@@ -68,4 +69,4 @@ async def set_filters(filters: FiltersIn, v: VisitDep) -> SessionOut:
         raise HTTPException(
             status_code=422, detail=f"unknown genre(s) {unknown}; known: {list(v.engine.genre_names)}"
         )
-    return session_out(v.conn, store_call(v.store.set_filters, v.token, filters.model_dump()), v.engine)
+    return changed(v, store_call(v.store.set_filters, v.token, filters.model_dump()))
