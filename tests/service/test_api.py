@@ -432,18 +432,22 @@ def test_run_prepares_catalogue_and_model_once(
 
 
 # ------------------------------------------------------------ speed: caches, batches
-def test_recommendations_are_remembered_by_session_state(
-    client: TestClient, service_settings: ServiceSettings, monkeypatch: pytest.MonkeyPatch
-) -> None:
+@pytest.fixture
+def calls(client: TestClient, monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """Sizes of the served model's ``score`` calls, as they happen."""
     engine = client.app.state.engine  # type: ignore[attr-defined]
-    calls: list[int] = []
+    seen: list[int] = []
     real = engine.model.score
 
     def counted(queries: list[object]) -> object:
-        calls.append(len(queries))
+        seen.append(len(queries))
         return real(queries)
 
     monkeypatch.setattr(engine.model, "score", counted)
+    return seen
+
+
+def test_recommendations_are_remembered_by_session_state(client: TestClient, calls: list[int]) -> None:
     client.post("/api/session/items", json={"kind": "movie", "value": MATRIX, "feedback": "like"})
     first = client.get("/api/recommendations").json()
     assert len(calls) == 1
@@ -518,21 +522,13 @@ def test_a_filter_change_ranks_again_without_a_model_call(tiny: Dataset) -> None
 
 
 def test_a_change_prefetches_its_recommendations_and_the_request_shares_them(
-    client: TestClient, monkeypatch: pytest.MonkeyPatch
+    client: TestClient, calls: list[int]
 ) -> None:
     import time
 
     from movierec.storage.sessions import SessionState
 
     engine = client.app.state.engine  # type: ignore[attr-defined]
-    calls: list[int] = []
-    real = engine.model.score
-
-    def counted(queries: list[object]) -> object:
-        calls.append(len(queries))
-        return real(queries)
-
-    monkeypatch.setattr(engine.model, "score", counted)
     r = client.post("/api/session/items", json={"kind": "movie", "value": 11, "feedback": "like"})
     assert r.status_code == 200
     state = SessionState(liked=[11])
