@@ -66,9 +66,10 @@ from movierec.service.app import SETTINGS_ENV, create_app, limit_torch_threads
 from movierec.service.config import ServiceSettings
 from movierec.settings import Settings
 model, db, port, workers, process = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4]), sys.argv[5] == "process"
+prefetch = int(sys.argv[6])
 svc = ServiceSettings(settings=Settings(), model_dir=Path(model) if model else None,
                       database_path=Path(db) if db else None, write_rate=1e6, write_burst=10**6,
-                      max_waiting=10_000, inference_process=process)
+                      max_waiting=10_000, inference_process=process, prefetch_n=prefetch)
 quiet = dict(host="127.0.0.1", port=port, log_level="warning", access_log=False)
 if workers == 1:
     limit_torch_threads()
@@ -455,10 +456,12 @@ def free_port() -> int:
 
 
 def start_server(
-    model: str, db: str, startup_s: float, workers: int = 1, inference: str = "process"
+    model: str, db: str, startup_s: float, workers: int = 1, inference: str = "process", prefetch: int = 24
 ) -> tuple[subprocess.Popen[bytes], str]:
     port = free_port()
-    proc = subprocess.Popen([sys.executable, "-c", LAUNCHER, model, db, str(port), str(workers), inference])
+    proc = subprocess.Popen(
+        [sys.executable, "-c", LAUNCHER, model, db, str(port), str(workers), inference, str(prefetch)]
+    )
     url = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + startup_s
     while time.monotonic() < deadline:
@@ -518,6 +521,12 @@ def main(argv: list[str] | None = None) -> None:
         help="Where the started server scores recommendations (as `movierec serve --inference-threads`).",
     )
     p.add_argument(
+        "--prefetch",
+        type=int,
+        default=24,
+        help="The started server's prefetch_n (0: no prefetch after a change to a session).",
+    )
+    p.add_argument(
         "--client",
         choices=("lean", "httpx"),
         default="lean",
@@ -543,7 +552,9 @@ def main(argv: list[str] | None = None) -> None:
     if args.url:
         url = check_local(args.url)
     else:
-        proc, url = start_server(args.model, args.db, args.startup_seconds, args.workers, args.inference)
+        proc, url = start_server(
+            args.model, args.db, args.startup_seconds, args.workers, args.inference, args.prefetch
+        )
     if args.nice > 0:
         os.nice(args.nice)  # after the server started: it keeps the normal priority
     try:
