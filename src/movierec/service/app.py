@@ -6,9 +6,12 @@ Routers only parse, validate and call the library (:mod:`movierec.serving`,
 well under a millisecond and the connection is shared); model calls run in
 worker threads through a bounded :class:`~movierec.service.gate.InferenceGate`;
 concurrent recommendation misses are scored together by a
-:class:`~movierec.service.gate.Batcher`. Movie cards come from the engine's
-in-memory copy of the catalogue, search results and movie views from a small
-LRU cache (``app.state.catalog_cache``), repeated recommendations from the
+:class:`~movierec.service.gate.Batcher`, in a child process when
+``inference_process`` is on (:mod:`movierec.service.scorer`: no interpreter-lock
+contention with the event loop), and a change to a session starts scoring its
+recommendations before the page asks (``prefetch_n``). Movie cards come from the
+engine's in-memory copy of the catalogue, search results and movie views from a
+small LRU cache (``app.state.catalog_cache``), repeated recommendations from the
 engine's cache keyed by the session's state (no thread, no model call).
 
 Model reloading (:class:`ModelReloader`): ``POST /api/admin/reload`` from the
@@ -259,7 +262,9 @@ class ModelReloader:
 
     The new engine is built (model, catalogue rows, in-memory cards) and checked
     with :func:`check_engine` in a worker thread, over its own database
-    connection; only then is ``app.state.engine`` replaced, in one assignment.
+    connection, and with ``inference_process`` its scoring process is started and
+    waited for; only then are ``app.state.scorer`` and ``app.state.engine`` replaced
+    (the old scoring process finishes its queued batch, then exits).
     Requests already running finish with the engine they started with. On any
     failure the old engine stays, the error is logged and kept in
     :attr:`last_error`, and :class:`ReloadError` is raised.
