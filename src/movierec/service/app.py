@@ -460,7 +460,7 @@ def create_app(settings: ServiceSettings | None = None, *, watch_model_s: float 
             for task in background:
                 task.cancel()
             if getattr(app.state, "scorer", None) is not None:
-                app.state.scorer.close()
+                await anyio.to_thread.run_sync(app.state.scorer.close, True)
             if store is not None:
                 store.close()
             conn.close()

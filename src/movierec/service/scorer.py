@@ -132,6 +132,7 @@ class ProcessScorer:
         procs = list(getattr(self._pool, "_processes", None) or {})
         return int(procs[0]) if procs else None
 
-    def close(self) -> None:
-        """Let queued calls finish, then stop the child (does not wait)."""
-        self._pool.shutdown(wait=False)
+    def close(self, wait: bool = False) -> None:
+        """Let queued calls finish, then stop the child; ``wait``: until it has (at shutdown:
+        the pool's queues are then released before this process exits)."""
+        self._pool.shutdown(wait=wait)
