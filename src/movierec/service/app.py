@@ -457,7 +457,7 @@ def create_app(settings: ServiceSettings | None = None, *, watch_model_s: float 
         finally:
             if hup:
                 asyncio.get_running_loop().remove_signal_handler(signal.SIGHUP)
-            for task in background:
+            for task in [*background, *getattr(app.state, "prefetches", ())]:
                 task.cancel()
             if getattr(app.state, "scorer", None) is not None:
                 await anyio.to_thread.run_sync(app.state.scorer.close, True)
