@@ -63,12 +63,17 @@ def prefetch(v: Visit, state: SessionState) -> None:
     """Start scoring ``state``'s recommendations now, as the page will ask for them next
     (``ServiceSettings.prefetch_n`` / ``prefetch_n_tags``), without waiting for them.
 
-    The batcher shares one computation between this and the request that follows; a
-    prefetch that finds the recommender busy (503) or failing gives up quietly.
+    The batcher shares one computation between this and the request that follows.
+    Only when the recommender is idle: under load a prefetch would start a batch of one
+    that the request, arriving a moment later, would otherwise have joined (measured:
+    5 % fewer recommendations per second at 50 visitors). A prefetch that finds the
+    recommender busy (503) or failing gives up quietly.
     """
     settings = v.state.service_settings
     n, n_tags = settings.prefetch_n, settings.prefetch_n_tags
-    if not n or v.engine.recommend_cached(state, n, n_tags, copy=False) is not None:
+    if not n or v.state.rec_batcher.gate.pending:
+        return
+    if v.engine.recommend_cached(state, n, n_tags, copy=False) is not None:
         return
 
     async def run() -> None:
