@@ -503,10 +503,6 @@ class Engine:
         """Whether ``movie_id`` (external) is in the model's vocabulary."""
         return int(movie_id) in self._movie_pos
 
-    def card(self, movie_id: int) -> dict[str, Any] | None:
-        """The catalogue card of ``movie_id`` (external), ``None`` if unknown or without :attr:`cards`."""
-        return None if self.cards is None else self.cards.get(int(movie_id))
-
     def _movie_indices(self, ids: Sequence[int], notes: list[str], what: str) -> np.ndarray:
         idx = np.asarray([self._movie_pos.get(int(m), -1) for m in ids], np.int64)
         if (idx < 0).any():
@@ -539,8 +535,7 @@ class Engine:
             popularity fallback was used; ``notes``: what was ignored and why.
             A fresh copy each call: the caller may change it.
         """
-        key = (session_key(state), int(n), int(n_tags))
-        return _copy_rec(self._recommended.get_or_compute(key, lambda: self._recommend(state, n, n_tags)))
+        return self.recommend_many([(state, n, n_tags)])[0]
 
     def recommend_cached(
         self, state: SessionLike, n: int = 24, n_tags: int = 12, *, copy: bool = True
@@ -587,9 +582,6 @@ class Engine:
                 for i in todo[key]:
                     out[i] = answer
         return [_copy_rec(out[i]) if copy else out[i] for i in range(len(requests))]
-
-    def _recommend(self, state: SessionLike, n: int, n_tags: int) -> dict[str, Any]:
-        return self._recommend_batch([state], n, n_tags)[0]
 
     def _recommend_batch(self, states: Sequence[SessionLike], n: int, n_tags: int) -> list[dict[str, Any]]:
         """Uncached answers for ``states``: one model call for the whole batch."""
@@ -690,10 +682,10 @@ class Engine:
         return out
 
     def _reasons(
-        self, query: Query, movies: np.ndarray, fallback: bool, sims: np.ndarray | None = None
+        self, query: Query, movies: np.ndarray, fallback: bool, sims: np.ndarray | None
     ) -> list[str | None]:
         """One short reason per recommended movie index (``movies`` ``(k,)``); ``sims``:
-        :meth:`_liked_similarity`'s block for this query, if already computed."""
+        :meth:`_liked_similarity`'s block for this query."""
         if movies.size == 0:
             return []
         out: list[str | None] = [None] * movies.size
@@ -701,11 +693,9 @@ class Engine:
             out = ["popular with MovieLens raters"] * movies.size
         else:
             liked = query.liked
-            if liked.size:
+            if liked.size and sims is not None:
                 # the liked movie with the most similar tag/genre profile; later (more
                 # important) likes win near-ties
-                if sims is None:
-                    sims = (self._profiles[movies] @ self._profiles[liked].T).toarray()
                 sims = sims * (1.0 + 0.01 * np.arange(liked.size))[None, :]
                 best = sims.argmax(axis=1)
                 for i in range(movies.size):

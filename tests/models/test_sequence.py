@@ -140,6 +140,16 @@ def two_tastes() -> Dataset:
     return Dataset.build("two-tastes", ratings, synthetic_movies(n_movies, rng), scale=FIVE_STARS)
 
 
+def assert_dislike_sinks_the_odd_taste(model: SequenceLSTM) -> None:
+    """The same session, movie 3 liked vs disliked: 3 and the other odd movies (its taste) must drop."""
+    odd = np.arange(1, 20, 2)
+    as_like, as_dislike = model.score(
+        [Query(movies=[3, 4], feedback=[1, 1]), Query(movies=[3, 4], feedback=[-1, 1])]
+    )
+    assert as_dislike[3] < as_like[3]
+    assert np.exp(as_dislike[odd]).sum() < np.exp(as_like[odd]).sum()
+
+
 @pytest.mark.parametrize("neighbours", [0, 5])
 @pytest.mark.parametrize("kind", list(CLASSES))
 def test_dislike_lowers_the_movie_and_its_neighbours(kind: str, neighbours: int, two_tastes: Dataset) -> None:
@@ -148,13 +158,7 @@ def test_dislike_lowers_the_movie_and_its_neighbours(kind: str, neighbours: int,
     model = tiny(CLASSES[kind], dislike_neighbours=neighbours, dislike_push=0.0).fit(
         two_tastes, np.random.default_rng(0)
     )
-    odd = np.arange(1, 20, 2)
-    # the same session, movie 3 liked vs disliked: 3 and the other odd movies must drop
-    as_like, as_dislike = model.score(
-        [Query(movies=[3, 4], feedback=[1, 1]), Query(movies=[3, 4], feedback=[-1, 1])]
-    )
-    assert as_dislike[3] < as_like[3]
-    assert np.exp(as_dislike[odd]).sum() < np.exp(as_like[odd]).sum()
+    assert_dislike_sinks_the_odd_taste(model)
 
 
 def test_empty_session_falls_back_to_popularity(fitted: SequenceLSTM, markov: Dataset) -> None:
@@ -354,12 +358,7 @@ def test_dislike_push_in_training(two_tastes: Dataset) -> None:
     model = tiny(SequenceLSTM, dislike_push=2.0, dislike_push_train=True, epochs=8).fit(
         two_tastes, np.random.default_rng(0)
     )
-    odd = np.arange(1, 20, 2)
-    as_like, as_dislike = model.score(
-        [Query(movies=[3, 4], feedback=[1, 1]), Query(movies=[3, 4], feedback=[-1, 1])]
-    )
-    assert as_dislike[3] < as_like[3]
-    assert np.exp(as_dislike[odd]).sum() < np.exp(as_like[odd]).sum()
+    assert_dislike_sinks_the_odd_taste(model)
 
 
 def test_dislike_push_lowers_the_other_movies_of_the_disliked_taste(two_tastes: Dataset) -> None:

@@ -357,13 +357,6 @@ class SequenceNet(nn.Module):
             return self._penalty_at(unit_t.T, disliked, ok, movies, agg, floor)
         if not bool(ok.any()):
             return torch.zeros(b, self.n_movies)
-        if b == 1:  # one session (serving): no de-duplication or slot loop
-            sim = unit_t[:, disliked[ok]].T @ unit_t
-            if floor:
-                sim = (sim - floor) / (1.0 - floor)
-            if agg == "max":
-                return sim.amax(0, keepdim=True).clamp_(min=0.0)
-            return (sim if agg == "linear" else sim.clamp_(min=0.0)).mean(0, keepdim=True)
         out = torch.zeros(b, self.n_movies)
         uniq, inv = torch.unique(disliked[ok], return_inverse=True)
         # (U + 1, n_movies): one row per distinct disliked movie, then a zero row for padding

@@ -50,7 +50,7 @@ from movierec.service.config import ServiceSettings
 from movierec.service.gate import Batcher, Busy, InferenceGate
 from movierec.service.ratelimit import RateLimit, TokenBuckets
 from movierec.service.schemas import ErrorOut
-from movierec.serving import LRUCache, session_key
+from movierec.serving import ANN_MIN_MOVIES, LRUCache, session_key
 
 log = logging.getLogger(__name__)
 
@@ -196,7 +196,7 @@ def _replay(messages: list[Message], then: Receive | None = None) -> Receive:
     return receive
 
 
-def build_engine(model_dir: Path, conn: Any, *, ann_min_movies: int = 200_000) -> Any:
+def build_engine(model_dir: Path, conn: Any, *, ann_min_movies: int = ANN_MIN_MOVIES) -> Any:
     """Load the model at ``model_dir`` and align it with the catalogue in ``conn``.
 
     ``ann_min_movies``: catalogue size from which the engine ranks through an ANN
@@ -303,11 +303,7 @@ class ModelReloader:
         finally:
             conn.close()
         check_engine(engine)
-        scorer = None
-        if self.settings.inference_process:
-            scorer = start_scorer(self.settings)
-            scorer.start()
-        return engine, scorer
+        return engine, start_scorer(self.settings) if self.settings.inference_process else None
 
     async def reload(self) -> Any:
         """Build, check and swap in a new engine; returns it. Raises :class:`ReloadError` / :class:`ReloadBusy`."""
@@ -370,15 +366,17 @@ class ModelReloader:
 
 
 def start_scorer(settings: ServiceSettings) -> Any:
-    """A :class:`~movierec.service.scorer.ProcessScorer` over the settings' model and catalogue
-    (its process is starting; call its ``start()`` to wait until it is ready)."""
+    """A :class:`~movierec.service.scorer.ProcessScorer` over the settings' model and catalogue,
+    its process ready (blocks until then; raises ``ScorerError`` if it cannot load them)."""
     from movierec.service.scorer import ProcessScorer
 
-    return ProcessScorer(
+    scorer = ProcessScorer(
         settings.resolved_model_dir,
         settings.resolved_database_path,
         ann_min_movies=settings.ann_min_movies,
     )
+    scorer.start()
+    return scorer
 
 
 def score_batch(app: FastAPI, items: list[tuple[Any, int, int]]) -> list[dict[str, Any]]:
@@ -428,8 +426,7 @@ def create_app(settings: ServiceSettings | None = None, *, watch_model_s: float 
             gate = app.state.gate = InferenceGate(settings.max_inference_threads, settings.max_waiting)
             app.state.scorer = None
             if settings.inference_process:
-                app.state.scorer = scorer = start_scorer(settings)
-                await anyio.to_thread.run_sync(scorer.start)
+                app.state.scorer = await anyio.to_thread.run_sync(start_scorer, settings)
             # concurrent recommendation misses share one model call; always the current engine.
             # One scoring process works on one batch at a time: while it does, the next batch
             # gathers every request that arrives (a second batch in flight would only be smaller)

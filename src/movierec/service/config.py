@@ -6,6 +6,7 @@ from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from movierec.serving import ANN_MIN_MOVIES
 from movierec.settings import Settings
 
 
@@ -63,7 +64,7 @@ class ServiceSettings(BaseModel):
         default=100_000, ge=1, description="Most sessions tracked by the write rate limit (LRU beyond)."
     )
     ann_min_movies: int = Field(
-        default=200_000,
+        default=ANN_MIN_MOVIES,
         ge=0,
         description=(
             "Catalogue size from which recommendations come from an approximate nearest-neighbour "

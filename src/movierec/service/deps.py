@@ -48,14 +48,10 @@ class Services:
 
 
 @dataclass(frozen=True, slots=True)
-class Visit:
+class Visit(Services):
     """:class:`Services` plus the visitor's session token."""
 
-    conn: sqlite3.Connection
-    engine: Engine
-    store: SessionStore
     token: str
-    state: Any
 
 
 # async: FastAPI runs a plain def dependency in its thread pool (a thread hop per request)
@@ -86,7 +82,7 @@ async def visit(request: Request, response: Response) -> Visit:
             secure=request.url.scheme == "https",
             path="/",
         )
-    return Visit(st.conn, st.engine, store, token, st)
+    return Visit(st.conn, st.engine, store, st.gate, settings, st, token)
 
 
 ServicesDep = Annotated[Services, Depends(services)]

@@ -22,6 +22,8 @@ from concurrent.futures.process import BrokenProcessPool
 from pathlib import Path
 from typing import Any
 
+from movierec.serving import ANN_MIN_MOVIES
+
 log = logging.getLogger(__name__)
 
 __all__ = ["ProcessScorer", "ScorerError"]
@@ -83,7 +85,7 @@ class ProcessScorer:
     the child exits. Calls are thread-safe and block the calling thread only.
     """
 
-    def __init__(self, model_dir: Path, database_path: Path, *, ann_min_movies: int = 200_000) -> None:
+    def __init__(self, model_dir: Path, database_path: Path, *, ann_min_movies: int = ANN_MIN_MOVIES) -> None:
         self._args = (str(model_dir), str(database_path), int(ann_min_movies))
         self._lock = threading.Lock()
         self._pool = self._new_pool()
@@ -114,7 +116,7 @@ class ProcessScorer:
     def __call__(self, requests: list[tuple[Any, int, int]]) -> list[dict[str, Any]]:
         pool = self._pool
         try:
-            return list(pool.submit(_child_recommend_many, requests).result())
+            return pool.submit(_child_recommend_many, requests).result()
         except BrokenProcessPool:
             with self._lock:  # one replacement however many calls saw it die
                 if self._pool is pool:
@@ -122,7 +124,7 @@ class ProcessScorer:
                     self._pool = self._new_pool()
                     self.restarts += 1
             try:
-                return list(self._pool.submit(_child_recommend_many, requests).result())
+                return self._pool.submit(_child_recommend_many, requests).result()
             except BrokenProcessPool as exc:
                 raise ScorerError("the scoring process died twice in a row") from exc
 

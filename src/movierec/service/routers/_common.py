@@ -59,6 +59,16 @@ def session_out(conn: sqlite3.Connection, state: SessionState, engine: Engine | 
     )
 
 
+async def recommendations_for(v: Visit, state: SessionState, n: int, n_tags: int) -> dict[str, Any]:
+    """The engine's answer for ``state`` (read only): remembered (no worker thread, never a
+    503), else scored with the concurrent misses in one batch (shared with an equal call
+    already waiting or running, such as a prefetch)."""
+    rec = v.engine.recommend_cached(state, n, n_tags, copy=False)
+    if rec is None:
+        rec = await v.state.rec_batcher.submit((state, n, n_tags))
+    return rec
+
+
 def prefetch(v: Visit, state: SessionState) -> None:
     """Start scoring ``state``'s recommendations now, as the page will ask for them next
     (``ServiceSettings.prefetch_n`` / ``prefetch_n_tags``), without waiting for them.
@@ -69,16 +79,13 @@ def prefetch(v: Visit, state: SessionState) -> None:
     5 % fewer recommendations per second at 50 visitors). A prefetch that finds the
     recommender busy (503) or failing gives up quietly.
     """
-    settings = v.state.service_settings
-    n, n_tags = settings.prefetch_n, settings.prefetch_n_tags
+    n, n_tags = v.settings.prefetch_n, v.settings.prefetch_n_tags
     if not n or v.state.rec_batcher.gate.pending:
-        return
-    if v.engine.recommend_cached(state, n, n_tags, copy=False) is not None:
         return
 
     async def run() -> None:
         with suppress(Exception):
-            await v.state.rec_batcher.submit((state, n, n_tags))
+            await recommendations_for(v, state, n, n_tags)
 
     task = asyncio.get_running_loop().create_task(run())
     v.state.prefetches.add(task)

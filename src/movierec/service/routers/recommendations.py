@@ -8,7 +8,7 @@ from typing import Annotated
 from fastapi import APIRouter, Query
 
 from movierec.service.deps import VisitDep
-from movierec.service.routers._common import cards, store_call
+from movierec.service.routers._common import cards, recommendations_for, store_call
 from movierec.service.schemas import RecommendationsOut, Tag
 
 router = APIRouter(tags=["recommendations"])
@@ -23,10 +23,7 @@ async def recommendations(
     """Recommended movies (with a reason each) and tags; liked and disliked items never come back."""
     start = time.perf_counter()
     state = store_call(v.store.get, v.token)
-    # a remembered answer (same session state) costs nothing: no worker thread, never a 503
-    rec = v.engine.recommend_cached(state, n, n_tags, copy=False)  # read only
-    if rec is None:  # concurrent misses are scored together, in one model call
-        rec = await v.state.rec_batcher.submit((state, n, n_tags))
+    rec = await recommendations_for(v, state, n, n_tags)
     extra = {m["movie_id"]: {"score": m["score"], "reason": m["reason"]} for m in rec["movies"]}
     return RecommendationsOut(
         movies=cards(v.conn, [m["movie_id"] for m in rec["movies"]], extra, engine=v.engine),
