@@ -3,10 +3,13 @@
 Each visitor (an HTTP client with its own cookie jar, so its own session)
 repeats what the page does: search -> like a found movie -> reorder the liked
 movies -> set a filter -> add a recommended movie to favourites (with an unlike
-/ unfavourite now and then so its lists stay short). Like the page, it asks
-for the recommendations again after every change to the session (like,
-reorder, unlike, filter), so each of those is a fresh session state: a cache
-miss that the model must score. The run is
+/ unfavourite now and then so its lists stay short). Like the page, every
+change to the session (like, reorder, unlike, filter) brings back the
+recommendations of the changed session in its answer (``?n=24&n_tags=12``, one
+round trip; ``--two-trips``: a change, then ``GET /api/recommendations``, as the
+page did before), so each of those is a fresh session state: a cache miss that
+the model must score. Every answer that carries recommendations counts as a
+recommendation request (the ``recommendations`` figures). The run is
 a sweep over visitor counts, each level bounded by ``--seconds`` and
 ``--max-requests``; it prints throughput, p50/p95/p99 latency per endpoint and
 errors (any non-2xx answer or transport failure).
@@ -88,6 +91,8 @@ class Stats:
     errors: dict[str, int] = field(default_factory=lambda: defaultdict(int))
     error_samples: list[str] = field(default_factory=list)
     rec_server_ms: list[float] = field(default_factory=list)
+    #: latency of every answer that carried recommendations (their own endpoint or a change's)
+    rec_latency: list[float] = field(default_factory=list)
     requests: int = 0
 
     def record(self, name: str, seconds: float, ok: bool, sample: str = "") -> None:
@@ -237,10 +242,24 @@ def make_client(url: str, kind: str) -> Client:
     return httpx.AsyncClient(base_url=url, timeout=30.0, limits=limits)
 
 
+RECS = {"n": 24, "n_tags": 12}  # what the page asks for
+
+
 async def call(
-    client: Client, stats: Stats, budget: Budget, name: str, method: str, url: str, **kw: Any
+    client: Client,
+    stats: Stats,
+    budget: Budget,
+    name: str,
+    method: str,
+    url: str,
+    recs: bool = False,
+    **kw: Any,
 ) -> Any:
-    """One request; returns the JSON body of a 2xx answer, else ``None``. Raises ``StopAsyncIteration`` when the budget is spent."""
+    """One request; returns the JSON body of a 2xx answer, else ``None``. Raises ``StopAsyncIteration`` when the budget is spent.
+
+    ``recs``: the answer should carry recommendations (it is the recommendations, or a
+    change's answer with them); when it does they count in ``stats.rec_latency``.
+    """
     if not budget.take():
         raise StopAsyncIteration
     start = time.perf_counter()
@@ -253,12 +272,23 @@ async def call(
     elapsed = time.perf_counter() - start
     ok = r.is_success
     stats.record(name, elapsed, ok, f"{r.status_code} {r.text[:120]}")
+    body = r.json() if ok else None
+    if recs and body is not None:
+        rec = body if "movies" in body else body.get("recommendations")
+        if rec is not None:
+            stats.rec_latency.append(elapsed)
+            stats.rec_server_ms.append(float(rec["elapsed_ms"]))
     await budget.think()
-    return r.json() if ok else None
+    return body
 
 
 async def visitor(
-    url: str, rng: np.random.Generator, stats: Stats, budget: Budget, client: str = "lean"
+    url: str,
+    rng: np.random.Generator,
+    stats: Stats,
+    budget: Budget,
+    client: str = "lean",
+    two_trips: bool = False,
 ) -> None:
     """One anonymous visitor doing the page's click loop until the budget is spent."""
     async with make_client(url, client) as c:
@@ -267,16 +297,20 @@ async def visitor(
         shown: list[int] = []
 
         async def change(name: str, method: str, path: str, body: Any) -> None:
-            """A session change, then (as the page does) the recommendations it gives."""
+            """A session change and (as the page does) the recommendations it gives: in its
+            answer, else (``two_trips``, or a busy recommender) from their own endpoint."""
             nonlocal liked, shown
-            s = await call(c, stats, budget, name, method, path, json=body)
+            if two_trips:
+                s = await call(c, stats, budget, name, method, path, json=body)
+            else:
+                s = await call(c, stats, budget, name + "+recs", method, path, True, json=body, params=RECS)
             if s is None:
                 return
-            if "liked" in s:
-                liked = [m["movie_id"] for m in s["liked"]]
-            rec = await call(c, stats, budget, "recommendations", "GET", "/api/recommendations")
+            liked = [m["movie_id"] for m in s["liked"]]
+            rec = s.get("recommendations")
+            if rec is None:
+                rec = await call(c, stats, budget, "recommendations", "GET", "/api/recommendations", True)
             if rec is not None:
-                stats.rec_server_ms.append(float(rec["elapsed_ms"]))
                 shown = [int(m["movie_id"]) for m in rec["movies"]]
 
         try:
@@ -332,10 +366,9 @@ async def browser(
             rounds = 0
             while True:
                 rounds += 1
-                rec = await call(c, stats, budget, "recommendations", "GET", "/api/recommendations")
+                rec = await call(c, stats, budget, "recommendations", "GET", "/api/recommendations", True)
                 if rec is None or not rec["movies"]:
                     continue
-                stats.rec_server_ms.append(float(rec["elapsed_ms"]))
                 pick = int(rec["movies"][int(rng.integers(len(rec["movies"])))]["movie_id"])
                 await call(c, stats, budget, "movie", "GET", f"/api/movies/{pick}")
                 if rounds % like_every == 0:
@@ -389,6 +422,7 @@ async def level(
     like_every: int = 5,
     client: str = "lean",
     think_s: float = 0.0,
+    two_trips: bool = False,
 ) -> dict[str, Any]:
     """Run ``n`` visitors of ``scenario`` (``click`` or ``browse``) for one sweep level; return its figures."""
     stats = Stats()
@@ -397,7 +431,7 @@ async def level(
     rngs = [np.random.default_rng(s) for s in np.random.SeedSequence([seed, n]).spawn(n)]
     cpu0, t0, own0 = cpu_seconds(pid), time.perf_counter(), time.process_time()
     if scenario == "click":
-        await asyncio.gather(*(visitor(url, r, stats, budget, client) for r in rngs))
+        await asyncio.gather(*(visitor(url, r, stats, budget, client, two_trips) for r in rngs))
     else:
         await asyncio.gather(*(browser(url, r, stats, budget, like_every, client) for r in rngs))
     wall = time.perf_counter() - t0
@@ -420,7 +454,7 @@ def report(result: dict[str, Any]) -> None:
     wall = result["wall_s"]
     n_err = sum(stats.errors.values())
     cpu = result["server_cpu"]
-    recs = len(stats.latency.get("recommendations", []))
+    recs = len(stats.rec_latency)
     print(
         f"\n== {result['visitors']} visitors: {stats.requests} requests in {wall:.1f} s = "
         f"{stats.requests / wall:.0f} req/s, recommendations {recs / wall:.0f} req/s, errors {n_err}"
@@ -440,7 +474,10 @@ def report(result: dict[str, Any]) -> None:
             f"   recommendations server-side compute: p50 {np.median(a):.1f} ms, p99 {np.percentile(a, 99):.1f} ms"
         )
     print(f"   {'endpoint':<16}{'count':>7}{'req/s':>8}{'p50 ms':>9}{'p95 ms':>9}{'p99 ms':>9}{'errors':>8}")
-    for name, lat in sorted(stats.latency.items()):
+    rows = sorted(stats.latency.items())
+    if any(name.endswith("+recs") for name in stats.latency):
+        rows.append(("= all with recs", stats.rec_latency))
+    for name, lat in rows:
         print(
             f"   {name:<16}{len(lat):>7}{len(lat) / wall:>8.0f}{pct(lat, 50):>9.1f}{pct(lat, 95):>9.1f}"
             f"{pct(lat, 99):>9.1f}{stats.errors.get(name, 0):>8}"
@@ -513,6 +550,11 @@ def main(argv: list[str] | None = None) -> None:
         default=0.0,
         help="Mean pause of a visitor between an answer and its next request (0: none, a stress test).",
     )
+    p.add_argument(
+        "--two-trips",
+        action="store_true",
+        help="click: ask GET /api/recommendations after each change instead of taking them in its answer.",
+    )
     p.add_argument("--workers", type=int, default=1, help="Server processes of the started server.")
     p.add_argument(
         "--inference",
@@ -579,6 +621,7 @@ def main(argv: list[str] | None = None) -> None:
                         args.like_every,
                         args.client,
                         args.think_ms / 1000,
+                        args.two_trips,
                     )
                 )
             )

@@ -78,9 +78,15 @@ def format_timing(t: dict[str, Any]) -> str:
     def ms(key: str) -> str:
         return "?" if t.get(key) is None else f"{t[key]:.0f}"
 
+    # the change brings its recommendations back; a separate request only when it could not
+    recs = (
+        " with its recommendations"
+        if t.get("fetchMs") is None
+        else f" + recommendations request {ms('fetchMs')}"
+    )
     return (
-        f"{ms('totalMs')} ms in page [{t['gesture']}] = mutation {ms('mutationMs')}"
-        f" + recommendations request {ms('fetchMs')} (server {ms('serverMs')})"
+        f"{ms('totalMs')} ms in page [{t['gesture']}] = change {ms('mutationMs')}{recs}"
+        f" (server {ms('serverMs')})"
         f" + DOM {ms('domMs')} + frame {ms('frameMs')} (input delay before it {ms('inputDelayMs')});"
         f" Playwright saw {ms('playwrightMs')} ms (gesture included)"
     )

@@ -540,6 +540,60 @@ def test_a_change_prefetches_its_recommendations_and_the_request_shares_them(
     assert recs.status_code == 200 and calls == [1]
 
 
+def test_a_change_can_answer_with_its_recommendations(client: TestClient, calls: list[int]) -> None:
+    """``?n=`` on a change returns the changed session's recommendations (one round trip per
+    click), the same the recommendations endpoint then gives, from one model call."""
+    params = {"n": 6, "n_tags": 3}
+    r = client.post(
+        "/api/session/items", json={"kind": "movie", "value": 11, "feedback": "like"}, params=params
+    )
+    assert r.status_code == 200, r.text
+    body = r.json()
+    assert [m["movie_id"] for m in body["liked"]] == [11]
+    recs = body["recommendations"]
+    assert recs is not None and len(recs["movies"]) == 6 and len(recs["tags"]) <= 3
+    assert 11 not in [m["movie_id"] for m in recs["movies"]] and recs["elapsed_ms"] >= 0
+    assert client.get("/api/recommendations", params=params).json()["movies"] == recs["movies"]
+    assert calls == [1]
+    # every change takes it: reorder, filters, removal (body and path forms)
+    client.post("/api/session/items", json={"kind": "movie", "value": MATRIX, "feedback": "like"})
+    for method, url, body_json in (
+        ("PUT", "/api/session/order", {"kind": "movie", "feedback": "like", "ordered": [MATRIX, 11]}),
+        ("PUT", "/api/session/filters", {"year_min": 1990}),
+        ("DELETE", "/api/session/items", {"kind": "movie", "value": MATRIX}),
+        ("DELETE", "/api/session/items/movie/11", None),
+    ):
+        r = client.request(method, url, json=body_json, params=params)
+        assert r.status_code == 200, (url, r.text)
+        got = r.json()["recommendations"]
+        assert (
+            got is not None
+            and got["movies"] == client.get("/api/recommendations", params=params).json()["movies"]
+        )
+    # without n: no recommendations in the answer (the page would ask for them)
+    r = client.post("/api/session/items", json={"kind": "tag", "value": "space", "feedback": "like"})
+    assert r.status_code == 200 and r.json()["recommendations"] is None
+    for bad in ({"n": 0}, {"n": 101}, {"n": "x"}, {"n": 5, "n_tags": -1}):
+        r = client.post(
+            "/api/session/items", json={"kind": "tag", "value": "war", "feedback": "like"}, params=bad
+        )
+        assert r.status_code == 422, bad
+    assert "war" not in client.get("/api/session").json()["liked_tags"]  # a refused request writes nothing
+
+
+def test_a_change_keeps_its_write_when_the_recommender_is_busy(service_settings: ServiceSettings) -> None:
+    app = create_app(service_settings.model_copy(update={"max_waiting": 0, "max_inference_threads": 1}))
+    with TestClient(app) as c:
+        app.state.gate._pending = 1  # one call running, no room to wait
+        body = {"kind": "movie", "value": 11, "feedback": "like"}
+        r = c.post("/api/session/items", json=body, params={"n": 5})
+        assert r.status_code == 200 and r.json()["recommendations"] is None
+        assert [m["movie_id"] for m in r.json()["liked"]] == [11]
+        assert c.get("/api/recommendations").status_code == 503
+        app.state.gate._pending = 0
+        assert c.get("/api/recommendations").status_code == 200
+
+
 def test_batcher_shares_one_computation_between_equal_keys(run_async: Callable[..., Any]) -> None:
     import asyncio
 

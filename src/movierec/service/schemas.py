@@ -127,6 +127,14 @@ class Tag(BaseModel):
     movie_count: int | None = None
 
 
+class RecommendationsOut(BaseModel):
+    movies: list[Movie]
+    tags: list[Tag]
+    fallback: bool
+    notes: list[str]
+    elapsed_ms: float
+
+
 class SessionOut(BaseModel):
     """Everything the visitor has said, in order (most important last)."""
 
@@ -136,14 +144,11 @@ class SessionOut(BaseModel):
     disliked_tags: list[str]
     filters: dict[str, Any]
     favourites: list[int]
-
-
-class RecommendationsOut(BaseModel):
-    movies: list[Movie]
-    tags: list[Tag]
-    fallback: bool
-    notes: list[str]
-    elapsed_ms: float
+    recommendations: RecommendationsOut | None = Field(
+        default=None,
+        description="The changed session's recommendations, when the change asked for them (``?n=``); "
+        "null when it did not, or when the recommender was busy (then ask ``GET /api/recommendations``).",
+    )
 
 
 class Health(BaseModel):

@@ -4,19 +4,26 @@ from __future__ import annotations
 
 import asyncio
 import sqlite3
+import time
 from collections.abc import Callable
 from contextlib import suppress
-from typing import Any, TypeVar
+from typing import Annotated, Any, TypeVar
 
-from fastapi import HTTPException
+from fastapi import HTTPException, Query
 
 from movierec.service.deps import Visit
-from movierec.service.schemas import Movie, SessionOut
+from movierec.service.gate import Busy
+from movierec.service.schemas import Movie, RecommendationsOut, SessionOut, Tag
+from movierec.service.scorer import ScorerError
 from movierec.serving import CARD_FIELDS, Engine
 from movierec.storage.catalog import get_movies
 from movierec.storage.sessions import SessionState, UnknownSessionError
 
 T = TypeVar("T")
+
+#: ``n``: recommended movies asked for; ``n_tags``: recommended tags
+MoviesN = Annotated[int, Query(ge=1, le=100, description="How many recommended movies.")]
+TagsN = Annotated[int, Query(ge=0, le=50, description="How many recommended tags.")]
 
 
 def card_rows(conn: sqlite3.Connection, engine: Engine | None, ids: list[int]) -> list[dict[str, Any]]:
@@ -67,6 +74,41 @@ async def recommendations_for(v: Visit, state: SessionState, n: int, n_tags: int
     if rec is None:
         rec = await v.state.rec_batcher.submit((state, n, n_tags))
     return rec
+
+
+async def recommendations_out(
+    v: Visit, state: SessionState, n: int, n_tags: int, start: float | None = None
+) -> RecommendationsOut:
+    """The answer of ``GET /api/recommendations`` for ``state``: cards with score and reason,
+    tags, and the server's time since ``start`` (``time.perf_counter()``; default: now)."""
+    start = time.perf_counter() if start is None else start
+    rec = await recommendations_for(v, state, n, n_tags)
+    extra = {m["movie_id"]: {"score": m["score"], "reason": m["reason"]} for m in rec["movies"]}
+    return RecommendationsOut(
+        movies=cards(v.conn, [m["movie_id"] for m in rec["movies"]], extra, engine=v.engine),
+        tags=[Tag(**t) for t in rec["tags"]],
+        fallback=rec["fallback"],
+        notes=rec["notes"],
+        elapsed_ms=round((time.perf_counter() - start) * 1000, 2),
+    )
+
+
+async def changed_session(v: Visit, state: SessionState, n: int | None, n_tags: int) -> SessionOut:
+    """The answer to a change of the session: its new state, with its recommendations when
+    the change asked for them (``n`` movies, ``n_tags`` tags: one round trip per click).
+
+    The change is already stored: a busy or restarting recommender leaves
+    ``recommendations`` null (the page then asks ``GET /api/recommendations``, which
+    answers 503 with Retry-After) rather than failing a write that succeeded. Without
+    ``n`` the recommendations are prefetched (:func:`prefetch`).
+    """
+    out = session_out(v.conn, state, v.engine)
+    if n is None:
+        prefetch(v, state)
+    else:
+        with suppress(Busy, ScorerError):
+            out.recommendations = await recommendations_out(v, state, n, n_tags)
+    return out
 
 
 def prefetch(v: Visit, state: SessionState) -> None:

@@ -4,20 +4,25 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, HTTPException, Path
+from fastapi import APIRouter, HTTPException, Path, Query
 
-from movierec.service.deps import Visit, VisitDep
-from movierec.service.routers._common import prefetch, require_movie, session_out, store_call
+from movierec.service.deps import VisitDep
+from movierec.service.routers._common import (
+    TagsN,
+    changed_session,
+    require_movie,
+    session_out,
+    store_call,
+)
 from movierec.service.schemas import FiltersIn, ItemIn, ItemRef, Kind, OrderIn, SessionOut, TagName
-from movierec.storage.sessions import SessionState
 
 router = APIRouter(tags=["session"])
 
-
-def changed(v: Visit, state: SessionState) -> SessionOut:
-    """The answer to a change of the session: its new state, its recommendations prefetched."""
-    prefetch(v, state)
-    return session_out(v.conn, state, v.engine)
+#: every change of the session can bring back its recommendations (``?n=24&n_tags=12``)
+RecsN = Annotated[
+    int | None,
+    Query(ge=1, le=100, description="Also return this many recommended movies for the changed session."),
+]
 
 
 @router.get("/session", response_model=SessionOut)
@@ -27,17 +32,19 @@ async def get_session(v: VisitDep) -> SessionOut:
 
 
 @router.post("/session/items", response_model=SessionOut, responses={404: {"description": "Unknown movie"}})
-async def add_item(item: ItemIn, v: VisitDep) -> SessionOut:
+async def add_item(item: ItemIn, v: VisitDep, n: RecsN = None, n_tags: TagsN = 12) -> SessionOut:
     """Like or dislike a movie or a tag (the last one added counts most)."""
     if item.kind == "movie":
         require_movie(v.conn, int(item.value), v.engine)
-    return changed(v, store_call(v.store.add, v.token, item.kind, item.value, item.feedback))
+    return await changed_session(
+        v, store_call(v.store.add, v.token, item.kind, item.value, item.feedback), n, n_tags
+    )
 
 
 @router.delete("/session/items", response_model=SessionOut)
-async def remove_item(item: ItemRef, v: VisitDep) -> SessionOut:
+async def remove_item(item: ItemRef, v: VisitDep, n: RecsN = None, n_tags: TagsN = 12) -> SessionOut:
     """Forget a liked or disliked movie or tag."""
-    return changed(v, store_call(v.store.remove, v.token, item.kind, item.value))
+    return await changed_session(v, store_call(v.store.remove, v.token, item.kind, item.value), n, n_tags)
 
 
 @router.delete("/session/items/{kind}/{value}", response_model=SessionOut)
@@ -45,6 +52,8 @@ async def remove_item_path(
     kind: Kind,
     value: Annotated[TagName, Path()],
     v: VisitDep,
+    n: RecsN = None,
+    n_tags: TagsN = 12,
 ) -> SessionOut:
     """Path form of ``DELETE /session/items``: ``/session/items/movie/2571``, ``/session/items/tag/heist``."""
     ref: int | str = value
@@ -52,21 +61,23 @@ async def remove_item_path(
         if not value.isdigit() or len(value) > 18 or int(value) < 1:
             raise HTTPException(status_code=422, detail="a movie id must be an integer >= 1")
         ref = int(value)
-    return changed(v, store_call(v.store.remove, v.token, kind, ref))
+    return await changed_session(v, store_call(v.store.remove, v.token, kind, ref), n, n_tags)
 
 
 @router.put("/session/order", response_model=SessionOut)
-async def reorder(order: OrderIn, v: VisitDep) -> SessionOut:
+async def reorder(order: OrderIn, v: VisitDep, n: RecsN = None, n_tags: TagsN = 12) -> SessionOut:
     """New order of one list (a permutation of it); the last item is the most important."""
-    return changed(v, store_call(v.store.reorder, v.token, order.kind, order.feedback, list(order.ordered)))
+    return await changed_session(
+        v, store_call(v.store.reorder, v.token, order.kind, order.feedback, list(order.ordered)), n, n_tags
+    )
 
 
 @router.put("/session/filters", response_model=SessionOut)
-async def set_filters(filters: FiltersIn, v: VisitDep) -> SessionOut:
+async def set_filters(filters: FiltersIn, v: VisitDep, n: RecsN = None, n_tags: TagsN = 12) -> SessionOut:
     """Filters on recommendations: minimum mean rating, year range, genres (any of)."""
     unknown = [g for g in filters.genres if g not in v.engine.genre_names]
     if unknown:
         raise HTTPException(
             status_code=422, detail=f"unknown genre(s) {unknown}; known: {list(v.engine.genre_names)}"
         )
-    return changed(v, store_call(v.store.set_filters, v.token, filters.model_dump()))
+    return await changed_session(v, store_call(v.store.set_filters, v.token, filters.model_dump()), n, n_tags)

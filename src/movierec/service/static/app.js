@@ -66,8 +66,9 @@ function notify(msg) {
 // One entry per gesture that asks for new recommendations (like, dislike, remove,
 // reorder, filter), timed by the page itself: from the event handler's entry
 // (performance.now()) to the first frame drawn after the new recommendations are in
-// the DOM. Parts: the mutation request, the recommendations request (and the server's
-// own `elapsed_ms` inside it), the DOM update, and the wait for the frame.
+// the DOM. Parts: the mutation request (which brings the recommendations back with
+// it: `fetchMs` stays null unless they had to be asked for separately), the server's
+// own `elapsed_ms` for the recommendations, the DOM update, and the wait for the frame.
 // window.__movierecTimings keeps the last 100 entries; the browser test logs them.
 const timings = [];
 window.__movierecTimings = timings;
@@ -437,41 +438,48 @@ async function move(feedback, id, delta, keepFocus = false, timing = null) {
 }
 
 // ------------------------------------------------------------------ actions
-// A change to the session: send it, and the moment the new session comes back ask for
-// the recommendations it gives; redraw the session bar (and search results) while that
-// request is in flight, then wait for the recommendations to be drawn.
-async function mutate(request, timing, { search = false, after = null } = {}) {
+// A change to the session, in one round trip: the answer holds the new session and the
+// recommendations it gives (`?${RECS}`). Redraw the session bar (and search results),
+// then the recommendations, unless a newer request is on its way. A busy recommender
+// answers the change without them: then ask for them on their own (that retries).
+const RECS = "n=24&n_tags=12";
+
+async function mutate(method, url, body, timing, { search = false, after = null } = {}) {
+  const seq = ++state.recSeq;
+  $("#recs").setAttribute("aria-busy", "true");
+  const t0 = performance.now();
+  if (timing) timing.requestedAt = t0;
   let session;
   try {
-    session = await request;
+    session = await api(method, `${url}?${RECS}`, body);
   } catch (err) {
     dropTiming(timing, "failed");
+    if (seq === state.recSeq) $("#recs").setAttribute("aria-busy", "false");
     if (err instanceof ApiError) notify(`Could not do that: ${err.message}`);
     return false;
   }
-  if (timing) {
-    timing.mutationMs = performance.now() - timing.start;
-    timing.requestedAt = performance.now();
-  }
-  state.session = session;
-  const recs = loadRecs();
+  const t1 = performance.now();
+  if (timing) timing.mutationMs = t1 - timing.start;
+  const { recommendations, ...rest } = session;
+  state.session = rest;
   renderSession();
   if (search) rerenderSearch();
   if (after) after();
-  await recs;
+  if (!recommendations) await loadRecs();
+  else if (seq === state.recSeq) renderRecs(recommendations, t0, null);
   return true;
 }
 
 function sendItem(kind, value, feedback, timing = null) {
-  return mutate(api("POST", "/api/session/items", { kind, value, feedback }), timing, { search: true });
+  return mutate("POST", "/api/session/items", { kind, value, feedback }, timing, { search: true });
 }
 
 function removeItem(kind, value, timing = null) {
-  return mutate(api("DELETE", "/api/session/items", { kind, value }), timing, { search: true });
+  return mutate("DELETE", "/api/session/items", { kind, value }, timing, { search: true });
 }
 
 function sendOrder(kind, feedback, ordered, timing = null, after = null) {
-  return mutate(api("PUT", "/api/session/order", { kind, feedback, ordered }), timing, { after });
+  return mutate("PUT", "/api/session/order", { kind, feedback, ordered }, timing, { after });
 }
 
 async function toggleFav(id) {
@@ -518,7 +526,7 @@ async function loadRecs() {
   const t0 = performance.now();
   let data;
   try {
-    data = await api("GET", "/api/recommendations?n=24&n_tags=12");
+    data = await api("GET", `/api/recommendations?${RECS}`);
   } catch (err) {
     if (err instanceof ApiError && err.status === 503) {
       notify("The recommender is busy, retrying…");
@@ -529,7 +537,14 @@ async function loadRecs() {
     return;
   }
   if (seq !== state.recSeq) return; // a newer request is on its way
+  renderRecs(data, t0, performance.now() - t0);
+}
+
+// Draw recommendations that answer a request sent at `t0` (`fetchMs`: how long a separate
+// recommendations request took; null when they came with the change itself).
+function renderRecs(data, t0, fetchMs) {
   const t1 = performance.now();
+  const ul = $("#recs");
   const tags = $("#suggested-tags");
   const placeCards = renderCards(ul, data.movies);
   const placeTags = renderTagChips(tags, data.tags.map((t) => t.tag));
@@ -539,13 +554,12 @@ async function loadRecs() {
   if (!data.tags.length) tags.append(el("li", { class: "empty", text: "Like a movie to get tag suggestions" }));
   ul.setAttribute("aria-busy", "false");
   afterNextFrame(restoreFocus);
-  const t2 = performance.now();
-  const ms = Math.round(t2 - t0);
+  const ms = Math.round(performance.now() - t0);
   notify(data.fallback ? `Popular picks — like something to personalise (${ms} ms)` : `Updated in ${ms} ms`);
   state.recVersion += 1;
   document.body.dataset.recVersion = String(state.recVersion);
   document.body.dataset.recMs = String(ms);
-  finishTimings(t0, t1 - t0, data.elapsed_ms ?? null, performance.now() - t1);
+  finishTimings(t0, fetchMs, data.elapsed_ms ?? null, performance.now() - t1);
 }
 
 // ------------------------------------------------------------------ search
@@ -654,7 +668,7 @@ async function sendFilters(ev) {
     year_max: yMax,
     genres: [...document.querySelectorAll("#f-genres input:checked")].map((b) => b.value),
   };
-  await mutate(api("PUT", "/api/session/filters", body), timing);
+  await mutate("PUT", "/api/session/filters", body, timing);
 }
 
 function setupFilters() {
