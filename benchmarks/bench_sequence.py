@@ -5,7 +5,8 @@ Run with ``python benchmarks/bench_sequence.py [--threads 2] [--skip-quality]``.
 1. Latency of :func:`movierec.ranking.recommend` for one 20-like session
    (top 20 movies and 10 tags) on the ml-latest-small catalogue and on a
    synthetic 60,000-movie catalogue (untrained weights: latency does not
-   depend on their values).
+   depend on their values), with float32 heads and with the int8 heads the
+   web service scores with (``SequenceConfig.int8_heads``).
 2. Next-item quality on ml-latest-small with the project harness
    (``next-item`` protocol: temporal leave-last, full ranking excluding the
    user's history): popularity vs ``sequence`` vs ``sequence-attn``.
@@ -36,7 +37,9 @@ MIRROR = Path("/work/shared/data/movielens")
 
 
 def latency(data: Dataset, name: str, calls: int, rng: np.random.Generator) -> dict[str, float]:
-    """p50 / p99 milliseconds of ``recommend`` for random 20-like sessions with 2 liked tags."""
+    """p50 / p99 milliseconds of ``recommend`` for random 20-like sessions with 2 liked tags,
+    with float32 heads and with int8 heads (``int8_heads``, what the web service runs),
+    taken in alternating blocks so that both see the same machine."""
     model = create(name, epochs=0).fit(data, rng)  # untrained: same cost as trained weights
     catalog = Catalog.from_dataset(data)
     popular = np.argsort(-data.movie_popularity)[: max(200, 20)]
@@ -47,14 +50,23 @@ def latency(data: Dataset, name: str, calls: int, rng: np.random.Generator) -> d
         )
         for _ in range(calls)
     ]
-    for q in sessions[:10]:  # warm-up
-        recommend(model, [q], 20, catalog=catalog, n_tags=10)
-    times = np.empty(calls)
-    for i, q in enumerate(sessions):
-        start = time.perf_counter()
-        recommend(model, [q], 20, catalog=catalog, n_tags=10)
-        times[i] = time.perf_counter() - start
-    return {"p50_ms": 1e3 * float(np.percentile(times, 50)), "p99_ms": 1e3 * float(np.percentile(times, 99))}
+    times = {False: np.empty(calls), True: np.empty(calls)}
+    for int8 in (False, True):  # warm-up (and the int8 copy of the heads)
+        model.config.int8_heads = int8
+        for q in sessions[:10]:
+            recommend(model, [q], 20, catalog=catalog, n_tags=10)
+    for block in range(0, calls, 50):
+        for int8 in (False, True):
+            model.config.int8_heads = int8
+            for i in range(block, min(block + 50, calls)):
+                start = time.perf_counter()
+                recommend(model, [sessions[i]], 20, catalog=catalog, n_tags=10)
+                times[int8][i] = time.perf_counter() - start
+    out = {}
+    for int8, label in ((False, ""), (True, "int8_")):
+        out[f"{label}p50_ms"] = 1e3 * float(np.percentile(times[int8], 50))
+        out[f"{label}p99_ms"] = 1e3 * float(np.percentile(times[int8], 99))
+    return out
 
 
 def main() -> None:
@@ -87,11 +99,18 @@ def main() -> None:
     if not args.skip_latency:
         big = markov_sequences(200, 60_000, 20, rng, n_tags=1000)
         print("\nrecommend() latency, 20-like session + 2 tags, top 20 movies + 10 tags")
-        print(f"{'model':<15}{'catalogue':>12}{'p50 ms':>10}{'p99 ms':>10}")
+        print(
+            f"{'model':<15}{'catalogue':>12}{'p50 ms':>10}{'p99 ms':>10}{'int8 p50':>10}{'int8 p99':>10}"
+            f"{'p50 ratio':>10}"
+        )
         for name in ("sequence", "sequence-attn"):
             for label, d in (("ml-small", data), ("60k synth", big)):
-                r = latency(d, name, args.calls, rng)
-                print(f"{name:<15}{label:>12}{r['p50_ms']:>10.2f}{r['p99_ms']:>10.2f}", flush=True)
+                lat = latency(d, name, args.calls, rng)
+                print(
+                    f"{name:<15}{label:>12}{lat['p50_ms']:>10.2f}{lat['p99_ms']:>10.2f}"
+                    f"{lat['int8_p50_ms']:>10.2f}{lat['int8_p99_ms']:>10.2f}{lat['p50_ms'] / lat['int8_p50_ms']:>9.1f}x",
+                    flush=True,
+                )
     if not args.skip_quality:
         print("\nnext-item protocol on ml-latest-small (full ranking, history excluded), 95% bootstrap CIs")
         overrides = (

@@ -1,13 +1,15 @@
 """Session evaluations of the interactive recommenders on ml-latest-small.
 
 Run with ``python benchmarks/bench_session.py [--models pop,itemknn,ease,sequence,sequence-attn]
-[--epochs 0] [--threads 2] [--seed 0] [--skip tags,dislike,nodislike,clicks]
+[--epochs 0] [--threads 2] [--seed 0] [--skip tags,dislike,nodislike,clicks] [--int8-compare]
 [--dislike-push 0,1,2,4 --push-spaces head,input --push-aggs max,mean --push-floors 0,0.2]``.
 
 1. Tag-conditioned next-item: the ``next-item`` protocol (temporal leave-last,
    full ranking, history excluded) with and without the test movie's 3
    heaviest tags given as the session's liked tags (``next-item-tags``); the
    gain is a paired bootstrap difference over the same test users, one fit per model.
+   ``--int8-compare``: each sequence model's fit is also scored with float32 heads
+   (``int8_heads=False``), paired against its int8 scores.
 2. Dislike effect: for each test user's history, dislike the model's top
    recommendation and report where its 10 nearest item-kNN neighbours rank
    before and after; ``sequence`` trained with the dislike loss vs without it
@@ -77,6 +79,11 @@ def main() -> None:
     parser.add_argument("--push-aggs", default="max", help="comma list: max,mean")
     parser.add_argument("--push-floors", default="0", help="comma list of dislike_push_floor values")
     parser.add_argument(
+        "--int8-compare",
+        action="store_true",
+        help="part 1: also score each fitted sequence model with its heads' other precision (int8_heads)",
+    )
+    parser.add_argument(
         "--overrides", default="", help="extra sequence config as JSON, e.g. '{\"dislike_push_train\": true}'"
     )
     args = parser.parse_args()
@@ -121,6 +128,22 @@ def main() -> None:
                 f"{res.fit_seconds:>8.0f}",
                 flush=True,
             )
+            if args.int8_compare and name in SEQUENCE:
+                # the same fit scored with float32 heads: what the int8 heads cost in quality
+                saved = dataclasses.replace(model.config)
+                model.config = dataclasses.replace(saved, int8_heads=not saved.int8_heads)
+                other, _, _ = plain.evaluate(model, prepared, (10,))
+                model.config = saved
+                d = paired_comparison(
+                    res.per_user["ndcg@10"], other["ndcg@10"], np.random.default_rng(args.seed), 1000
+                )
+                print(
+                    f"   int8_heads={saved.int8_heads} vs {not saved.int8_heads}: NDCG@10 "
+                    f"{res.metrics['ndcg@10']:.4f} vs {np.nanmean(other['ndcg@10']):.4f}, HR@10 "
+                    f"{res.metrics['hr@10']:.4f} vs {np.nanmean(other['hr@10']):.4f}; paired dNDCG "
+                    f"{d['mean_diff']:+.4f} [{d['ci_low']:+.4f}, {d['ci_high']:+.4f}]",
+                    flush=True,
+                )
 
     if "dislike" not in skip and "sequence" in names:
         print("\n2. dislike the top recommendation: ranks of its 10 item-kNN neighbours (0 = first)")

@@ -196,6 +196,32 @@ def test_save_load_identical(fitted: SequenceLSTM, tmp_path: Path) -> None:
     np.testing.assert_array_equal(loaded.score_tags(qs), fitted.score_tags(qs))
 
 
+def test_int8_heads_score_like_the_float_heads(fitted: SequenceLSTM, tmp_path: Path) -> None:
+    """``int8_heads`` quantises only the heads the scores come from: the chain is still learnt,
+    scores stay close to the float ones, and new weights (``load_state``) get a new int8 copy."""
+    qs = [Query.session(liked=[i], liked_tags=[tag_index(fitted, i % N_TAGS)]) for i in range(N_MOVIES)]
+    ref, ref_tags = fitted.score(qs), fitted.score_tags(qs)
+    model = load_model(save_model(fitted, tmp_path / fitted.name))
+    model.config.int8_heads = True
+    got, got_tags = model.score(qs), model.score_tags(qs)
+    assert got.dtype == np.float32 and got.shape == ref.shape and got_tags.shape == ref_tags.shape
+    assert not np.array_equal(got, ref)  # it did run the int8 heads
+    np.testing.assert_allclose(got, ref, atol=0.1)
+    np.testing.assert_allclose(got_tags, ref_tags, atol=0.1)
+    top3 = np.argsort(-got, axis=1)[:, :3]
+    assert np.mean([(i + 1) % N_MOVIES in top3[i] for i in range(N_MOVIES)]) >= 0.8
+    assert model._scoring_net() is model._scoring_net()  # made once per set of weights
+    # other weights: the int8 copy follows them
+    other = {k: v * 0.5 if k == "net.movie_head.weight" else v for k, v in model.state().items()}
+    model.load_state(other)
+    halved = model.score(qs)
+    model.config.int8_heads = False
+    np.testing.assert_allclose(halved, model.score(qs), atol=0.1)
+    assert not np.allclose(halved, got, atol=0.1)
+    # training and the retrieval vectors stay float32
+    assert model.state()["net.movie_head.weight"].dtype == np.float32
+
+
 def test_explain_names_the_most_similar_like(fitted: SequenceLSTM) -> None:
     q = Query.session(liked=[2, 11])
     reasons = fitted.explain(q, np.array([3, 12]))

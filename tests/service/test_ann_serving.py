@@ -135,6 +135,7 @@ def _client(home: Path, ann_min_movies: int) -> TestClient:
         model_dir=home / "model",
         database_path=home / "db.sqlite3",
         ann_min_movies=ann_min_movies,
+        int8_heads=False,  # the index re-scores in float32: compare with exact float32 scoring
     )
     return TestClient(create_app(settings))
 

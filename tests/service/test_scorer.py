@@ -23,6 +23,7 @@ from movierec.service.app import build_engine, create_app
 from movierec.service.config import ServiceSettings
 from movierec.service.scorer import ProcessScorer, ScorerError
 from movierec.settings import Settings
+from movierec.storage.catalog import build_catalog
 from movierec.storage.db import connect
 from movierec.storage.sessions import SessionState
 
@@ -185,3 +186,25 @@ def test_a_scorer_that_keeps_dying_is_a_503_not_a_500(tmp_path: Path, home: Path
             app.state.scorer = real
         assert r.status_code == 503 and r.headers["retry-after"] == "5"
         assert "restarting" in r.json()["detail"]
+
+
+def test_int8_heads_reach_the_scoring_process(tmp_path: Path, tiny: Dataset) -> None:
+    """``ServiceSettings.int8_heads`` (on by default) gets the sequence model's int8 heads in
+    the server's engine and in the scoring process alike, so both answer the same."""
+    model = create("sequence", embed_dim=16, hidden_dim=32, max_len=8, epochs=2, patience=0, batch_size=32)
+    save_model(model.fit(tiny), tmp_path / "model")
+    conn = connect(tmp_path / "db.sqlite3")
+    try:
+        build_catalog(tiny, conn)
+        assert build_engine(tmp_path / "model", conn).model.config.int8_heads is False
+        here = build_engine(tmp_path / "model", conn, int8_heads=True)
+    finally:
+        conn.close()
+    assert here.model.config.int8_heads is True and ServiceSettings().int8_heads is True
+    s = ProcessScorer(tmp_path / "model", tmp_path / "db.sqlite3", int8_heads=True)
+    try:
+        assert s.start(timeout=120) == "sequence"
+        requests = [(st, 6, 3) for st in STATES]
+        assert s(requests) == here.recommend_many(requests)
+    finally:
+        s.close(wait=True)

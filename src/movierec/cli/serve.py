@@ -80,6 +80,14 @@ InferenceProcessOpt = Annotated[
         "contention with the request handling) or in worker threads of the server process.",
     ),
 ]
+Int8HeadsOpt = Annotated[
+    bool,
+    typer.Option(
+        "--int8-heads/--float-heads",
+        help="Score with int8 weights in the sequence models' output heads (default: most of a "
+        "recommendation's CPU, ranking nearly unchanged) or in float32 as evaluated.",
+    ),
+]
 WatchOpt = Annotated[
     float,
     typer.Option(
@@ -132,6 +140,7 @@ def serve(
     workers: WorkersOpt = 1,
     watch_model: WatchOpt = 0.0,
     inference_process: InferenceProcessOpt = True,
+    int8_heads: Int8HeadsOpt = True,
 ) -> None:
     """Serve the web app and JSON API (OpenAPI at /docs) over a trained model and a built catalogue.
 
@@ -144,7 +153,13 @@ def serve(
     from movierec.service.config import ServiceSettings
 
     s = settings()
-    svc = ServiceSettings(settings=s, model_dir=model, database_path=db, inference_process=inference_process)
+    svc = ServiceSettings(
+        settings=s,
+        model_dir=model,
+        database_path=db,
+        inference_process=inference_process,
+        int8_heads=int8_heads,
+    )
     if not (svc.resolved_model_dir / "meta.json").exists():
         raise FileNotFoundError(
             f"no model at {svc.resolved_model_dir}; train one (`movierec train -o DIR`) or use `movierec run`"
@@ -216,13 +231,18 @@ def run(
     workers: WorkersOpt = 1,
     watch_model: WatchOpt = 0.0,
     inference_process: InferenceProcessOpt = True,
+    int8_heads: Int8HeadsOpt = True,
 ) -> None:
     """Fetch the data, build the catalogue, train a default model if there is none, and serve the web app."""
     from movierec.service.config import ServiceSettings
 
     model_dir, db = prepare(dataset, mirror, model_name=model)
     svc = ServiceSettings(
-        settings=settings(mirror), model_dir=model_dir, database_path=db, inference_process=inference_process
+        settings=settings(mirror),
+        model_dir=model_dir,
+        database_path=db,
+        inference_process=inference_process,
+        int8_heads=int8_heads,
     )
     typer.echo(f"movierec: http://{host}:{port}/  (API docs: http://{host}:{port}/docs)")
     _uvicorn(svc, host, port, workers, watch_model)

@@ -196,11 +196,14 @@ def _replay(messages: list[Message], then: Receive | None = None) -> Receive:
     return receive
 
 
-def build_engine(model_dir: Path, conn: Any, *, ann_min_movies: int = ANN_MIN_MOVIES) -> Any:
+def build_engine(
+    model_dir: Path, conn: Any, *, ann_min_movies: int = ANN_MIN_MOVIES, int8_heads: bool = False
+) -> Any:
     """Load the model at ``model_dir`` and align it with the catalogue in ``conn``.
 
     ``ann_min_movies``: catalogue size from which the engine ranks through an ANN
-    index (:attr:`ServiceSettings.ann_min_movies`; 0 never).
+    index (:attr:`ServiceSettings.ann_min_movies`; 0 never). ``int8_heads``: score with
+    int8 output heads where the model has them (:attr:`ServiceSettings.int8_heads`).
 
     Raises :class:`~movierec.models.artifacts.ArtifactError` for a missing, truncated
     or tampered artifact (checksums), ``RuntimeError`` for an empty catalogue.
@@ -210,6 +213,8 @@ def build_engine(model_dir: Path, conn: Any, *, ann_min_movies: int = ANN_MIN_MO
     from movierec.storage.catalog import all_movies_with_tags
 
     model = load_model(model_dir)
+    if int8_heads and hasattr(model.config, "int8_heads"):
+        model.config.int8_heads = True
     rows = all_movies_with_tags(conn)
     if not rows:
         raise RuntimeError(
@@ -298,7 +303,10 @@ class ModelReloader:
         conn = connect(self.settings.resolved_database_path)
         try:
             engine = build_engine(
-                self.settings.resolved_model_dir, conn, ann_min_movies=self.settings.ann_min_movies
+                self.settings.resolved_model_dir,
+                conn,
+                ann_min_movies=self.settings.ann_min_movies,
+                int8_heads=self.settings.int8_heads,
             )
         finally:
             conn.close()
@@ -374,6 +382,7 @@ def start_scorer(settings: ServiceSettings) -> Any:
         settings.resolved_model_dir,
         settings.resolved_database_path,
         ann_min_movies=settings.ann_min_movies,
+        int8_heads=settings.int8_heads,
     )
     scorer.start()
     return scorer
@@ -419,7 +428,10 @@ def create_app(settings: ServiceSettings | None = None, *, watch_model_s: float 
         try:
             migrate(conn)
             app.state.engine = build_engine(
-                settings.resolved_model_dir, conn, ann_min_movies=settings.ann_min_movies
+                settings.resolved_model_dir,
+                conn,
+                ann_min_movies=settings.ann_min_movies,
+                int8_heads=settings.int8_heads,
             )
             app.state.conn = conn
             store = app.state.store = open_store(settings, conn)

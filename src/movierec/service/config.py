@@ -72,6 +72,13 @@ class ServiceSettings(BaseModel):
             "Needs the 'ann' extra (faiss-cpu); without it the service logs a warning and scores exactly."
         ),
     )
+    int8_heads: bool = Field(
+        default=True,
+        description=(
+            "Score with int8 weights in the sequence models' output heads (most of a recommendation's "
+            "CPU; see SequenceConfig.int8_heads); other models ignore it."
+        ),
+    )
     cookie_name: str = Field(default="movierec_session", description="Name of the anonymous session cookie.")
     cookie_max_age: int = Field(default=365 * 24 * 3600, ge=60, description="Cookie lifetime in seconds.")
 

@@ -42,7 +42,7 @@ def _exit_with(parent: int) -> None:
     os._exit(0)
 
 
-def _child_init(model_dir: str, database_path: str, ann_min_movies: int) -> None:
+def _child_init(model_dir: str, database_path: str, ann_min_movies: int, int8_heads: bool) -> None:
     """Runs once in the child: follow the parent's death, one torch thread, then load the engine."""
     global _ENGINE
     from movierec.service.app import build_engine, limit_torch_threads
@@ -52,7 +52,7 @@ def _child_init(model_dir: str, database_path: str, ann_min_movies: int) -> None
     limit_torch_threads()
     conn = connect(Path(database_path))
     try:
-        _ENGINE = build_engine(Path(model_dir), conn, ann_min_movies=ann_min_movies)
+        _ENGINE = build_engine(Path(model_dir), conn, ann_min_movies=ann_min_movies, int8_heads=int8_heads)
     finally:
         conn.close()
 
@@ -73,8 +73,8 @@ class ProcessScorer:
     model_dir, database_path:
         The model artifact and the catalogue database the child builds its engine from
         (the same the web app's engine was built from).
-    ann_min_movies:
-        As :attr:`~movierec.service.config.ServiceSettings.ann_min_movies`.
+    ann_min_movies, int8_heads:
+        As :attr:`~movierec.service.config.ServiceSettings.ann_min_movies` and ``int8_heads``.
 
     The process is spawned (not forked: the parent runs an event loop and torch
     threads), so, as with any spawned process, a script that builds the app with
@@ -85,8 +85,15 @@ class ProcessScorer:
     the child exits. Calls are thread-safe and block the calling thread only.
     """
 
-    def __init__(self, model_dir: Path, database_path: Path, *, ann_min_movies: int = ANN_MIN_MOVIES) -> None:
-        self._args = (str(model_dir), str(database_path), int(ann_min_movies))
+    def __init__(
+        self,
+        model_dir: Path,
+        database_path: Path,
+        *,
+        ann_min_movies: int = ANN_MIN_MOVIES,
+        int8_heads: bool = False,
+    ) -> None:
+        self._args = (str(model_dir), str(database_path), int(ann_min_movies), bool(int8_heads))
         self._lock = threading.Lock()
         self._pool = self._new_pool()
         self.restarts = 0
