@@ -594,6 +594,26 @@ def test_a_change_keeps_its_write_when_the_recommender_is_busy(service_settings:
         assert c.get("/api/recommendations").status_code == 200
 
 
+def test_a_write_looks_its_session_up_once(client: TestClient, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The write rate limit checks the cookie's session; the route trusts that check."""
+    client.get("/api/session")  # a session and its cookie
+    store = client.app.state.store  # type: ignore[attr-defined]
+    seen: list[str] = []
+    real = store.exists
+
+    def counted(token: str) -> bool:
+        seen.append(token)
+        return bool(real(token))
+
+    monkeypatch.setattr(store, "exists", counted)
+    r = client.post("/api/session/items", json={"kind": "movie", "value": 11, "feedback": "like"})
+    assert r.status_code == 200 and len(seen) == 1
+    assert client.get("/api/session").status_code == 200 and len(seen) == 2  # a read: its own check
+    forged = TestClient(client.app, cookies={"movierec_session": "x" * 43})
+    r = forged.post("/api/session/items", json={"kind": "movie", "value": 11, "feedback": "like"})
+    assert r.status_code == 200 and r.cookies.get("movierec_session") not in (None, "x" * 43)
+
+
 def test_batcher_shares_one_computation_between_equal_keys(run_async: Callable[..., Any]) -> None:
     import asyncio
 

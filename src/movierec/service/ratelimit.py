@@ -21,7 +21,8 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 __all__ = ["RateLimit", "TokenBuckets"]
 
 WRITE_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
-_TOKEN = re.compile(r"[A-Za-z0-9_\-]{16,128}")
+#: what a well-formed session token looks like (anything else is never looked up)
+TOKEN = re.compile(r"[A-Za-z0-9_\-]{16,128}")
 
 
 class TokenBuckets:
@@ -89,6 +90,11 @@ class TokenBuckets:
             return wait
 
 
+#: ``scope["state"]`` key under which :class:`RateLimit` leaves a session token it found in
+#: the store, so that the request's own session check need not ask the store again
+VERIFIED_TOKEN = "movierec.verified_session"
+
+
 class RateLimit:
     """ASGI middleware: limits writes under ``/api/`` per session (see module docstring).
 
@@ -111,9 +117,10 @@ class RateLimit:
                     morsel = None
                 if morsel is not None:
                     token = morsel.value
-        if _TOKEN.fullmatch(token):
+        if TOKEN.fullmatch(token):
             store = getattr(getattr(scope.get("app"), "state", None), "store", None)
             if store is not None and store.exists(token):
+                scope.setdefault("state", {})[VERIFIED_TOKEN] = token
                 return "s:" + token
         client = scope.get("client")
         return "ip:" + (str(client[0]) if client else "?")
