@@ -9,7 +9,9 @@ Run with ``python benchmarks/bench_sequence.py [--threads 2] [--skip-quality]``.
    web service scores with (``SequenceConfig.int8_heads``).
 2. Next-item quality on ml-latest-small with the project harness
    (``next-item`` protocol: temporal leave-last, full ranking excluding the
-   user's history): popularity vs ``sequence`` vs ``sequence-attn``.
+   user's history): popularity and item-to-item ``transitions`` vs ``sequence``
+   vs ``sequence-attn`` (each with its transition blend, weight picked on the
+   validation item).
 """
 
 from __future__ import annotations
@@ -79,7 +81,9 @@ def main() -> None:
     parser.add_argument("--calls", type=int, default=500, help="recommend() calls per latency figure")
     parser.add_argument("--skip-quality", action="store_true", help="latency only")
     parser.add_argument("--skip-latency", action="store_true", help="quality only")
-    parser.add_argument("--models", default="pop,sequence,sequence-attn", help="models for the quality table")
+    parser.add_argument(
+        "--models", default="pop,transitions,sequence,sequence-attn", help="models for the quality table"
+    )
     parser.add_argument("--seed", type=int, default=0, help="seed of the latency sessions")
     parser.add_argument(
         "--seeds", default="0", help="comma list of seeds for the quality table (split + fit)"

@@ -36,6 +36,9 @@ TINY: dict[str, Any] = {
     # the Markov sets have uniform popularity: nothing for a popularity start to add, and these
     # small nets' thresholds were calibrated from a plain start
     "init_popularity": False,
+    # the network alone: these tests pin what it learns (and retrieval reproduces it exactly);
+    # the transition blend has its own tests below
+    "transition_weights": (0.0,),
 }
 CLASSES = {"lstm": SequenceLSTM, "attn": SequenceAttention}
 
@@ -425,3 +428,33 @@ def test_retrieval_vectors_plus_dislike_adjustment_reproduce_the_scores(
     assert not with_push(fitted, 0.0).dislike_adjustment(queries).any()
     with pytest.raises(ValueError, match="movies must be"):
         model.dislike_adjustment(queries, np.zeros(3, np.int64))
+
+
+def test_transition_blend_is_picked_on_validation_and_saved(markov: Dataset, tmp_path: Path) -> None:
+    """A barely trained network on a Markov chain: the transitions (what followed each movie)
+    know the chain, validation picks a positive weight, and the scores are the network's plus
+    that weight times the transition term; saved and loaded alike; retrieval is not exact."""
+    from movierec.ranking import supports_retrieval
+
+    model = tiny(SequenceLSTM, epochs=1, lr=1e-4, transition_weights=(0.0, 1.0, 4.0)).fit(
+        markov, np.random.default_rng(1)
+    )
+    found = model.fit_info.extra["transition_valid_ndcg"]
+    assert set(found) == {"0.0", "1.0", "4.0"} and found["4.0"] > found["0.0"]
+    assert model.transition_weight > 0 and found[str(model.transition_weight)] == max(found.values())
+    qs = [Query.session(liked=[i, (i + 5) % N_MOVIES]) for i in range(N_MOVIES)]
+    scores = model.score(qs)
+    assert model._transitions is not None
+    extra = model._transitions.transition_scores([q.movies for q in qs])
+    np.testing.assert_allclose(scores, model._run(qs)[0] + model.transition_weight * extra, rtol=1e-6)
+    top1 = np.argmax(scores, axis=1)
+    assert np.mean(top1 == (np.arange(N_MOVIES) + 6) % N_MOVIES) >= 0.9  # what follows the last like
+    assert not model.retrieval_exact and not supports_retrieval(model)
+    loaded = load_model(save_model(model, tmp_path / "blend"))
+    assert loaded.transition_weight == model.transition_weight  # type: ignore[attr-defined]
+    np.testing.assert_array_equal(loaded.score(qs), scores)
+    np.testing.assert_array_equal(model.score(qs), scores)  # repeat: the score cache is untouched
+    off = tiny(SequenceLSTM, epochs=1, lr=1e-4).fit(markov, np.random.default_rng(1))
+    assert off.transition_weight == 0.0 and off.retrieval_exact and supports_retrieval(off)
+    with pytest.raises(ValueError, match="transition_weights"):
+        tiny(SequenceLSTM, epochs=1, transition_weights=(-1.0,)).fit(markov)

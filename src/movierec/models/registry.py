@@ -20,6 +20,7 @@ MODELS: dict[str, str] = {
     "gmf": "movierec.models.ncf:GMF",
     "mlp": "movierec.models.ncf:NCFMLP",
     "neumf": "movierec.models.ncf:NeuMF",
+    "transitions": "movierec.models.transitions:Transitions",
     "sequence": "movierec.models.sequence:SequenceLSTM",
     "sequence-attn": "movierec.models.sequence:SequenceAttention",
     "content": "movierec.models.content:ContentRecommender",
