@@ -118,7 +118,9 @@ def main() -> None:
     if not args.skip_quality:
         print("\nnext-item protocol on ml-latest-small (full ranking, history excluded), 95% bootstrap CIs")
         overrides = (
-            {m: {"epochs": args.epochs} for m in ("sequence", "sequence-attn")} if args.epochs else None
+            {m: {"epochs": args.epochs} for m in ("sequence", "sequence-attn") if m in args.models.split(",")}
+            if args.epochs
+            else None
         )
         print(f"{'model':<15}{'seed':>5}{'HR@10':>22}{'NDCG@10':>22}{'MRR@10':>8}{'fit s':>8}")
         by_model: dict[str, list[float]] = {}

@@ -27,7 +27,7 @@ def chain() -> object:
 
 
 def test_what_followed_the_last_movie_ranks_first(chain: object) -> None:
-    model = Transitions().fit(chain)  # type: ignore[arg-type]
+    model = Transitions(window=1, context=1).fit(chain)  # type: ignore[arg-type]
     scores = model.score([Query.session(liked=[i]) for i in range(N_MOVIES)])
     assert scores.dtype == np.float32 and scores.shape == (N_MOVIES, N_MOVIES)
     assert (np.argmax(scores, axis=1) == (np.arange(N_MOVIES) + 1) % N_MOVIES).all()
@@ -35,6 +35,9 @@ def test_what_followed_the_last_movie_ranks_first(chain: object) -> None:
     recent = Transitions(context=2, decay=0.5).fit(chain)  # type: ignore[arg-type]
     s = recent.score([Query.session(liked=[3, 10])])[0]
     assert s[11] > s[4] > s[0]
+    # a dislike leads nowhere: its successor gets nothing from it
+    d = recent.score([Query.session(liked=[3], disliked=[10])])[0]
+    assert d[4] > 0.5 and d[11] < 0.01
 
 
 def test_window_counts_later_steps_at_lower_weight(chain: object) -> None:
@@ -44,7 +47,7 @@ def test_window_counts_later_steps_at_lower_weight(chain: object) -> None:
 
 
 def test_known_user_empty_session_and_bad_settings(chain: object) -> None:
-    model = Transitions().fit(chain)  # type: ignore[arg-type]
+    model = Transitions(window=1, context=1).fit(chain)  # type: ignore[arg-type]
     data = chain
     last = int(data.movie[data.user_ptr[1] - 1])  # type: ignore[attr-defined]
     assert int(np.argmax(model.score_users(np.array([0]))[0])) == (last + 1) % N_MOVIES

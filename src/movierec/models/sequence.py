@@ -47,7 +47,7 @@ from movierec.data.dataset import Dataset
 from movierec.models.base import DISLIKE, LIKE, NotFittedError, Query, Recommender, feedback_from_ratings
 from movierec.models.knn import ItemKNN
 from movierec.models.trainer import TrainConfig, torch_generator, train
-from movierec.models.transitions import Transitions
+from movierec.models.transitions import Transitions, context_movies
 from movierec.ranking import top_per_row
 
 __all__ = [
@@ -179,8 +179,8 @@ class SequenceConfig:
     #: next; on ml-latest-small next-item the blend took sequence-attn from NDCG@10 0.036 to 0.061
     transition_weights: tuple[float, ...] = (0.0, 0.5, 1.0, 2.0, 4.0, 8.0)
     #: pairs up to this many steps apart are counted (weight 1 / distance)
-    transition_window: int = 1
-    #: the query's last this many movies reach their successors (most recent first)
+    transition_window: int = 2
+    #: the query's last this many not-disliked movies reach their successors (most recent first)
     transition_context: int = 3
     #: weight of a context movie ``age`` steps before the last: ``decay ** age``
     transition_decay: float = 0.5
@@ -842,7 +842,7 @@ class SequenceLSTM(Recommender):
         """
         scores = self._run(queries)[0]
         if self._transitions is not None and self._transition_weight:
-            histories = [q.movies for q in self._with_history(queries)]
+            histories = [context_movies(q.movies, q.feedback) for q in self._with_history(queries)]
             # not in place: _run's arrays are also its cache of the last batch
             scores = scores + self._transition_weight * self._transitions.transition_scores(histories)
         return scores
@@ -1035,7 +1035,10 @@ def _ndcg_at(
         extra = None
         if transitions is not None:
             extra = transitions.transition_scores(
-                [movie[a:b] for a, b in zip(first[s : s + step], cut[s : s + step], strict=True)]
+                [
+                    context_movies(movie[a:b], fb[a:b])
+                    for a, b in zip(first[s : s + step], cut[s : s + step], strict=True)
+                ]
             )
         rows = np.repeat(np.arange(n.size), [e.size for e in exclude[s : s + step]])
         cols = np.concatenate(exclude[s : s + step]) if rows.size else rows
