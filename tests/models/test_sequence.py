@@ -439,9 +439,11 @@ def test_transition_blend_is_picked_on_validation_and_saved(markov: Dataset, tmp
     model = tiny(SequenceLSTM, epochs=1, lr=1e-4, transition_weights=(0.0, 1.0, 4.0)).fit(
         markov, np.random.default_rng(1)
     )
-    found = model.fit_info.extra["transition_valid_ndcg"]
+    found = model.fit_info.extra["transition_valid_ndcg"]["plain"]
     assert set(found) == {"0.0", "1.0", "4.0"} and found["4.0"] > found["0.0"]
     assert model.transition_weight > 0 and found[str(model.transition_weight)] == max(found.values())
+    with_tags = model.fit_info.extra["transition_valid_ndcg"]["tags"]
+    assert with_tags[str(model.transition_weight_with_tags)] == max(with_tags.values())
     qs = [Query.session(liked=[i, (i + 5) % N_MOVIES]) for i in range(N_MOVIES)]
     scores = model.score(qs)
     assert model._transitions is not None
@@ -450,6 +452,12 @@ def test_transition_blend_is_picked_on_validation_and_saved(markov: Dataset, tmp
     top1 = np.argmax(scores, axis=1)
     assert np.mean(top1 == (np.arange(N_MOVIES) + 6) % N_MOVIES) >= 0.9  # what follows the last like
     assert not model.retrieval_exact and not supports_retrieval(model)
+    # a dislike takes the transition support away from the disliked movie (and the ones like it)
+    assert model.config.dislike_push > 0
+    support = model._transitions.transition_scores([np.array([3])])[0]
+    assert support[4] > 1.0  # 4 follows 3
+    a, b = model.score([Query.session(liked=[3]), Query.session(liked=[3], disliked=[4])])
+    assert b[4] < a[4] - model.transition_weight * 0.5 * support[4]
     loaded = load_model(save_model(model, tmp_path / "blend"))
     assert loaded.transition_weight == model.transition_weight  # type: ignore[attr-defined]
     np.testing.assert_array_equal(loaded.score(qs), scores)
