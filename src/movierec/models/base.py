@@ -161,6 +161,43 @@ def feedback_thresholds(data: Dataset) -> tuple[float, float]:
     return float(like), float(dislike)
 
 
+@dataclass(frozen=True)
+class Histories:
+    """Every training user's rated movies in time order, with their feedback: the session a
+    query naming only a known user stands for, in the sequence-aware models.
+
+    ``movie`` ``(n,)`` int64 movie indices and ``feedback`` ``(n,)`` int8 (+1/0/-1), rows in
+    (user, time) order; ``ptr`` ``(n_users + 1,)`` int64: user ``u``'s rows are ``ptr[u]:ptr[u + 1]``.
+    """
+
+    movie: np.ndarray
+    feedback: np.ndarray
+    ptr: np.ndarray
+
+
+def with_history(
+    queries: Sequence[Query], history: Histories | None, n_movies: int, n_tags: int
+) -> list[Query]:
+    """``queries`` checked against the vocabularies (``IndexError``); with ``history``, one
+    naming only a known user (no movies) becomes that user's history, keeping its tags."""
+    out = []
+    for q in queries:
+        if history is not None and q.movies.size == 0 and q.user is not None:
+            if not 0 <= q.user < history.ptr.size - 1:
+                raise IndexError(f"user index out of range 0..{history.ptr.size - 2}: {q.user}")
+            a, b = history.ptr[q.user], history.ptr[q.user + 1]
+            q = Query(
+                movies=history.movie[a:b],
+                feedback=history.feedback[a:b],
+                liked_tags=q.liked_tags,
+                disliked_tags=q.disliked_tags,
+                user=q.user,
+            )
+        q.check(n_movies, n_tags)
+        out.append(q)
+    return out
+
+
 @dataclass
 class FitInfo:
     """What training left behind, saved in the artifact's ``meta.json``."""

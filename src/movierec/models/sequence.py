@@ -44,7 +44,16 @@ from torch import nn
 from torch.nn import functional as F
 
 from movierec.data.dataset import Dataset
-from movierec.models.base import DISLIKE, LIKE, NotFittedError, Query, Recommender, feedback_from_ratings
+from movierec.models.base import (
+    DISLIKE,
+    LIKE,
+    Histories,
+    NotFittedError,
+    Query,
+    Recommender,
+    feedback_from_ratings,
+    with_history,
+)
 from movierec.models.knn import ItemKNN
 from movierec.models.trainer import TrainConfig, torch_generator, train
 from movierec.models.transitions import Transitions, context_movies
@@ -473,12 +482,11 @@ class SequenceLSTM(Recommender):
         super().__init__(config, **overrides)
         self.net: SequenceNet | None = None
         self._tag_matrix: np.ndarray | None = None
-        self._seq_movie: np.ndarray | None = None
-        self._seq_fb: np.ndarray | None = None
-        self._seq_ptr: np.ndarray | None = None
+        self._history: Histories | None = None  # the training histories (score_users, known users)
         self._last_run: tuple[list[Query], _Push, np.ndarray, np.ndarray] | None = None
-        # the int8-head copy of the net that scores, with the float net it was made from
-        self._int8: tuple[tuple[int, int, int], SequenceNet] | None = None
+        # the int8-head copy of the net that scores, with the float net (and its head weights'
+        # versions) it was made from
+        self._int8: tuple[SequenceNet, tuple[int, int], SequenceNet] | None = None
         # the transition counts blended into the movie scores, and their weights (0: none) for
         # sessions without and with liked tags
         self._transitions: Transitions | None = None
@@ -569,7 +577,7 @@ class SequenceLSTM(Recommender):
         fb = feedback_from_ratings(np.asarray(data.rating), cfg.like_threshold, cfg.dislike_threshold)
         ptr = np.asarray(data.user_ptr, np.int64)
         user = np.asarray(data.user, np.int64)
-        self._seq_movie, self._seq_fb, self._seq_ptr = movie, fb, ptr
+        self._history = Histories(movie, fb, ptr)
         self._tag_matrix = top_per_row(data.movie_tags, cfg.tags_per_movie)
         gen = torch_generator(rng)
         net = self._build_net()
@@ -776,22 +784,7 @@ class SequenceLSTM(Recommender):
 
     def _with_history(self, queries: Sequence[Query]) -> list[Query]:
         """Checked queries; one naming only a known user gets that user's ordered training history."""
-        out = []
-        for q in queries:
-            if q.movies.size == 0 and q.user is not None and self._seq_ptr is not None:
-                if not 0 <= q.user < self._seq_ptr.size - 1:
-                    raise IndexError(f"user index out of range 0..{self._seq_ptr.size - 2}: {q.user}")
-                a, b = self._seq_ptr[q.user], self._seq_ptr[q.user + 1]
-                q = Query(
-                    movies=self._seq_movie[a:b],  # type: ignore[index]
-                    feedback=self._seq_fb[a:b],  # type: ignore[index]
-                    liked_tags=q.liked_tags,
-                    disliked_tags=q.disliked_tags,
-                    user=q.user,
-                )
-            q.check(self.n_movies, self.n_tags)
-            out.append(q)
-        return out
+        return with_history(queries, self._history, self.n_movies, self.n_tags)
 
     def _new_transitions(self) -> Transitions:
         """The transition counter of the blend, as the config sets it (no popularity term)."""
@@ -809,13 +802,11 @@ class SequenceLSTM(Recommender):
         net = self._net()
         if not self.config.int8_heads:
             return net
-        key = (id(net), net.movie_head.weight._version, net.tag_head.weight._version)
-        if self._int8 is None or self._int8[0] != key:
-            self._int8 = (
-                key,
-                _with_int8_heads(net, keep_movie_head=self.config.dislike_push_space == "head"),
-            )
-        return self._int8[1]
+        versions = (net.movie_head.weight._version, net.tag_head.weight._version)
+        if self._int8 is None or self._int8[0] is not net or self._int8[1] != versions:
+            keep = self.config.dislike_push_space == "head"
+            self._int8 = (net, versions, _with_int8_heads(net, keep_movie_head=keep))
+        return self._int8[2]
 
     def _run(self, queries: Sequence[Query]) -> tuple[np.ndarray, np.ndarray]:
         net = self._scoring_net()
@@ -864,10 +855,11 @@ class SequenceLSTM(Recommender):
         w = np.array([tagged if q.liked_tags.size else plain for q in qs], np.float32)
         if not w.any():
             return scores
-        term = self._transitions.transition_scores([context_movies(q.movies, q.feedback) for q in qs])
         push = _Push.of(self.config)
+        penalty = None
         if push.strength and any(q.disliked.size for q in qs):
-            term *= 1.0 + self.dislike_adjustment(qs) / push.strength  # 1 - penalty
+            penalty = -self.dislike_adjustment(qs) / push.strength
+        term = _transition_term(self._transitions, [(q.movies, q.feedback) for q in qs], penalty)
         # not in place: _run's arrays are also its cache of the last batch
         return scores + w[:, None] * term
 
@@ -893,7 +885,7 @@ class SequenceLSTM(Recommender):
 
     def score_users(self, users: np.ndarray) -> np.ndarray:
         """Scores for known user *indices* ``(B,)`` from their time-ordered training histories."""
-        if self._seq_ptr is None:
+        if self._history is None:
             raise NotFittedError(f"{self.name}: score_users needs the training data of fit()")
         return self.score([Query(user=int(u)) for u in np.asarray(users)])
 
@@ -1004,6 +996,18 @@ class SequenceLSTM(Recommender):
             self._transition_weights = (float(w[0]), float(w[-1]))
 
 
+def _transition_term(
+    transitions: Transitions, sessions: Sequence[tuple[np.ndarray, np.ndarray]], penalty: np.ndarray | None
+) -> np.ndarray:
+    """The blend's term before its weight, float32 ``(B, n_movies)``: each session's (movie
+    indices, feedback) transition support, scaled by ``1 - penalty`` (the dislike push's
+    ``(B, n_movies)`` similarity to the session's dislikes, in [0, 1]) when there is one."""
+    term = transitions.transition_scores([context_movies(m, f) for m, f in sessions])
+    if penalty is not None:
+        term *= 1.0 - penalty
+    return term
+
+
 def _with_int8_heads(net: SequenceNet, keep_movie_head: bool = False) -> SequenceNet:
     """An inference copy of ``net`` whose movie and tag heads hold int8 weights (dynamic
     quantisation: activations are quantised per call, outputs are float32).
@@ -1071,16 +1075,11 @@ def _ndcg_at(
         base = logp.numpy()
         extra = None
         if transitions is not None:
-            extra = transitions.transition_scores(
-                [
-                    context_movies(movie[a:b], fb[a:b])
-                    for a, b in zip(first[s : s + step], cut[s : s + step], strict=True)
-                ]
-            )
+            penalty = None
             if push is not None and push.strength and disliked is not None:
-                extra *= (
-                    1.0 - model._net().dislike_penalty(disliked, push.space, push.agg, push.floor).numpy()
-                )
+                penalty = model._net().dislike_penalty(disliked, push.space, push.agg, push.floor).numpy()
+            spans = zip(first[s : s + step], cut[s : s + step], strict=True)
+            extra = _transition_term(transitions, [(movie[a:b], fb[a:b]) for a, b in spans], penalty)
         rows = np.repeat(np.arange(n.size), [e.size for e in exclude[s : s + step]])
         cols = np.concatenate(exclude[s : s + step]) if rows.size else rows
         tgt = target[s : s + step]

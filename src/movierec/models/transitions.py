@@ -28,11 +28,13 @@ import scipy.sparse as sp
 from movierec.data.dataset import Dataset
 from movierec.models.base import (
     DISLIKE,
+    Histories,
     NotFittedError,
     Query,
     Recommender,
     feedback_from_ratings,
     feedback_thresholds,
+    with_history,
 )
 
 
@@ -66,9 +68,7 @@ class Transitions(Recommender):
         super().__init__(config, **overrides)
         self._trans: sp.csr_matrix | None = None
         self._pop: np.ndarray | None = None
-        self._seq_movie: np.ndarray | None = None
-        self._seq_fb: np.ndarray | None = None
-        self._seq_ptr: np.ndarray | None = None
+        self._history: Histories | None = None  # the training histories (score_users, known users)
 
     def _check_config(self) -> None:
         cfg = self.config
@@ -85,7 +85,7 @@ class Transitions(Recommender):
         movie = np.asarray(data.movie, np.int64)  # rows are ordered by (user, time, movie)
         user = np.asarray(data.user, np.int64)
         rows, cols, weights = [], [], []
-        for d in range(1, min(self.config.window, max(movie.size - 1, 1)) + 1):
+        for d in range(1, self.config.window + 1):
             same = user[:-d] == user[d:]
             rows.append(movie[:-d][same])
             cols.append(movie[d:][same])
@@ -100,8 +100,8 @@ class Transitions(Recommender):
         pop = np.log1p(data.movie_popularity.astype(np.float64))
         self._pop = (pop / max(float(pop.max()), 1e-12)).astype(np.float32)
         like, dislike = feedback_thresholds(data)
-        self._seq_fb = feedback_from_ratings(np.asarray(data.rating), like, dislike)
-        self._seq_movie, self._seq_ptr = movie, np.asarray(data.user_ptr, np.int64)
+        fb = feedback_from_ratings(np.asarray(data.rating), like, dislike)
+        self._history = Histories(movie, fb, np.asarray(data.user_ptr, np.int64))
 
     def _require(self) -> tuple[sp.csr_matrix, np.ndarray]:
         if self._trans is None or self._pop is None:
@@ -133,23 +133,13 @@ class Transitions(Recommender):
         """``log1p`` transition weight from each query's last movies, plus the popularity trace,
         float32 ``(len(queries), n_movies)``. A query naming only a known user uses that
         user's training history; an empty one gets popularity alone."""
-        self._require()
-        histories = []
-        for q in queries:
-            q.check(self.n_movies, self.n_tags)
-            if q.movies.size == 0 and q.user is not None and self._seq_ptr is not None:
-                if not 0 <= q.user < self._seq_ptr.size - 1:
-                    raise IndexError(f"user index out of range 0..{self._seq_ptr.size - 2}: {q.user}")
-                assert self._seq_movie is not None and self._seq_fb is not None
-                a, b = self._seq_ptr[q.user], self._seq_ptr[q.user + 1]
-                histories.append(context_movies(self._seq_movie[a:b], self._seq_fb[a:b]))
-            else:
-                histories.append(context_movies(q.movies, q.feedback))
         _, pop = self._require()
+        qs = with_history(queries, self._history, self.n_movies, self.n_tags)
+        histories = [context_movies(q.movies, q.feedback) for q in qs]
         return self.transition_scores(histories) + self.config.popularity * pop
 
     def score_users(self, users: np.ndarray) -> np.ndarray:
-        if self._seq_ptr is None:
+        if self._history is None:
             raise NotFittedError(f"{self.name}: score_users needs the training data of fit()")
         return self.score([Query(user=int(u)) for u in np.asarray(users)])
 
@@ -168,4 +158,4 @@ class Transitions(Recommender):
             shape=(n, n),
         )
         self._pop = np.asarray(state["popularity"], np.float32)
-        self._seq_movie = self._seq_fb = self._seq_ptr = None
+        self._history = None
