@@ -11,7 +11,8 @@ page did before), so each of those is a fresh session state: a cache miss that
 the model must score. Every answer that carries recommendations counts as a
 recommendation request (the ``recommendations`` figures). The run is
 a sweep over visitor counts, each level bounded by ``--seconds`` and
-``--max-requests``; it prints throughput, p50/p95/p99 latency per endpoint and
+``--max-requests``, its visitors arriving over the first ``--ramp-s``
+seconds (default 1, as people do; 0: all in the same millisecond); it prints throughput, p50/p95/p99 latency per endpoint and
 errors (any non-2xx answer or transport failure).
 
 ``--scenario browse`` is the read-heavy mix instead: each visitor likes a few
@@ -42,6 +43,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import gc
 import json
 import os
 import socket
@@ -423,17 +425,28 @@ async def level(
     client: str = "lean",
     think_s: float = 0.0,
     two_trips: bool = False,
+    ramp_s: float = 0.0,
 ) -> dict[str, Any]:
-    """Run ``n`` visitors of ``scenario`` (``click`` or ``browse``) for one sweep level; return its figures."""
+    """Run ``n`` visitors of ``scenario`` (``click`` or ``browse``) for one sweep level; return its figures.
+
+    ``ramp_s``: the visitors arrive at uniformly random moments of the level's first
+    ``ramp_s`` seconds rather than all in the same millisecond.
+    """
     stats = Stats()
     budget = Budget(seconds, max_requests, think_s, seed)
     # fresh visitors per level: a level must not replay (and find cached) the sessions of the one before
     rngs = [np.random.default_rng(s) for s in np.random.SeedSequence([seed, n]).spawn(n)]
+    arrivals = np.random.default_rng([seed, n, 1]).uniform(0.0, ramp_s, n) if ramp_s > 0 else np.zeros(n)
+
+    async def arrive(delay: float, rng: np.random.Generator) -> None:
+        await asyncio.sleep(delay)
+        if scenario == "click":
+            await visitor(url, rng, stats, budget, client, two_trips)
+        else:
+            await browser(url, rng, stats, budget, like_every, client)
+
     cpu0, t0, own0 = cpu_seconds(pid), time.perf_counter(), time.process_time()
-    if scenario == "click":
-        await asyncio.gather(*(visitor(url, r, stats, budget, client, two_trips) for r in rngs))
-    else:
-        await asyncio.gather(*(browser(url, r, stats, budget, like_every, client) for r in rngs))
+    await asyncio.gather(*(arrive(float(d), r) for d, r in zip(arrivals, rngs, strict=True)))
     wall = time.perf_counter() - t0
     cpu1, own = cpu_seconds(pid), time.process_time() - own0
     return {
@@ -551,6 +564,12 @@ def main(argv: list[str] | None = None) -> None:
         help="Mean pause of a visitor between an answer and its next request (0: none, a stress test).",
     )
     p.add_argument(
+        "--ramp-s",
+        type=float,
+        default=1.0,
+        help="The visitors of a level arrive over this many seconds (0: all at once).",
+    )
+    p.add_argument(
         "--two-trips",
         action="store_true",
         help="click: ask GET /api/recommendations after each change instead of taking them in its answer.",
@@ -589,6 +608,8 @@ def main(argv: list[str] | None = None) -> None:
         raise SystemExit("--seconds, --max-requests, --like-every and --workers must be positive")
     if not 0 <= args.think_ms <= 60_000:
         raise SystemExit("--think-ms must be between 0 and 60000")
+    if not 0 <= args.ramp_s < args.seconds:
+        raise SystemExit("--ramp-s must be at least 0 and shorter than --seconds")
 
     proc = None
     if args.url:
@@ -599,11 +620,13 @@ def main(argv: list[str] | None = None) -> None:
         )
     if args.nice > 0:
         os.nice(args.nice)  # after the server started: it keeps the normal priority
+    gc.freeze()  # the generator's own full collections would show up as server latency
     try:
         health = httpx.get(url + "/api/health", timeout=5.0).json()
         print(
             f"target {url}: model {health['model']}, {health['movies']} movies, {health['tags']} tags; "
-            f"scenario {args.scenario}, think time {args.think_ms:g} ms, {args.workers} server process(es), inference in "
+            f"scenario {args.scenario}, think time {args.think_ms:g} ms, visitors arrive over {args.ramp_s:g} s, "
+            f"{args.workers} server process(es), inference in "
             f"{args.inference if proc else 'the server'}, load generator nice {args.nice}"
         )
         pid = proc.pid if proc else args.server_pid
@@ -622,6 +645,7 @@ def main(argv: list[str] | None = None) -> None:
                         args.client,
                         args.think_ms / 1000,
                         args.two_trips,
+                        args.ramp_s,
                     )
                 )
             )

@@ -8,6 +8,7 @@ a model answering NaN fails the probe; each time the old engine stays.
 
 from __future__ import annotations
 
+import gc
 import math
 import os
 import signal
@@ -15,6 +16,7 @@ import socket
 import subprocess
 import sys
 import time
+import weakref
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from types import SimpleNamespace
@@ -205,3 +207,16 @@ def test_sighup_reloads_and_a_broken_model_keeps_the_old_one(svc: ServiceSetting
     finally:
         proc.terminate()
         proc.wait(10.0)
+
+
+def test_the_serving_heap_is_frozen_and_a_reload_frees_the_old_engine(
+    local: TestClient, svc: ServiceSettings, tiny: Dataset
+) -> None:
+    """Startup exempts the long-lived objects from full collections (``gc.freeze``); a
+    reload unfreezes first, so the previous engine does not stay behind."""
+    app: Any = local.app
+    assert gc.get_freeze_count() > 0
+    old = weakref.ref(app.state.engine)
+    save_model(create("itemknn").fit(tiny), svc.resolved_model_dir)
+    assert local.post("/api/admin/reload").status_code == 200
+    assert old() is None and gc.get_freeze_count() > 0
