@@ -9,9 +9,11 @@ Run with ``python benchmarks/bench_sequence.py [--threads 2] [--skip-quality]``.
    web service scores with (``SequenceConfig.int8_heads``).
 2. Next-item quality on ml-latest-small with the project harness
    (``next-item`` protocol: temporal leave-last, full ranking excluding the
-   user's history): popularity and item-to-item ``transitions`` vs ``sequence``
-   vs ``sequence-attn`` (each with its transition blend, weight picked on the
-   validation item).
+   user's history; and ``next-item-untied``, the same with each user's ratings of
+   one same second in a random order, which no model can exploit): popularity
+   and item-to-item ``transitions`` vs ``sequence`` vs ``sequence-attn``
+   (``--blend``: the sequence models with their transition blend, weight picked
+   on the validation item; off by default, as in the library).
 """
 
 from __future__ import annotations
@@ -36,6 +38,8 @@ from movierec.settings import Settings
 
 nan = float("nan")
 MIRROR = Path("/work/shared/data/movielens")
+#: ``--blend``: candidate weights of the transition blend (0 included: the blend may be dropped)
+BLEND_WEIGHTS = (0.0, 0.5, 1.0, 2.0, 4.0, 8.0)
 
 
 def latency(data: Dataset, name: str, calls: int, rng: np.random.Generator) -> dict[str, float]:
@@ -91,6 +95,14 @@ def main() -> None:
     parser.add_argument(
         "--epochs", type=int, default=0, help="override the sequence models' epochs (0: default)"
     )
+    parser.add_argument(
+        "--protocols", default="next-item,next-item-untied", help="comma list of next-item protocols"
+    )
+    parser.add_argument(
+        "--blend",
+        action="store_true",
+        help="sequence models with the transition blend (weights picked on validation)",
+    )
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     with tempfile.TemporaryDirectory() as home:
@@ -116,41 +128,44 @@ def main() -> None:
                     flush=True,
                 )
     if not args.skip_quality:
-        print("\nnext-item protocol on ml-latest-small (full ranking, history excluded), 95% bootstrap CIs")
-        overrides = (
-            {m: {"epochs": args.epochs} for m in ("sequence", "sequence-attn") if m in args.models.split(",")}
-            if args.epochs
-            else None
+        print("\nnext-item protocols on ml-latest-small (full ranking, history excluded), 95% bootstrap CIs")
+        sequence_models = [m for m in ("sequence", "sequence-attn") if m in args.models.split(",")]
+        extra: dict[str, object] = {"epochs": args.epochs} if args.epochs else {}
+        if args.blend:
+            extra["transition_weights"] = BLEND_WEIGHTS
+        overrides = {m: extra for m in sequence_models} if extra else None
+        print(
+            f"{'protocol':<18}{'model':<15}{'seed':>5}{'HR@10':>22}{'NDCG@10':>22}{'MRR@10':>8}{'fit s':>8}"
         )
-        print(f"{'model':<15}{'seed':>5}{'HR@10':>22}{'NDCG@10':>22}{'MRR@10':>8}{'fit s':>8}")
-        by_model: dict[str, list[float]] = {}
-        for seed in [int(s) for s in args.seeds.split(",")]:
-            results = evaluate(
-                args.models.split(","),
-                data,
-                "next-item",
-                seed=seed,
-                ks=(10,),
-                n_resamples=500,
-                model_overrides=overrides,
-            )
-            for r in results:
-                m, ci = r.metrics, r.ci
-                hr, nd = m.get("hr@10", float("nan")), m.get("ndcg@10", float("nan"))
-                hr_ci, nd_ci = ci.get("hr@10", (nan, nan)), ci.get("ndcg@10", (nan, nan))
-                by_model.setdefault(r.model, []).append(nd)
-                print(
-                    f"{r.model:<15}{seed:>5}{hr:>8.4f} [{hr_ci[0]:.3f},{hr_ci[1]:.3f}]"
-                    f"{nd:>8.4f} [{nd_ci[0]:.3f},{nd_ci[1]:.3f}]"
-                    f"{m.get('mrr@10', nan):>8.4f}{r.fit_seconds:>8.1f}",
-                    flush=True,
+        by_model: dict[tuple[str, str], list[float]] = {}
+        for protocol in args.protocols.split(","):
+            for seed in [int(s) for s in args.seeds.split(",")]:
+                results = evaluate(
+                    args.models.split(","),
+                    data,
+                    protocol,
+                    seed=seed,
+                    ks=(10,),
+                    n_resamples=500,
+                    model_overrides=overrides,
                 )
+                for r in results:
+                    m, ci = r.metrics, r.ci
+                    hr, nd = m.get("hr@10", float("nan")), m.get("ndcg@10", float("nan"))
+                    hr_ci, nd_ci = ci.get("hr@10", (nan, nan)), ci.get("ndcg@10", (nan, nan))
+                    by_model.setdefault((protocol, r.model), []).append(nd)
+                    print(
+                        f"{protocol:<18}{r.model:<15}{seed:>5}{hr:>8.4f} [{hr_ci[0]:.3f},{hr_ci[1]:.3f}]"
+                        f"{nd:>8.4f} [{nd_ci[0]:.3f},{nd_ci[1]:.3f}]"
+                        f"{m.get('mrr@10', nan):>8.4f}{r.fit_seconds:>8.1f}",
+                        flush=True,
+                    )
         if len(args.seeds.split(",")) > 1:
             print("\nNDCG@10 across seeds: mean +- 95% t-interval half-width")
-            for name, vals in by_model.items():
+            for (protocol, name), vals in by_model.items():
                 v = np.asarray(vals)
                 half = float(stats.t.ppf(0.975, v.size - 1)) * v.std(ddof=1) / np.sqrt(v.size)
-                print(f"{name:<15}{v.mean():.4f} +- {half:.4f} (n={v.size})")
+                print(f"{protocol:<18}{name:<15}{v.mean():.4f} +- {half:.4f} (n={v.size})")
 
 
 if __name__ == "__main__":

@@ -103,6 +103,47 @@ def test_temporal_ties_broken_by_movie_index() -> None:
     assert data.movies.ids[valid.movie].tolist() == [10]
 
 
+def _tied(n_users: int = 30, per_user: int = 8) -> Dataset:
+    """Every user rates ``per_user`` movies: the first two in their own seconds, the rest in one."""
+    rng = np.random.default_rng(3)
+    user = np.repeat(np.arange(n_users), per_user)
+    movie = np.concatenate([rng.choice(50, per_user, replace=False) for _ in range(n_users)])
+    second = np.tile(np.r_[100, 200, np.full(per_user - 2, 300)], n_users)
+    ratings = pd.DataFrame({"userId": user, "movieId": movie, "rating": 4.0, "timestamp": second})
+    return Dataset.build("tied", ratings, pd.DataFrame({"movieId": np.arange(50), "title": "m"}))
+
+
+def test_shuffle_ties_draws_each_tie_in_a_random_order_and_keeps_the_rest() -> None:
+    data = _tied()
+    untied = splits.shuffle_ties(data, np.random.default_rng(0))
+
+    def rows(d: Dataset) -> list[tuple[int, int, float]]:
+        return sorted(zip(d.user.tolist(), d.movie.tolist(), d.rating.tolist(), strict=True))
+
+    assert rows(untied) == rows(data) and untied.name == "tied:untied"
+    for u in range(data.n_users):
+        lo, hi = data.user_ptr[u], data.user_ptr[u + 1]
+        t = untied.timestamp[lo:hi]
+        assert (np.diff(t) > 0).all()  # strict: no tie is left
+        np.testing.assert_array_equal(t // splits.TIE_STEPS, data.timestamp[lo:hi])  # seconds kept
+        np.testing.assert_array_equal(untied.movie[lo : lo + 2], data.movie[lo : lo + 2])  # untied rows stay
+    # the files' order puts a tie's highest movie id last; drawn at random it is last ~1/6 of the time
+    last_is_max = [
+        untied.movie[untied.user_ptr[u + 1] - 1] == data.movie[data.user_ptr[u + 1] - 1] for u in range(30)
+    ]
+    assert sum(last_is_max) < 15
+    again = splits.shuffle_ties(data, np.random.default_rng(0))
+    np.testing.assert_array_equal(again.movie, untied.movie)  # the seed decides
+
+
+def test_retimed_keeps_the_row_order_invariant() -> None:
+    data = _tied()
+    with pytest.raises(ValueError, match="sorted by"):
+        data.retimed(np.arange(data.n_ratings)[::-1], data.timestamp[::-1])
+    with pytest.raises(ValueError, match="shape"):
+        data.retimed(np.arange(3), data.timestamp[:3])
+
+
 @pytest.mark.parametrize("ratio", [0.0, 1.0, -0.5])
 def test_bad_ratio_is_rejected(ratio: float) -> None:
     with pytest.raises(ValueError, match="test_ratio"):

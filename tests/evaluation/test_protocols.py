@@ -18,6 +18,7 @@ from movierec.evaluation.protocols import (
     Protocol,
     Result,
     TagConditionedNextItemProtocol,
+    UntiedNextItemProtocol,
     feedback_thresholds,
     get_protocol,
     run,
@@ -129,7 +130,14 @@ def data() -> Dataset:
 
 
 def test_registry_of_protocols() -> None:
-    assert set(PROTOCOLS) == {"rating", "topn", "topn-sampled", "next-item", "next-item-tags"}
+    assert set(PROTOCOLS) == {
+        "rating",
+        "topn",
+        "topn-sampled",
+        "next-item",
+        "next-item-tags",
+        "next-item-untied",
+    }
     with pytest.raises(ValueError, match="choose one of"):
         get_protocol("nope")
 
@@ -214,6 +222,35 @@ def test_next_item_queries_hold_the_history_with_feedback(data: Dataset) -> None
     np.testing.assert_array_equal(q.ratings, r)
     pop = _run(proto, prepared, Popularity())
     assert pop.metrics["ndcg@10"] < 1.0
+
+
+class HigherIdNext(Popularity):
+    """Test-only model that exploits the files' tie order: the movie right above the
+    history's last one (by index) is next."""
+
+    name = "higher-id-next"
+
+    def score(self, queries: Sequence[Query]) -> np.ndarray:
+        idx = np.arange(self.n_movies, dtype=np.float32)
+        return np.stack([-np.abs(idx - q.movies[-1] - 1) for q in queries]).astype(np.float32)
+
+
+def test_next_item_untied_takes_away_the_tie_order() -> None:
+    """Each user rates 5 consecutive movies in one second: in the files' order the test movie
+    is the one above the last in history, which ``HigherIdNext`` finds every time; untied,
+    the test movie is a random one of the five."""
+    user = np.repeat(np.arange(40), 5)
+    first = np.random.default_rng(0).integers(0, 90, 40)
+    ratings = pd.DataFrame(
+        {"userId": user, "movieId": (first[:, None] + np.arange(5)).ravel(), "rating": 4.0, "timestamp": 7}
+    )
+    data = Dataset.build("ties", ratings, pd.DataFrame({"movieId": np.arange(100), "title": "m"}))
+    files, untied = get_protocol("next-item"), get_protocol("next-item-untied")
+    assert isinstance(untied, UntiedNextItemProtocol)
+    on_files = _run(files, files.prepare(data, np.random.default_rng(0)), HigherIdNext())
+    on_untied = _run(untied, untied.prepare(data, np.random.default_rng(0)), HigherIdNext())
+    assert on_files.metrics["mrr@10"] == pytest.approx(1.0)
+    assert on_untied.metrics["mrr@10"] < 0.7
 
 
 class TagReader(Popularity):

@@ -20,7 +20,7 @@ def evaluate(
         typer.Option(
             "--protocol",
             "-p",
-            help="rating, topn, topn-sampled (paper comparison only), next-item or next-item-tags.",
+            help="rating, topn, topn-sampled (paper comparison only), next-item, next-item-tags or next-item-untied.",
         ),
     ] = "topn",
     seed: Annotated[int, typer.Option(help="Seed of the split, the fits and the bootstrap.")] = 0,

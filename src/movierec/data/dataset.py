@@ -434,15 +434,35 @@ class Dataset:
         mask = np.asarray(mask, dtype=bool)
         if mask.shape != (self.n_ratings,):
             raise ValueError(f"mask must have shape ({self.n_ratings},), got {mask.shape}")
+        return self._take(mask, self.timestamp[mask], name)
+
+    def retimed(self, order: np.ndarray, timestamp: np.ndarray, name: str | None = None) -> Dataset:
+        """The same ratings, rows taken in ``order`` (a permutation), with new ``timestamp`` values.
+
+        The caller keeps the class's row order: sorted by (user, timestamp, movie)
+        under the new times (checked).
+        """
+        order = np.asarray(order, dtype=np.int64)
+        timestamp = np.asarray(timestamp, dtype=np.int64)
+        if order.shape != (self.n_ratings,) or timestamp.shape != order.shape:
+            raise ValueError(f"order and timestamp must have shape ({self.n_ratings},)")
+        if not np.array_equal(
+            _rating_order(self.user[order], timestamp, self.movie[order], self.n_users), np.arange(order.size)
+        ):
+            raise ValueError("rows must stay sorted by (user, timestamp, movie) under the new times")
+        return self._take(order, timestamp, name)
+
+    def _take(self, rows: np.ndarray, timestamp: np.ndarray, name: str | None) -> Dataset:
+        """The data set with the rating rows ``rows`` (a mask or indices) and ``timestamp`` for them."""
         return Dataset(
             name=name or self.name,
             users=self.users,
             movies=self.movies,
             tags=self.tags,
-            user=_frozen(self.user[mask]),
-            movie=_frozen(self.movie[mask]),
-            rating=_frozen(self.rating[mask]),
-            timestamp=_frozen(self.timestamp[mask]),
+            user=_frozen(self.user[rows]),
+            movie=_frozen(self.movie[rows]),
+            rating=_frozen(self.rating[rows]),
+            timestamp=_frozen(timestamp),
             scale=self.scale,
             movie_info=self.movie_info,
             movie_tags=self.movie_tags,

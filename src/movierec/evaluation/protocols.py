@@ -16,6 +16,8 @@ returns a :class:`Result`.
                    the user's history as a query
 ``next-item-tags`` the same, with the test movie's heaviest tags given as the
                    session's liked tags ("what I want next")
+``next-item-untied`` next-item with each user's ratings of one same second in a
+                   random (seeded) order instead of the files' movie-id order
 =================  ===========================================================
 """
 
@@ -53,6 +55,7 @@ __all__ = [
     "TagConditionedNextItemProtocol",
     "TopNProtocol",
     "UnsupportedError",
+    "UntiedNextItemProtocol",
     "compare",
     "feedback_thresholds",
     "get_protocol",
@@ -475,6 +478,18 @@ class TagConditionedNextItemProtocol(NextItemProtocol):
         return [heaviest[t][heaviest[t] < data.n_tags] if t >= 0 else heaviest[0][:0] for t in target[users]]
 
 
+class UntiedNextItemProtocol(NextItemProtocol):
+    """``next-item`` on :func:`movierec.data.splits.shuffle_ties` data: the ratings a user
+    gave in one same second come in a random order (drawn from the protocol's seed), so
+    no model can score by learning that, within a second, the next movie id is higher."""
+
+    name = "next-item-untied"
+    description = "next-item with each user's ratings of one same second in a random order"
+
+    def prepare(self, data: Dataset, rng: np.random.Generator, *, split: str | None = None) -> Prepared:
+        return super().prepare(splits.shuffle_ties(data, rng), rng, split=split)
+
+
 def _rows_of(data: Dataset, part: Dataset) -> np.ndarray:
     """Bool mask ``(data.n_ratings,)``: rows of ``data`` whose (user, movie) pair is in ``part``."""
     key = data.user.astype(np.int64) * data.n_movies + data.movie
@@ -490,6 +505,7 @@ PROTOCOLS: dict[str, type[Protocol]] = {
         SampledTopNProtocol,
         NextItemProtocol,
         TagConditionedNextItemProtocol,
+        UntiedNextItemProtocol,
     )
 }
 
