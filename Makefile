@@ -15,7 +15,7 @@ endif
 export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 
-.PHONY: run test lint typecheck unit install install-test bench clean
+.PHONY: run test lint typecheck unit install install-test bench bench-recbole clean
 
 $(BIN)/activate:
 	$(PYTHON) -m venv $(VENV)
@@ -51,7 +51,17 @@ unit: install-test
 test: lint typecheck unit
 
 bench: install
-	@for f in benchmarks/bench_*.py; do echo "== $$f"; $(BIN)/python $$f || exit 1; done
+	@for f in benchmarks/bench_*.py; do \
+	  [ "$$f" = benchmarks/bench_recbole.py ] && continue; \
+	  echo "== $$f"; $(BIN)/python $$f || exit 1; done
+
+## Optional: RecBole's SASRec and GRU4Rec on the same next-item split, in their own venv (RecBole's pins)
+RB := .venv-recbole
+bench-recbole:
+	test -x $(RB)/bin/python || $(PYTHON) -m venv $(RB)
+	test -f $(RB)/.installed || ($(RB)/bin/pip install -q -r benchmarks/recbole-requirements.txt \
+	  && $(RB)/bin/pip install -q --no-deps -e . && touch $(RB)/.installed)
+	nice -n 5 $(RB)/bin/python benchmarks/bench_recbole.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache build *.egg-info src/*.egg-info
