@@ -209,8 +209,12 @@ def test_int8_heads_score_like_the_float_heads(fitted: SequenceLSTM, tmp_path: P
     got, got_tags = model.score(qs), model.score_tags(qs)
     assert got.dtype == np.float32 and got.shape == ref.shape and got_tags.shape == ref_tags.shape
     assert not np.array_equal(got, ref)  # it did run the int8 heads
-    np.testing.assert_allclose(got, ref, atol=0.1)
-    np.testing.assert_allclose(got_tags, ref_tags, atol=0.1)
+    # int8 rounding errors grow with the scores' range (and differ between CPUs' int8 kernels):
+    # every score within 3% of that range, the typical one within 1%
+    for q8, f32 in ((got, ref), (got_tags, ref_tags)):
+        scale = float(np.abs(f32).max())
+        np.testing.assert_allclose(q8, f32, atol=0.03 * scale)
+        assert float(np.abs(q8 - f32).mean()) < 0.01 * scale
     top3 = np.argsort(-got, axis=1)[:, :3]
     assert np.mean([(i + 1) % N_MOVIES in top3[i] for i in range(N_MOVIES)]) >= 0.8
     assert model._scoring_net() is model._scoring_net()  # made once per set of weights
