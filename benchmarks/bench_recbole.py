@@ -60,13 +60,11 @@ from movierec.data.load import load_dataset
 from movierec.evaluation.protocols import compare, get_protocol, run
 from movierec.models.base import Query, Recommender
 from movierec.models.registry import create
+from movierec.models.sequence import BLEND_WEIGHTS
 from movierec.settings import Settings
 
 nan = float("nan")
 MIRROR = Path("/work/shared/data/movielens")
-# the candidate blend weights the sequence models shipped with before the blend became opt-in
-# (f0e932f; SequenceConfig.transition_weights, README's next-item row)
-BLEND = (0.0, 0.5, 1.0, 2.0, 4.0, 8.0)
 # child seeds of the run seed, as movierec.evaluation.harness: the split, each fit, the bootstrap
 SPLIT, FIT, STATS = 0, 1, 2
 DEFAULT_MODELS = "sequence-attn+blend,sequence-attn,pop,transitions,sasrec,gru4rec"
@@ -221,7 +219,7 @@ def make(name: str, args: argparse.Namespace) -> Recommender:
     if name == "gru4rec":
         return RecBoleSequential(RecBoleConfig("GRU4Rec", args.epochs_gru4rec, args.max_len))
     if name == "sequence-attn+blend":
-        return create("sequence-attn", transition_weights=BLEND)
+        return create("sequence-attn", transition_weights=BLEND_WEIGHTS)
     return create(name)
 
 

@@ -33,13 +33,12 @@ from movierec.data.synthetic import markov_sequences
 from movierec.evaluation.harness import evaluate
 from movierec.models.base import Query
 from movierec.models.registry import create
+from movierec.models.sequence import BLEND_WEIGHTS
 from movierec.ranking import Catalog, recommend
 from movierec.settings import Settings
 
 nan = float("nan")
 MIRROR = Path("/work/shared/data/movielens")
-#: ``--blend``: candidate weights of the transition blend (0 included: the blend may be dropped)
-BLEND_WEIGHTS = (0.0, 0.5, 1.0, 2.0, 4.0, 8.0)
 
 
 def latency(data: Dataset, name: str, calls: int, rng: np.random.Generator) -> dict[str, float]:

@@ -60,6 +60,7 @@ from movierec.models.transitions import Transitions, context_movies
 from movierec.ranking import top_per_row
 
 __all__ = [
+    "BLEND_WEIGHTS",
     "REASON_PREFIX",
     "SequenceAttention",
     "SequenceConfig",
@@ -81,6 +82,10 @@ def parse_reason(reason: str | None) -> int | None:
     if not reason or "{movie:" not in reason:
         return None
     return int(reason.split("{movie:", 1)[1].split("}", 1)[0])
+
+
+#: the candidate weights that turn the transition blend on (``SequenceConfig.transition_weights``)
+BLEND_WEIGHTS: tuple[float, ...] = (0.0, 0.5, 1.0, 2.0, 4.0, 8.0)
 
 
 @dataclass
@@ -185,7 +190,7 @@ class SequenceConfig:
     #: weight from the query's last transition_context movies)``, ``w`` picked from these on the
     #: validation item after training, one for sessions without liked tags and one with
     #: (0 is always a candidate; ``(0,)``, the default, turns it off). On ml-latest-small
-    #: next-item (4 epochs) ``(0, 0.5, 1, 2, 4, 8)`` took sequence-attn to NDCG@10 0.061 / 0.064
+    #: next-item (4 epochs) :data:`BLEND_WEIGHTS` took sequence-attn to NDCG@10 0.061 / 0.064
     #: (seeds 0, 1; 0.033-0.036 alone) and the LSTM to 0.054, but next-item-tags fell from 0.17
     #: to 0.12 and a disliked movie's neighbours no longer fell (median rank 115 -> 108): an
     #: option for next-item accuracy, not the interactive default
