@@ -51,9 +51,7 @@ unit: install-test
 test: lint typecheck unit
 
 bench: install
-	@for f in benchmarks/bench_*.py; do \
-	  [ "$$f" = benchmarks/bench_recbole.py ] && continue; \
-	  echo "== $$f"; $(BIN)/python $$f || exit 1; done
+	@for f in benchmarks/bench_*.py; do echo "== $$f"; $(BIN)/python $$f || exit 1; done
 
 ## Optional: RecBole's SASRec and GRU4Rec on the same next-item split, in their own venv (RecBole's pins)
 RB := .venv-recbole
@@ -61,7 +59,7 @@ bench-recbole:
 	test -x $(RB)/bin/python || $(PYTHON) -m venv $(RB)
 	test -f $(RB)/.installed || ($(RB)/bin/pip install -q -r benchmarks/recbole-requirements.txt \
 	  && $(RB)/bin/pip install -q --no-deps -e . && touch $(RB)/.installed)
-	nice -n 5 $(RB)/bin/python benchmarks/bench_recbole.py
+	nice -n 5 $(RB)/bin/python benchmarks/compare_recbole.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache build *.egg-info src/*.egg-info

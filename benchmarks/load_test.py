@@ -12,8 +12,9 @@ the model must score. Every answer that carries recommendations counts as a
 recommendation request (the ``recommendations`` figures). The run is
 a sweep over visitor counts, each level bounded by ``--seconds`` and
 ``--max-requests``, its visitors arriving over the first ``--ramp-s``
-seconds (default 1, as people do; 0: all in the same millisecond); it prints throughput, p50/p95/p99 latency per endpoint and
-errors (any non-2xx answer or transport failure).
+seconds (default 1, as people do; 0: all in the same millisecond); it
+prints throughput, p50/p95/p99 latency per endpoint and errors (any non-2xx
+answer or transport failure).
 
 ``--scenario browse`` is the read-heavy mix instead: each visitor likes a few
 movies once, then repeats: get recommendations -> open one recommended movie
@@ -436,7 +437,7 @@ async def level(
     budget = Budget(seconds, max_requests, think_s, seed)
     # fresh visitors per level: a level must not replay (and find cached) the sessions of the one before
     rngs = [np.random.default_rng(s) for s in np.random.SeedSequence([seed, n]).spawn(n)]
-    arrivals = np.random.default_rng([seed, n, 1]).uniform(0.0, ramp_s, n) if ramp_s > 0 else np.zeros(n)
+    arrivals = np.random.default_rng([seed, n, 1]).uniform(0.0, ramp_s, n)
 
     async def arrive(delay: float, rng: np.random.Generator) -> None:
         await asyncio.sleep(delay)

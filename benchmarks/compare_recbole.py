@@ -3,7 +3,7 @@
 Run in the separate RecBole virtualenv (``benchmarks/recbole-requirements.txt`` says how to
 build it; RecBole's pins must stay out of the project's ``.venv``)::
 
-    .venv-recbole/bin/python benchmarks/bench_recbole.py [--models sequence-attn+blend,sequence-attn,
+    .venv-recbole/bin/python benchmarks/compare_recbole.py [--models sequence-attn+blend,sequence-attn,
         pop,transitions,sasrec,gru4rec] [--epochs-sasrec 6] [--epochs-gru4rec 8] [--threads 2] [--seed 0]
 
 Every model goes through the same code path: one split of ml-latest-small by the
@@ -54,14 +54,17 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 import numpy as np
+import scipy.sparse as sp
 import torch
 
 from movierec.data.dataset import Dataset
 from movierec.data.load import load_dataset
+from movierec.evaluation.metrics import ranking_metrics
 from movierec.evaluation.protocols import compare, get_protocol, run
 from movierec.models.base import Query, Recommender
 from movierec.models.registry import create
 from movierec.models.sequence import BLEND_WEIGHTS
+from movierec.ranking import top_n
 from movierec.settings import Settings
 
 nan = float("nan")
@@ -163,18 +166,13 @@ class RecBoleSequential(Recommender):
         (training items excluded), as the next-item protocol ranks the test item."""
         ptr = train.user_ptr
         users = valid.user.astype(np.int64)
-        gains = []
-        for start in range(0, users.size, 512):
-            batch = users[start : start + 512]
-            queries = [Query(movies=train.movie[ptr[u] : ptr[u + 1]]) for u in batch]
-            scores = np.nan_to_num(self.score(queries), nan=-np.inf)
-            for row, q in enumerate(queries):
-                scores[row, q.movies] = -np.inf
-            target = valid.movie[start : start + len(batch)].astype(np.int64)
-            t = scores[np.arange(len(batch)), target]
-            rank = (scores > t[:, None]).sum(axis=1)
-            gains.append(np.where(np.isfinite(t) & (rank < k), 1.0 / np.log2(rank + 2.0), 0.0))
-        return float(np.concatenate(gains).mean())
+        queries = [Query(movies=train.movie[ptr[u] : ptr[u + 1]]) for u in users]
+        ranked, _ = top_n(self.score(queries), k, exclude=[q.movies for q in queries])
+        relevant = sp.csr_matrix(
+            (np.ones(users.size, np.float32), (np.arange(users.size), valid.movie.astype(np.int64))),
+            shape=(users.size, self.n_movies),
+        )
+        return float(ranking_metrics(ranked, relevant, (k,))[f"ndcg@{k}"].mean())
 
     def score(self, queries: Sequence[Query]) -> np.ndarray:
         self._check_fitted()
