@@ -45,6 +45,38 @@ def test_top_n_orders_and_breaks_ties_by_index() -> None:
     np.testing.assert_allclose(vals, [[0.9, 0.5, 0.5]])
 
 
+def test_top_n_ties_at_the_cut_go_to_the_lowest_indices() -> None:
+    """Guards argpartition picking an arbitrary one of the movies tied at the n-th place."""
+    m = 200
+    scores = np.zeros((3, m), np.float32)
+    scores[1, ::2] = np.nan  # even movies unscorable: the tie is over the odd ones
+    scores[2, :50] = -1.0  # the tie starts at movie 50
+    scores[:, [150, 7]] = 2.0  # two clear winners, then the movies tied at 0
+    idx, vals = top_n(scores, 5)
+    assert idx.tolist() == [[7, 150, 0, 1, 2], [7, 150, 1, 3, 5], [7, 150, 50, 51, 52]]
+    np.testing.assert_array_equal(vals, [[2, 2, 0, 0, 0]] * 3)
+    idx, _ = top_n(scores, 4, exclude=[np.array([0]), np.array([1]), np.array([50])])
+    assert idx.tolist() == [[7, 150, 1, 2], [7, 150, 3, 5], [7, 150, 51, 52]]
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_top_n_matches_a_full_sort_with_many_ties(seed: int) -> None:
+    rng = np.random.default_rng(seed)
+    b, m = 40, int(rng.integers(2, 300))
+    scores = rng.integers(0, int(rng.integers(1, 8)), size=(b, m)).astype(np.float32)
+    scores[rng.random((b, m)) < 0.2] = np.nan
+    exclude = [rng.choice(m, size=int(rng.integers(0, m)), replace=False) for _ in range(b)]
+    for n in (1, int(rng.integers(1, m + 1)), m, m + 3):
+        idx, vals = top_n(scores, n, exclude=exclude)
+        for r in range(b):
+            s = np.nan_to_num(scores[r], nan=-np.inf)
+            s[exclude[r]] = -np.inf
+            order = np.lexsort((np.arange(m), -s))[:n]  # score desc, then index asc
+            order = order[np.isfinite(s[order])]
+            assert idx[r].tolist() == order.tolist() + [-1] * (n - order.size)
+            np.testing.assert_array_equal(vals[r, : order.size], s[order])
+
+
 def test_top_n_excludes_list_and_sparse_alike() -> None:
     scores = np.array([[4.0, 3.0, 2.0, 1.0], [1.0, 2.0, 3.0, 4.0]], np.float32)
     by_list, _ = top_n(scores, 2, exclude=[np.array([0]), np.array([3, 2])])

@@ -156,8 +156,9 @@ def top_n(
     Returns
     -------
     indices:
-        ``(B, n)`` int64 movie indices, best first, ``-1`` where fewer than ``n``
-        movies are eligible.
+        ``(B, n)`` int64 movie indices, best first (score descending, then movie index
+        ascending, also among movies tied at the ``n``-th place), ``-1`` where fewer
+        than ``n`` movies are eligible.
     values:
         ``(B, n)`` float32 scores of those movies (``-inf`` at padding).
     """
@@ -190,8 +191,13 @@ def top_n(
     k = min(n, m)
     if k <= 0:
         return np.full((b, n), -1, np.int64), np.full((b, n), -np.inf, np.float32)
-    part = np.argpartition(-s, k - 1, axis=1)[:, :k] if k < m else np.tile(np.arange(m), (b, 1))
-    vals = np.take_along_axis(s, part, axis=1)
+    if k < m:
+        part = np.argpartition(-s, k - 1, axis=1)[:, :k]
+        vals = np.take_along_axis(s, part, axis=1)
+        _lowest_index_ties(s, part, vals)
+    else:
+        part = np.tile(np.arange(m), (b, 1))
+        vals = np.take_along_axis(s, part, axis=1)
     order = np.lexsort((part, -vals), axis=1)  # by score desc, index asc for ties
     idx = np.take_along_axis(part, order, axis=1)
     vals = np.take_along_axis(vals, order, axis=1)
@@ -200,6 +206,44 @@ def top_n(
         idx = np.pad(idx, ((0, 0), (0, n - k)), constant_values=-1)
         vals = np.pad(vals, ((0, 0), (0, n - k)), constant_values=-np.inf)
     return idx.astype(np.int64), vals.astype(np.float32)
+
+
+def _lowest_index_ties(s: np.ndarray, part: np.ndarray, vals: np.ndarray) -> None:
+    """Make an ``np.argpartition`` cut deterministic: where movies tie at the k-th score and
+    only some of them made the cut, take the lowest-index ones (``part`` changes in place).
+
+    ``s``: ``(B, n_movies)`` float32 scores (no NaN); ``part``: ``(B, k)`` movie indices of
+    each row's k best in any order (``k < n_movies``); ``vals``: ``(B, k)`` their scores,
+    ``vals[:, -1]`` the k-th best (argpartition's pivot). Every movie scoring above the
+    k-th is in ``part`` already, so only the slots holding tied movies are refilled, with
+    the same score. Rows whose k-th score is ``-inf`` are left alone: those are padding.
+    """
+    m, k = s.shape[1], part.shape[1]
+    kth = vals[:, -1]
+    straddle = np.flatnonzero((kth > -np.inf) & (np.count_nonzero(s >= kth[:, None], axis=1) > k))
+    if not straddle.size:
+        return
+    cut = kth[straddle, None]
+    tied_slot = vals[straddle] == cut  # (R, k): the slots to refill, ``need`` per row
+    need = np.count_nonzero(tied_slot, axis=1)
+    first = np.zeros((straddle.size, k), np.int64)  # per row: its first ``need`` tied movies
+    pending = np.arange(straddle.size)
+    for width in (min(m, 8 * k), m):  # where ties are many (a score floor), a prefix holds enough
+        if not pending.size:
+            break
+        tied = s[straddle[pending], :width] == cut[pending]
+        count = np.count_nonzero(tied, axis=1)
+        done = (count >= need[pending]) | (width == m)  # the whole row holds enough
+        row, col = np.divmod(np.flatnonzero(tied[done]), width)  # each row's tied movies, in order
+        count, rows = count[done], pending[done]
+        rank = np.arange(row.size) - np.repeat(np.cumsum(count) - count, count)
+        ok = rank < need[rows][row]
+        first[rows[row[ok]], rank[ok]] = col[ok]
+        pending = pending[~done]
+    fill = np.arange(k) < need[:, None]
+    refill = part[straddle]
+    refill[tied_slot] = first[fill]  # both row-major, ``need`` per row
+    part[straddle] = refill
 
 
 def supports_retrieval(model: Recommender) -> bool:

@@ -213,6 +213,74 @@ def test_subset_keeps_vocabularies(small: Dataset) -> None:
         small.subset(np.ones(2, bool))
 
 
+# Users 1, 2, 3 rate; 9 only tags. User 2 tags "action", which movie 10 also has as a genre,
+# and "dark", which the genome also gives movie 10 (weight 0.9).
+TAGGED_RATINGS: list[tuple[object, ...]] = [
+    (1, 10, 4, 2),
+    (1, 20, 2, 1),
+    (2, 10, 5, 1),
+    (3, 30, 1, 7),
+    (3, 10, 3, 8),
+]
+TAGS = pd.DataFrame(
+    {
+        "userId": [1, 2, 2, 2, 2, 3, 9],
+        "movieId": [10, 10, 10, 20, 10, 30, 30],
+        "tag": ["dark", "dark", "dark", "heist", "Action", "odd", "dark"],
+        "timestamp": [1, 2, 3, 4, 5, 6, 7],
+    }
+)
+
+GENOME_TAGS = pd.DataFrame({"tagId": [1], "tag": ["Dark"]})
+
+
+@pytest.fixture
+def tagged() -> Dataset:
+    genome_scores = pd.DataFrame({"movieId": [10], "tagId": [1], "relevance": [0.9]})
+    return _build(TAGGED_RATINGS, tags=TAGS, genome_scores=genome_scores, genome_tags=GENOME_TAGS)
+
+
+def _counts(ds: Dataset, events: pd.DataFrame) -> np.ndarray:
+    """Dense ``(n_movies, n_tags)`` count of the tag applications in ``events``."""
+    out = np.zeros((ds.n_movies, ds.n_tags), np.float32)
+    np.add.at(out, (events["movie"].to_numpy(), events["tag"].to_numpy()), 1.0)
+    return out
+
+
+def test_user_disjoint_subset_drops_the_removed_users_tags(tagged: Dataset) -> None:
+    """Guards the leak of a user-disjoint split: test users' tags stayed in training."""
+    two = tagged.users.index_one(2)
+    sub = tagged.subset(tagged.user != two)
+    assert sub.tag_events["user_id"].tolist() == [1, 3, 9]  # tag-only user 9 keeps theirs
+    mine = tagged.tag_events.loc[tagged.tag_events["user_id"] == 2]
+    assert len(mine) == 4
+    np.testing.assert_allclose(tagged.movie_tags.toarray() - sub.movie_tags.toarray(), _counts(tagged, mine))
+    ten = tagged.movies.index_one(10)
+    assert sub.movie_tags[ten, tagged.tags.index_one("action")] == 1.0  # the genre
+    assert sub.movie_tags[ten, tagged.tags.index_one("dark")] == pytest.approx(1.9)  # user 1 + genome
+    assert sub.movie_tags[:, tagged.tags.index_one("heist")].nnz == 0  # no explicit zeros left
+    assert np.all(sub.movie_tags.data != 0)
+    assert sub.tags is tagged.tags and sub.tag_source is tagged.tag_source
+    assert tagged.tag_events["user_id"].tolist() == TAGS["userId"].tolist()  # the original is untouched
+
+    nobody = tagged.subset(np.zeros(tagged.n_ratings, bool))
+    assert nobody.tag_events["user_id"].tolist() == [9]
+
+
+def test_all_true_subset_keeps_every_tag(tagged: Dataset) -> None:
+    sub = tagged.subset(np.ones(tagged.n_ratings, bool))
+    assert sub.movie_tags is tagged.movie_tags and sub.tag_events is tagged.tag_events
+
+
+def test_per_user_split_keeps_every_tag(tagged: Dataset) -> None:
+    keep = np.ones(tagged.n_ratings, bool)
+    several = np.diff(tagged.user_ptr) > 1
+    keep[tagged.user_ptr[:-1][several]] = False  # the first row of every user with more than one
+    sub = tagged.subset(keep)
+    assert sub.n_ratings == tagged.n_ratings - 2
+    assert sub.movie_tags is tagged.movie_tags and sub.tag_events is tagged.tag_events
+
+
 def test_fingerprint_tracks_ratings(small: Dataset) -> None:
     same = _build([(1, 10, 4, 2), (1, 20, 2, 1), (2, 10, 5, 1), (3, 30, 1, 7), (3, 10, 3, 8)])
     other = _build([(1, 10, 4, 2), (1, 20, 2, 1), (2, 10, 5, 1), (3, 30, 1, 7), (3, 10, 4, 8)])

@@ -428,13 +428,40 @@ class Dataset:
     def subset(self, mask: np.ndarray, name: str | None = None) -> Dataset:
         """The same data set restricted to the rating rows where ``mask`` is true.
 
-        Vocabularies, movies and tags are kept, so indices stay comparable
-        across splits. ``mask`` is a bool array of shape ``(n_ratings,)``.
+        Vocabularies, movies, the tag vocabulary and :attr:`tag_source` are kept, so
+        indices stay comparable across splits. ``mask`` is a bool array of shape
+        ``(n_ratings,)``.
+
+        A user whose rating rows are all removed leaves with their tag applications:
+        their rows go from :attr:`tag_events` and their counts from :attr:`movie_tags`
+        (so a user-disjoint split does not leak the test users' tags into training).
+        Users with no rating rows here to begin with (tag-only users) keep their tags,
+        so an all-true ``mask`` gives an identical data set.
         """
         mask = np.asarray(mask, dtype=bool)
         if mask.shape != (self.n_ratings,):
             raise ValueError(f"mask must have shape ({self.n_ratings},), got {mask.shape}")
-        return self._take(mask, self.timestamp[mask], name)
+        movie_tags, tag_events = self._tags_without_users_removed_by(mask)
+        return self._take(mask, self.timestamp[mask], name, movie_tags=movie_tags, tag_events=tag_events)
+
+    def _tags_without_users_removed_by(self, mask: np.ndarray) -> tuple[sp.csr_matrix, pd.DataFrame]:
+        """:attr:`movie_tags` and :attr:`tag_events` less the tag applications of users whose
+        rating rows ``mask`` (bool ``(n_ratings,)``) removes entirely; the same objects if none."""
+        events = self.tag_events
+        if not len(events) or mask.all():
+            return self.movie_tags, events
+        had = np.bincount(self.user, minlength=self.n_users) > 0
+        gone = had & ~(np.bincount(self.user[mask], minlength=self.n_users) > 0)
+        if not gone.any():
+            return self.movie_tags, events
+        tagger = self.users.index(events["user_id"].to_numpy(np.int64), missing="mask")
+        drop = np.zeros(len(events), dtype=bool)
+        known = tagger >= 0  # tag-only users are not in the user vocabulary and keep their tags
+        drop[known] = gone[tagger[known]]
+        if not drop.any():
+            return self.movie_tags, events
+        kept = events.loc[~drop].reset_index(drop=True)
+        return _minus_applications(self.movie_tags, events.loc[drop]), kept
 
     def retimed(self, order: np.ndarray, timestamp: np.ndarray, name: str | None = None) -> Dataset:
         """The same ratings, rows taken in ``order`` (a permutation), with new ``timestamp`` values.
@@ -452,8 +479,17 @@ class Dataset:
             raise ValueError("rows must stay sorted by (user, timestamp, movie) under the new times")
         return self._take(order, timestamp, name)
 
-    def _take(self, rows: np.ndarray, timestamp: np.ndarray, name: str | None) -> Dataset:
-        """The data set with the rating rows ``rows`` (a mask or indices) and ``timestamp`` for them."""
+    def _take(
+        self,
+        rows: np.ndarray,
+        timestamp: np.ndarray,
+        name: str | None,
+        *,
+        movie_tags: sp.csr_matrix | None = None,
+        tag_events: pd.DataFrame | None = None,
+    ) -> Dataset:
+        """The data set with the rating rows ``rows`` (a mask or indices) and ``timestamp`` for them;
+        tags are kept unless ``movie_tags`` / ``tag_events`` replace them."""
         return Dataset(
             name=name or self.name,
             users=self.users,
@@ -465,9 +501,9 @@ class Dataset:
             timestamp=_frozen(timestamp),
             scale=self.scale,
             movie_info=self.movie_info,
-            movie_tags=self.movie_tags,
+            movie_tags=self.movie_tags if movie_tags is None else movie_tags,
             tag_source=self.tag_source,
-            tag_events=self.tag_events,
+            tag_events=self.tag_events if tag_events is None else tag_events,
             user_info=self.user_info,
             source_path=self.source_path,
             repairs=self.repairs,
@@ -570,6 +606,30 @@ def _rating_order(user: np.ndarray, time: np.ndarray, movie: np.ndarray, n_users
         if not np.any((key[1:] == key[:-1]) & (moved[1:] < moved[:-1])):
             return order
     return np.lexsort((movie, time, user))
+
+
+def _minus_applications(movie_tags: sp.csr_matrix, removed: pd.DataFrame) -> sp.csr_matrix:
+    """``movie_tags`` ``(n_movies, n_tags)`` float32 less weight 1 per user tag application in
+    ``removed`` (columns ``movie``, ``tag``: indices), as :meth:`Dataset.build` added them.
+
+    Entries left at zero, or at float32 rounding residue of their old value, are dropped.
+    """
+    tags = movie_tags.copy()
+    tags.sum_duplicates()  # canonical: one entry per (movie, tag), columns sorted within rows
+    n_tags = tags.shape[1]
+    key = np.repeat(np.arange(tags.shape[0], dtype=np.int64), np.diff(tags.indptr)) * n_tags + tags.indices
+    pairs, counts = np.unique(
+        removed["movie"].to_numpy(np.int64) * n_tags + removed["tag"].to_numpy(np.int64), return_counts=True
+    )
+    pos = np.searchsorted(key, pairs)
+    if np.any(pos >= key.size) or np.any(key[np.minimum(pos, key.size - 1)] != pairs):
+        raise ValueError("tag_events holds applications that movie_tags does not count")
+    old = tags.data[pos].astype(np.float64)
+    new = old - counts
+    new[np.abs(new) <= 4 * np.finfo(np.float32).eps * old] = 0.0  # exact counts leave 0, not residue
+    tags.data[pos] = new.astype(np.float32)
+    tags.eliminate_zeros()
+    return tags
 
 
 def _frozen(a: np.ndarray) -> np.ndarray:
