@@ -137,6 +137,8 @@ def test_registry_of_protocols() -> None:
         "next-item",
         "next-item-tags",
         "next-item-untied",
+        "session",
+        "session-tags",
     }
     with pytest.raises(ValueError, match="choose one of"):
         get_protocol("nope")

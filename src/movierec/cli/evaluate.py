@@ -20,12 +20,16 @@ def evaluate(
         typer.Option(
             "--protocol",
             "-p",
-            help="rating, topn, topn-sampled (paper comparison only), next-item, next-item-tags or next-item-untied.",
+            help="session, session-tags, rating, topn, topn-sampled (paper comparison only), next-item, "
+            "next-item-tags or next-item-untied.",
         ),
     ] = "topn",
     seed: Annotated[int, typer.Option(help="Seed of the split, the fits and the bootstrap.")] = 0,
     k: Annotated[
-        list[int] | None, typer.Option("--k", help="Ranking cut-off; repeat for several (default 10 and 20).")
+        list[int] | None,
+        typer.Option(
+            "--k", help="Ranking cut-off; repeat for several (default 24 for session, else 10 and 20)."
+        ),
     ] = None,
     split: Annotated[
         str | None, typer.Option("--split", help="Canonical ml-100k split (u1..u5, ua, ub) for rating/topn.")
@@ -37,7 +41,8 @@ def evaluate(
     ] = None,
     mirror: MirrorOpt = None,
 ) -> None:
-    """Split the data once, fit every model on the training part and print its metrics."""
+    """Split the data once, fit every model on the training part and print its metrics,
+    with 95% intervals and paired differences against the first model."""
     from movierec.data.load import load_dataset
     from movierec.evaluation.harness import evaluate as run_evaluation
     from movierec.evaluation.protocols import PROTOCOLS
@@ -48,7 +53,7 @@ def evaluate(
         raise typer.BadParameter("give at least one model name", param_hint="--models")
     if protocol not in PROTOCOLS:
         raise typer.BadParameter(f"choose one of: {', '.join(PROTOCOLS)}", param_hint="--protocol")
-    ks = tuple(k) if k else (10, 20)
+    ks = tuple(k) if k else PROTOCOLS[protocol].default_ks
     if min(ks) < 1:
         raise typer.BadParameter("cut-offs must be >= 1", param_hint="--k")
     data = load_dataset(dataset, settings(mirror))
@@ -64,7 +69,7 @@ def evaluate(
         for line in json_lines(results):
             typer.echo(line)
     else:
-        typer.echo(format_table(results))
+        typer.echo(format_table(results, ci=True))
     if report is not None:
         path = write_report(results, report)
         if not json_out:

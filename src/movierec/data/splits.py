@@ -12,7 +12,14 @@ import numpy as np
 
 from movierec.data.dataset import Dataset
 
-__all__ = ["canonical", "per_user_holdout", "random_holdout", "shuffle_ties", "temporal_leave_last"]
+__all__ = [
+    "canonical",
+    "per_user_holdout",
+    "random_holdout",
+    "shuffle_ties",
+    "temporal_leave_last",
+    "user_holdout",
+]
 
 #: :func:`shuffle_ties` spreads one second over this many steps
 TIE_STEPS = 1_000_000
@@ -45,6 +52,50 @@ def random_holdout(data: Dataset, test_ratio: float, rng: np.random.Generator) -
     test = np.zeros(n, dtype=bool)
     test[rng.permutation(n)[: round(test_ratio * n)]] = True
     return data.subset(~test, f"{data.name}:train"), data.subset(test, f"{data.name}:test")
+
+
+def user_holdout(
+    data: Dataset, valid_ratio: float, test_ratio: float, rng: np.random.Generator
+) -> tuple[Dataset, Dataset, Dataset]:
+    """Split the *users* into train / validation / test ("strong generalisation").
+
+    Every rating row goes with its user, so a validation or test user is never
+    seen in training; :meth:`Dataset.subset` also drops the held-out users' tag
+    applications from the training part. Only users with ratings are split;
+    ``round(ratio * n_users)`` of them go to each held-out part.
+
+    Parameters
+    ----------
+    data:
+        The data set to split.
+    valid_ratio, test_ratio:
+        Shares of the users in the validation part (``>= 0``) and the test part (``> 0``);
+        together below 1.
+    rng:
+        Source of randomness (the permutation of users).
+
+    Returns
+    -------
+    (train, valid, test):
+        Disjoint data sets covering all rows; ``valid`` is empty when ``valid_ratio == 0``.
+    """
+    _check_ratio(test_ratio)
+    if not 0.0 <= valid_ratio < 1.0 - test_ratio:
+        raise ValueError(
+            f"valid_ratio must lie in [0, 1 - test_ratio), got valid={valid_ratio}, test={test_ratio}"
+        )
+    users = np.flatnonzero(np.diff(data.user_ptr) > 0)
+    perm = rng.permutation(users)
+    n_test, n_valid = round(test_ratio * users.size), round(valid_ratio * users.size)
+    part = np.zeros(data.n_users, np.int8)  # 0 train, 1 valid, 2 test
+    part[perm[:n_test]] = 2
+    part[perm[n_test : n_test + n_valid]] = 1
+    row = part[data.user]
+    return (
+        data.subset(row == 0, f"{data.name}:train"),
+        data.subset(row == 1, f"{data.name}:valid"),
+        data.subset(row == 2, f"{data.name}:test"),
+    )
 
 
 def _rank_within_user(data: Dataset, key: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

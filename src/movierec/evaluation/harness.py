@@ -25,7 +25,7 @@ def evaluate(
     data: Dataset,
     protocol: str,
     seed: int = 0,
-    ks: Sequence[int] = (10, 20),
+    ks: Sequence[int] | None = None,
     split: str | None = None,
     model_overrides: Mapping[str, Mapping[str, Any]] | None = None,
     n_resamples: int = 1000,
@@ -39,12 +39,12 @@ def evaluate(
     data:
         The full data set.
     protocol:
-        ``rating``, ``topn``, ``topn-sampled`` or ``next-item``.
+        A protocol name (:data:`movierec.evaluation.protocols.PROTOCOLS`).
     seed:
         Seeds the split, every model's fit (each model gets the same fit seed,
         whatever its place in ``models``) and the bootstrap.
     ks:
-        Ranking cut-offs.
+        Ranking cut-offs (``None``: the protocol's own, 24 for ``session``, else 10 and 20).
     split:
         A canonical ml-100k split (``u1``..``u5``, ``ua``, ``ub``) for ``rating`` / ``topn``.
     model_overrides:
@@ -83,7 +83,7 @@ def evaluate(
             prepared,
             fit_rng=np.random.default_rng([seed, _FIT]),
             stats_rng=np.random.default_rng([seed, _STATS]),
-            ks=tuple(ks),
+            ks=None if ks is None else tuple(ks),
             model_name=name,
             n_resamples=n_resamples,
             seed=seed,

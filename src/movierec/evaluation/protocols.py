@@ -18,7 +18,17 @@ returns a :class:`Result`.
                    session's liked tags ("what I want next")
 ``next-item-untied`` next-item with each user's ratings of one same second in a
                    random (seeded) order instead of the files' movie-id order
+``session``        the page's task: users split into train / validation / test;
+                   a test user's first k likes (k = 1, 3, 5, 10) are a new
+                   visitor's session, the rest of their likes the truth;
+                   NDCG / recall / HR at 24, coverage, popularity, and the
+                   clicks a simulated visitor needs (``clicks-to-relevant``)
+``session-tags``   the same, the session's 3 heaviest tags given as liked tags
 =================  ===========================================================
+
+Protocols with session sizes (``session``) report per-user metrics averaged over
+the sizes under the plain names (``ndcg@24``) and each size's figures under
+``name[k=3]`` keys, gathered in :attr:`Result.by_k`.
 """
 
 from __future__ import annotations
@@ -26,6 +36,7 @@ from __future__ import annotations
 import math
 import time
 from abc import ABC, abstractmethod
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
@@ -35,7 +46,9 @@ import scipy.sparse as sp
 from movierec.data import splits
 from movierec.data.dataset import Dataset
 from movierec.evaluation import metrics as M
+from movierec.evaluation.session import clicks_to_relevant, summarise_clicks
 from movierec.models.base import (
+    LIKE,
     CannotScoreError,
     Query,
     Recommender,
@@ -52,7 +65,9 @@ __all__ = [
     "RatingProtocol",
     "Result",
     "SampledTopNProtocol",
+    "SessionProtocol",
     "TagConditionedNextItemProtocol",
+    "TagSessionProtocol",
     "TopNProtocol",
     "UnsupportedError",
     "UntiedNextItemProtocol",
@@ -112,6 +127,9 @@ class Result:
         User *indices* of the rows of ``per_user``, shape ``(n_eval,)`` int64.
     ci:
         95 % bootstrap interval ``(low, high)`` per metric that has per-user (or per-row) values.
+    by_k:
+        Per session size ``k`` (protocols with sizes: ``session``), the mean of each metric
+        at that size; ``metrics`` then holds the average over the sizes.
     curves:
         Extras for reports: ``ndcg_at`` (NDCG@k for k = 1..max(ks)), ``rec_popularity``
         (training rating count of every recommended movie, top max(ks) of every user).
@@ -137,6 +155,7 @@ class Result:
     message: str = ""
     notes: list[str] = field(default_factory=list)
     curves: dict[str, np.ndarray] = field(default_factory=dict)
+    by_k: dict[int, dict[str, float]] = field(default_factory=dict)
 
     def to_dict(self, *, with_ci: bool = True) -> dict[str, Any]:
         """JSON-able summary (no per-user arrays)."""
@@ -152,6 +171,10 @@ class Result:
             "seed": self.seed,
             "supported": self.supported,
         }
+        if self.by_k:
+            out["metrics"]["by_k"] = {
+                str(size): {k: _round(v) for k, v in values.items()} for size, values in self.by_k.items()
+            }
         if with_ci:
             out["ci"] = {k: [_round(lo), _round(hi)] for k, (lo, hi) in self.ci.items()}
         if self.message:
@@ -245,6 +268,8 @@ class Protocol(ABC):
     description: ClassVar[str] = ""
     #: caveats attached to every result
     notes: ClassVar[tuple[str, ...]] = ()
+    #: ranking cut-offs used when the caller names none
+    default_ks: ClassVar[tuple[int, ...]] = (10, 20)
 
     @abstractmethod
     def prepare(self, data: Dataset, rng: np.random.Generator, *, split: str | None = None) -> Prepared:
@@ -490,6 +515,203 @@ class UntiedNextItemProtocol(NextItemProtocol):
         return super().prepare(splits.shuffle_ties(data, rng), rng, split=split)
 
 
+def size_key(metric: str, size: int) -> str:
+    """Key of ``metric`` at session size ``size`` in per-user and scalar dicts: ``"ndcg@24[k=3]"``."""
+    return f"{metric}[k={size}]"
+
+
+def _split_size_key(key: str) -> tuple[str, int | None]:
+    """``"ndcg@24[k=3]"`` -> ``("ndcg@24", 3)``; a plain key -> ``(key, None)``."""
+    if key.endswith("]") and "[k=" in key:
+        name, _, size = key[:-1].rpartition("[k=")
+        return name, int(size)
+    return key, None
+
+
+class SessionProtocol(Protocol):
+    """The page's task: a new visitor with a handful of likes.
+
+    Users are split into train / validation / test (:func:`movierec.data.splits.user_holdout`,
+    after :func:`~movierec.data.splits.shuffle_ties` so that the order within one second
+    is not the files' movie-id order), so test visitors are never seen in training. A
+    test user's first ``k`` liked movies in time order (``k`` in :attr:`session_sizes`)
+    are scored as an anonymous session (``Query(user=None)``; the model folds it in as
+    the page would) and the rest of their likes are the truth; full ranking over all
+    movies minus the session's. Only test users with more than ``max(session_sizes)``
+    likes are evaluated, so every size scores the same users.
+
+    Each user's metrics at each size are kept (``ndcg@24[k=3]``) and averaged over the
+    sizes (``ndcg@24``). ``session`` also simulates each test visitor clicking Like
+    (:func:`movierec.evaluation.session.clicks_to_relevant`, own movies = the first
+    ``max(session_sizes)`` likes, targets = the rest): ``clicks@10`` per user (``11`` =
+    not found in 10 clicks), the median and the share found within 3 clicks.
+
+    Models are fitted on the training users only, without a validation set (its users
+    are kept in ``prepared.extra["valid"]`` for tuning: :meth:`validation`).
+    """
+
+    name = "session"
+    description = (
+        "new visitors: users split 70/10/20; a test user's first k likes (k=1,3,5,10) are the "
+        "session, the rest of their likes the truth"
+    )
+    #: the page shows 24 movies
+    default_ks = (24,)
+    #: session sizes (first ``k`` likes)
+    session_sizes: tuple[int, ...] = (1, 3, 5, 10)
+    valid_ratio = 0.1
+    test_ratio = 0.2
+    #: the session's heaviest tags given as liked tags (0: none)
+    n_tags = 0
+    #: simulate clicking visitors (``clicks@10``)
+    clicks = True
+    #: cut-off and click budget of the simulation
+    clicks_k = 10
+
+    def prepare(self, data: Dataset, rng: np.random.Generator, *, split: str | None = None) -> Prepared:
+        if split:
+            raise ValueError(f"{self.name} splits users at random; --split is not allowed")
+        untied = splits.shuffle_ties(data, rng)
+        train, valid, test = splits.user_holdout(untied, self.valid_ratio, self.test_ratio, rng)
+        users = self._eligible(test)
+        prepared = Prepared(
+            untied,
+            train,
+            test,
+            users=users,
+            split=(
+                f"users {1 - self.valid_ratio - self.test_ratio:.0%} train / {self.valid_ratio:.0%} valid / "
+                f"{self.test_ratio:.0%} test, first k likes as the session"
+            ),
+            extra={"valid": valid, "seed": int(rng.integers(0, 2**31))},
+        )
+        if users.size == 0:
+            raise ValueError(
+                f"{self.name}: no test user has more than {max(self.session_sizes)} likes in {data.name!r}"
+            )
+        return prepared
+
+    def validation(self, prepared: Prepared) -> Prepared:
+        """The same split with the *validation* users as the evaluated visitors (for tuning;
+        the test users are never looked at)."""
+        valid: Dataset = prepared.extra["valid"]
+        return Prepared(
+            prepared.data,
+            prepared.train,
+            valid,
+            users=self._eligible(valid),
+            split=prepared.split.replace("test, first", "test (validation users scored), first"),
+            extra=dict(prepared.extra),
+        )
+
+    def _eligible(self, part: Dataset) -> np.ndarray:
+        """User indices ``(n,)`` int64 of ``part`` with more than ``max(session_sizes)`` likes."""
+        like, _ = feedback_thresholds(part)
+        likes = np.bincount(part.user[part.rating >= like], minlength=part.n_users)
+        return np.flatnonzero(likes > max(self.session_sizes)).astype(np.int64)
+
+    def likes(self, prepared: Prepared) -> list[np.ndarray]:
+        """Per evaluated user, their liked movie indices in time order, each ``(n_i,)`` int64."""
+        part = prepared.test
+        like, _ = feedback_thresholds(prepared.data)
+        ptr = part.user_ptr
+        out = []
+        for u in prepared.users:  # per user: one slice each
+            rows = slice(ptr[u], ptr[u + 1])
+            out.append(part.movie[rows][part.rating[rows] >= like].astype(np.int64))
+        return out
+
+    def session_tags(self, prepared: Prepared, sessions: Sequence[np.ndarray]) -> list[np.ndarray]:
+        """The ``n_tags`` heaviest tags (training tag weights) over each session's movies."""
+        if not self.n_tags:
+            return [np.zeros(0, np.int64)] * len(sessions)
+        tags = prepared.train.movie_tags
+        lens = np.array([s.size for s in sessions])
+        pick = sp.csr_matrix(
+            (
+                np.ones(lens.sum(), np.float32),
+                (np.repeat(np.arange(len(sessions)), lens), np.concatenate(sessions)),
+            ),
+            shape=(len(sessions), tags.shape[0]),
+        )
+        weight = sp.csr_matrix(pick @ tags)
+        heaviest = top_per_row(weight, self.n_tags)  # padded with n_tags
+        return [row[row < tags.shape[1]] for row in heaviest]
+
+    def evaluate(
+        self, model: Recommender, prepared: Prepared, ks: tuple[int, ...]
+    ) -> tuple[dict[str, np.ndarray], dict[str, float], dict[str, np.ndarray]]:
+        users = prepared.users
+        likes = self.likes(prepared)
+        k_max = max(ks)
+        pop = _train_popularity(prepared.train)
+        fallback = np.log1p(pop).astype(np.float32)
+        per_user: dict[str, np.ndarray] = {}
+        scalars: dict[str, float] = {}
+        curves: dict[str, np.ndarray] = {}
+        for size in self.session_sizes:
+            sessions = [lk[:size] for lk in likes]
+            given = self.session_tags(prepared, sessions)
+            ranked = np.full((len(users), k_max), -1, np.int64)
+            for start in range(0, len(users), BATCH_USERS):
+                sl = slice(start, start + BATCH_USERS)
+                queries = [
+                    Query(movies=m, feedback=np.full(m.size, LIKE, np.int8), liked_tags=t)
+                    for m, t in zip(sessions[sl], given[sl], strict=True)
+                ]
+                ranked[sl], _ = top_n(model.score(queries), k_max, exclude=sessions[sl], fallback=fallback)
+            truth = [lk[size:] for lk in likes]
+            lens = np.array([t.size for t in truth])
+            relevant = sp.csr_matrix(
+                (
+                    np.ones(lens.sum(), np.float32),
+                    (np.repeat(np.arange(len(users)), lens), np.concatenate(truth)),
+                ),
+                shape=(len(users), prepared.data.n_movies),
+            )
+            full = M.ranking_metrics(ranked, relevant, ks)
+            for key, values in full.items():
+                if key.split("@")[0] in ("hr", "recall", "ndcg"):
+                    per_user[size_key(key, size)] = values
+            for k in ks:
+                per_user[size_key(f"popularity@{k}", size)] = M.popularity_percentile(ranked, pop, k)
+                scalars[size_key(f"coverage@{k}", size)] = M.coverage(ranked, prepared.data.n_movies, k)
+            curves[f"rec_popularity[k={size}]"] = pop[ranked[ranked >= 0]]
+            if size == self.session_sizes[0]:
+                curves["ndcg_at"] = _ndcg_curve(ranked, relevant, k_max)
+        # averages over the sizes, per user (per-user arrays) and overall (scalars)
+        for key in [k for k in per_user if k.endswith(f"[k={self.session_sizes[0]}]")]:
+            name = _split_size_key(key)[0]
+            per_user[name] = np.mean([per_user[size_key(name, s)] for s in self.session_sizes], axis=0)
+        for key in [k for k in scalars if k.endswith(f"[k={self.session_sizes[0]}]")]:
+            name = _split_size_key(key)[0]
+            scalars[name] = float(np.mean([scalars[size_key(name, s)] for s in self.session_sizes]))
+        if self.clicks:
+            clicks = clicks_to_relevant(
+                model,
+                [lk[: max(self.session_sizes)] for lk in likes],
+                [lk[max(self.session_sizes) :] for lk in likes],
+                np.random.default_rng(prepared.extra.get("seed", 0)),
+                k=self.clicks_k,
+                max_clicks=self.clicks_k,
+                fallback=fallback,
+            )
+            per_user[f"clicks@{self.clicks_k}"] = clicks.astype(np.float64)
+            summary = summarise_clicks(clicks, self.clicks_k)
+            scalars["clicks_median"] = summary["median_clicks"]
+            scalars["found_by_3"] = summary["found_by_3"]
+        return per_user, scalars, curves
+
+
+class TagSessionProtocol(SessionProtocol):
+    """``session`` with the 3 heaviest tags of the session's movies given as liked tags."""
+
+    name = "session-tags"
+    description = "session, with the 3 heaviest tags of the session's movies given as liked tags"
+    n_tags = 3
+    clicks = False
+
+
 def _rows_of(data: Dataset, part: Dataset) -> np.ndarray:
     """Bool mask ``(data.n_ratings,)``: rows of ``data`` whose (user, movie) pair is in ``part``."""
     key = data.user.astype(np.int64) * data.n_movies + data.movie
@@ -506,6 +728,8 @@ PROTOCOLS: dict[str, type[Protocol]] = {
         NextItemProtocol,
         TagConditionedNextItemProtocol,
         UntiedNextItemProtocol,
+        SessionProtocol,
+        TagSessionProtocol,
     )
 }
 
@@ -527,7 +751,7 @@ def run(
     *,
     fit_rng: np.random.Generator,
     stats_rng: np.random.Generator,
-    ks: tuple[int, ...] = (10, 20),
+    ks: tuple[int, ...] | None = None,
     model_name: str | None = None,
     n_resamples: int = 1000,
     seed: int = 0,
@@ -537,7 +761,7 @@ def run(
     A model that cannot do the protocol gives a :class:`Result` with
     ``supported=False`` and a message instead of raising.
     """
-    ks = tuple(sorted({int(k) for k in ks}))
+    ks = tuple(sorted({int(k) for k in (protocol.default_ks if ks is None else ks)}))
     if not ks or ks[0] < 1:
         raise ValueError(f"cut-offs must be positive integers, got {ks}")
     result = Result(
@@ -566,10 +790,13 @@ def run(
     result.eval_seconds = time.perf_counter() - start
     result.users = prepared.users
     result.per_user = per_user
-    result.metrics = {
-        k: float(np.nanmean(v)) if np.any(~np.isnan(v)) else math.nan for k, v in per_user.items()
-    }
-    result.metrics.update(scalars)
+    means = {k: float(np.nanmean(v)) if np.any(~np.isnan(v)) else math.nan for k, v in per_user.items()}
+    for key, value in {**means, **scalars}.items():
+        name, size = _split_size_key(key)
+        if size is None:
+            result.metrics[key] = value
+        else:
+            result.by_k.setdefault(size, {})[name] = value
     if protocol.name == "rating":
         lo, hi = M.bootstrap_ci(curves["sq_err"], stats_rng, n_resamples)[1:]
         result.ci["rmse"] = (math.sqrt(lo), math.sqrt(hi))

@@ -15,9 +15,12 @@ from typing import Any
 
 import numpy as np
 
-from movierec.evaluation.protocols import Result
+from movierec.evaluation.protocols import Result, compare
 
-__all__ = ["format_table", "json_lines", "metric_columns", "write_report"]
+__all__ = ["format_table", "json_lines", "metric_columns", "paired_differences", "write_report"]
+
+#: metric families compared pair-wise against the first model
+_PAIRED = ("ndcg", "recall", "hr", "rmse", "mae", "clicks")
 
 #: metric families in display order; others follow alphabetically
 _ORDER = (
@@ -82,35 +85,99 @@ def _footer(results: Sequence[Result]) -> list[str]:
     return lines
 
 
+def paired_differences(
+    results: Sequence[Result], n_resamples: int = 1000
+) -> dict[str, dict[str, dict[str, float]]]:
+    """Each later model against the first, on their common users: per model name, per headline
+    metric (NDCG, recall, HR, RMSE, MAE, clicks; averaged over session sizes where there are
+    several), :func:`movierec.evaluation.protocols.compare`'s dict (``mean_diff`` is
+    ``model - first``, with its 95 % interval and p-value). Seeded by the first result's seed."""
+    out: dict[str, dict[str, dict[str, float]]] = {}
+    if len(results) < 2 or not results[0].supported:
+        return out
+    first = results[0]
+    for r in results[1:]:
+        if not r.supported:
+            continue
+        metrics = [
+            k for k in r.per_user if k in first.per_user and "[" not in k and k.split("@")[0] in _PAIRED
+        ]
+        rng = np.random.default_rng([first.seed, 7])
+        out[r.model] = {m: compare(r, first, m, rng, n_resamples) for m in sorted(metrics, key=_sort_key)}
+    return out
+
+
+def _by_k_lines(results: Sequence[Result]) -> list[str]:
+    """Per session size: one row per model (protocols with sizes only)."""
+    ok = [r for r in results if r.supported and r.by_k]
+    if not ok:
+        return []
+    cols = sorted({m for r in ok for v in r.by_k.values() for m in v}, key=_sort_key)
+    header = ["model", "k", *cols]
+    rows = [
+        [r.model, str(size), *(_fmt(values.get(c)) for c in cols)]
+        for r in ok
+        for size, values in sorted(r.by_k.items())
+    ]
+    return ["", "by session size k (first k likes as the session):", *_aligned(header, rows)]
+
+
+def _aligned(header: list[str], rows: list[list[str]]) -> list[str]:
+    """Header, a rule and the rows as text lines: the first column left-aligned, the rest right."""
+    widths = [max(len(h), *(len(row[i]) for row in rows)) for i, h in enumerate(header)]
+    return [
+        "  ".join(
+            c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in enumerate(zip(row, widths, strict=True))
+        )
+        for row in [header, ["-" * w for w in widths], *rows]
+    ]
+
+
+def _paired_lines(results: Sequence[Result]) -> list[str]:
+    diffs = paired_differences(results)
+    if not diffs:
+        return []
+    lines = ["", f"paired differences against {results[0].model} (same users; 95% CI, p):"]
+    for model, by_metric in diffs.items():
+        cells = [
+            f"{m} {d['mean_diff']:+.4f} [{d['ci_low']:+.4f}, {d['ci_high']:+.4f}] p={d['p_value']:.3f}"
+            for m, d in by_metric.items()
+        ]
+        lines.append(f"  {model}: " + "; ".join(cells))
+    return lines
+
+
 def format_table(results: Sequence[Result], *, ci: bool = False) -> str:
-    """A plain-text table: one row per model, metric means (``ci=True`` adds 95 % intervals)."""
+    """A plain-text table: one row per model, metric means (``ci=True`` adds 95 % intervals),
+    then per-session-size figures where the protocol has sizes, then paired differences
+    against the first model."""
     if not results:
         return "(no results)"
     header, rows = _rows(results, ci=ci)
-    widths = [max(len(h), *(len(row[i]) for row in rows)) for i, h in enumerate(header)]
     first = results[0]
     lines = [
-        f"{first.protocol} on {first.dataset} (split: {first.split}, seed {first.seed}, {first.n_users} users)"
+        f"{first.protocol} on {first.dataset} (split: {first.split}, seed {first.seed}, {first.n_users} users)",
+        *_aligned(header, rows),
     ]
-    lines.append(
-        "  ".join(
-            h.ljust(w) if i == 0 else h.rjust(w) for i, (h, w) in enumerate(zip(header, widths, strict=True))
-        )
-    )
-    lines.append("  ".join("-" * w for w in widths))
-    for row in rows:
-        lines.append(
-            "  ".join(
-                c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in enumerate(zip(row, widths, strict=True))
-            )
-        )
+    lines.extend(_by_k_lines(results))
+    lines.extend(_paired_lines(results))
     lines.extend(_footer(results))
     return "\n".join(lines)
 
 
 def json_lines(results: Sequence[Result]) -> list[str]:
-    """One compact JSON object per result (see :meth:`Result.to_dict`)."""
-    return [json.dumps(r.to_dict()) for r in results]
+    """One compact JSON object per result (see :meth:`Result.to_dict`); every model after
+    the first also carries ``paired``: its :func:`paired_differences` against the first."""
+    diffs = paired_differences(results)
+    out = []
+    for r in results:
+        d = r.to_dict()
+        if r.model in diffs and r is not results[0]:
+            d["paired"] = {
+                m: {k: round(float(v), 6) for k, v in c.items()} for m, c in diffs[r.model].items()
+            }
+        out.append(json.dumps(d))
+    return out
 
 
 def _markdown_table(results: Sequence[Result]) -> str:
