@@ -11,9 +11,7 @@ Run with ``python benchmarks/bench_sequence.py [--threads 2] [--skip-quality]``.
    (``next-item`` protocol: temporal leave-last, full ranking excluding the
    user's history; and ``next-item-untied``, the same with each user's ratings of
    one same second in a random order, which no model can exploit): popularity
-   and item-to-item ``transitions`` vs ``sequence`` vs ``sequence-attn``
-   (``--blend``: the sequence models with their transition blend, weight picked
-   on the validation item; off by default, as in the library).
+   and item-to-item ``transitions`` vs ``sequence`` vs ``sequence-attn`` (library defaults).
 """
 
 from __future__ import annotations
@@ -33,7 +31,6 @@ from movierec.data.synthetic import markov_sequences
 from movierec.evaluation.harness import evaluate
 from movierec.models.base import Query
 from movierec.models.registry import create
-from movierec.models.sequence import BLEND_WEIGHTS
 from movierec.ranking import Catalog, recommend
 from movierec.settings import Settings
 
@@ -97,11 +94,6 @@ def main() -> None:
     parser.add_argument(
         "--protocols", default="next-item,next-item-untied", help="comma list of next-item protocols"
     )
-    parser.add_argument(
-        "--blend",
-        action="store_true",
-        help="sequence models with the transition blend (weights picked on validation)",
-    )
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     with tempfile.TemporaryDirectory() as home:
@@ -130,8 +122,6 @@ def main() -> None:
         print("\nnext-item protocols on ml-latest-small (full ranking, history excluded), 95% bootstrap CIs")
         sequence_models = [m for m in ("sequence", "sequence-attn") if m in args.models.split(",")]
         extra: dict[str, object] = {"epochs": args.epochs} if args.epochs else {}
-        if args.blend:
-            extra["transition_weights"] = BLEND_WEIGHTS
         overrides = {m: extra for m in sequence_models} if extra else None
         print(
             f"{'protocol':<18}{'model':<15}{'seed':>5}{'HR@10':>22}{'NDCG@10':>22}{'MRR@10':>8}{'fit s':>8}"

@@ -250,7 +250,7 @@ def supports_retrieval(model: Recommender) -> bool:
     """Whether ``model`` offers ``query_vectors(queries)`` and ``item_vectors()`` whose inner
     product equals its movie scores up to a per-query constant (e.g. the sequence models);
     a model whose scores have a further positive term says so with ``retrieval_exact = False``
-    (a sequence model with a transition blend) and is scored exactly."""
+    (a sequence model with a transition prior) and is scored exactly."""
     return (
         callable(getattr(model, "query_vectors", None))
         and callable(getattr(model, "item_vectors", None))

@@ -21,30 +21,24 @@ log = logging.getLogger(__name__)
 HostOpt = Annotated[str, typer.Option("--host", help="Interface to listen on (0.0.0.0 for every interface).")]
 PortOpt = Annotated[int, typer.Option("--port", min=1, max=65535, help="TCP port to listen on.")]
 
-#: Small, fast configurations for the model ``run`` trains when none exists
-#: (fields a model's config lacks are skipped): a couple of minutes at most on 2 cores.
-FAST_CONFIGS: dict[str, dict[str, Any]] = {
-    "sequence": {
-        "epochs": 4,
-        "embed_dim": 48,
-        "hidden_dim": 96,
-        "max_len": 20,
-        "tags_per_movie": 5,
-        "batch_size": 256,
-        "threads": 2,
-        "patience": 0,  # a 10% user hold-out is too small to stop a 4-epoch run on
-        "progress": True,
-    },
+#: What ``run`` changes in a model's library defaults when it trains one (fields a model's
+#: config lacks are skipped). The sequence models train with their defaults, the configuration
+#: benchmarks/bench_session_protocol.py measures (README), on one torch thread: on a busy 2-core
+#: machine two threads made one fit more than 5x slower.
+SERVED_CONFIGS: dict[str, dict[str, Any]] = {
+    "sequence-attn": {"threads": 1, "progress": True},
+    "sequence": {"threads": 1, "progress": True},
     "itemknn": {"k": 100},
     "pop": {},
 }
 
 
 def default_model_name() -> str:
-    """``sequence`` if it imports, else ``itemknn``, else ``pop``."""
+    """``sequence-attn`` (the winner of the ``session`` protocol) if it imports, else ``itemknn``,
+    else ``pop``."""
     from movierec.models.registry import UnknownModelError, model_class
 
-    for name in ("sequence", "itemknn"):
+    for name in ("sequence-attn", "itemknn"):
         try:
             model_class(name)
         except (UnknownModelError, ImportError):
@@ -53,10 +47,10 @@ def default_model_name() -> str:
     return "pop"
 
 
-def _fast_overrides(name: str) -> dict[str, Any]:
+def _served_overrides(name: str) -> dict[str, Any]:
     from movierec.models.registry import model_class
 
-    wanted = FAST_CONFIGS.get(name, {})
+    wanted = SERVED_CONFIGS.get(name, {})
     config = model_class(name).Config
     known = {f.name for f in dataclasses.fields(config)} if dataclasses.is_dataclass(config) else set()
     return {k: v for k, v in wanted.items() if k in known}
@@ -205,7 +199,7 @@ def prepare(dataset: str, mirror: Path | None = None, *, model_name: str | None 
             typer.echo(f"note: the model in {model_dir} was trained on other data; delete it to retrain")
     except ArtifactError:
         name = model_name or default_model_name()
-        overrides = _fast_overrides(name)
+        overrides = _served_overrides(name)
         typer.echo(f"training the default model ({name}) on {data.name} ...")
         start = time.perf_counter()
         rec = create(name, **overrides)
@@ -225,7 +219,7 @@ def run(
         typer.Option(
             "--model",
             "-m",
-            help="Model to train when HOME/models/default holds none (default: sequence, else itemknn, else pop).",
+            help="Model to train when HOME/models/default holds none (default: sequence-attn, else itemknn, else pop).",
         ),
     ] = None,
     workers: WorkersOpt = 1,

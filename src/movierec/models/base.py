@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import re
 import time
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
@@ -173,6 +174,27 @@ class Histories:
     movie: np.ndarray
     feedback: np.ndarray
     ptr: np.ndarray
+
+
+def tags_in_text(text: str | None, tags: Vocabulary | None, max_words: int = 3) -> np.ndarray:
+    """Tag *indices* that free text names, ``(m,)`` int64 in order of mention: at each word the
+    longest run of up to ``max_words`` words (lower case; letters, digits, ``-`` and ``'``) that
+    is a tag of ``tags`` ("a slow dystopia with police" -> dystopia, police)."""
+    if not text or tags is None or len(tags) == 0:
+        return np.zeros(0, np.int64)
+    words = re.findall(r"[a-z0-9][a-z0-9'\-]*", text.lower())[:200]
+    runs = [(i, n) for i in range(len(words)) for n in range(min(max_words, len(words) - i), 0, -1)]
+    if not runs:
+        return np.zeros(0, np.int64)
+    phrases = np.array([" ".join(words[i : i + n]) for i, n in runs], dtype=object)
+    found = tags.index(phrases, missing="mask")
+    out: list[int] = []
+    covered = -1  # last word already inside a matched phrase
+    for (i, n), t in zip(runs, found, strict=True):
+        if t >= 0 and i > covered:
+            out.append(int(t))
+            covered = i + n - 1
+    return np.asarray(list(dict.fromkeys(out)), np.int64)
 
 
 def with_history(

@@ -32,6 +32,7 @@ before it as input, so short prefixes are trained as much as long ones.
 from __future__ import annotations
 
 import copy
+import dataclasses
 import math
 import warnings
 from collections.abc import Iterator, Sequence
@@ -47,20 +48,21 @@ from movierec.data.dataset import Dataset
 from movierec.models.base import (
     DISLIKE,
     LIKE,
+    SEEN,
     Histories,
     NotFittedError,
     Query,
     Recommender,
     feedback_from_ratings,
+    tags_in_text,
     with_history,
 )
 from movierec.models.knn import ItemKNN
 from movierec.models.trainer import TrainConfig, torch_generator, train
-from movierec.models.transitions import Transitions, context_movies
+from movierec.models.transitions import Transitions
 from movierec.ranking import top_per_row
 
 __all__ = [
-    "BLEND_WEIGHTS",
     "REASON_PREFIX",
     "SequenceAttention",
     "SequenceConfig",
@@ -82,10 +84,6 @@ def parse_reason(reason: str | None) -> int | None:
     if not reason or "{movie:" not in reason:
         return None
     return int(reason.split("{movie:", 1)[1].split("}", 1)[0])
-
-
-#: the candidate weights that turn the transition blend on (``SequenceConfig.transition_weights``)
-BLEND_WEIGHTS: tuple[float, ...] = (0.0, 0.5, 1.0, 2.0, 4.0, 8.0)
 
 
 @dataclass
@@ -141,6 +139,9 @@ class SequenceConfig:
     #: cosine below which a movie is not pushed at all: the similarity used is
     #: ``relu(cos - floor) / (1 - floor)`` (0: plain ``relu(cos)``; a disliked movie itself stays at 1)
     dislike_push_floor: float = 0.0
+    #: disliked tags, in logit units (0: off): a movie carrying one of the query's disliked tags
+    #: among its ``tags_per_movie`` heaviest loses this much, in ``score`` and ``dislike_adjustment``
+    dislike_tag_push: float = 3.0
     #: also apply the push while training (on the dislikes in each example's input window), so
     #: the network learns with it in place; ``False``: inference only
     dislike_push_train: bool = False
@@ -148,26 +149,42 @@ class SequenceConfig:
     like_threshold: float = 4.0
     #: ratings at or below this are dislikes
     dislike_threshold: float = 2.0
+    #: train on every position of each window at once (SASRec-style causal targets; windows of
+    #: ``max_len`` steps overlap by half and each target is trained once per epoch), instead of
+    #: one window per target with its loss on the last step. The attention encoder then counts
+    #: positions from the window's first step instead of back from its last. Same quality, fewer
+    #: encoder passes: sequence-attn's epoch on ml-latest-small costs about a third
+    all_positions: bool = True
     #: train only on liked targets (``False``: every rated movie is a target)
     liked_targets_only: bool = True
-    #: multi-target: predict all future likes (up to ``future_window`` ahead), not just the next
-    multi_target: bool = False
-    #: how far ahead the multi-target looks
-    future_window: int = 20
-    #: users held out for early stopping when ``fit`` gets no validation set
-    holdout_share: float = 0.1
+    #: share of training examples whose input keeps only the liked movies before the target,
+    #: as a page session holds them (the rest see the full history with seen and disliked steps);
+    #: with all_positions, a share of the users each epoch
+    likes_only_share: float = 0.5
+    #: weight of the set term: besides the next liked movie, each example predicts the user's
+    #: later likes (the next one and up to ``future_window - 1`` after it) as one multinomial
+    #: target, the task of the ``session`` protocol (0: next movie only). Validation users of the
+    #: ``session`` protocol (benchmarks/tune_session.py, seed 0, sequence-attn with the prior),
+    #: NDCG@24 over k: 1 -> 0.226, 3 -> 0.256, 10 -> 0.285, 20 -> 0.285
+    future_weight: float = 10.0
+    #: likes from the target on that the set term covers
+    future_window: int = 100
+    #: hold out each training user's last liked movie for early stopping when ``fit`` gets no
+    #: validation set that names training users (a user-disjoint one, say); ``False``: no holdout
+    holdout: bool = True
     #: cut-off of the validation NDCG used for early stopping
     valid_k: int = 10
     #: maximum passes over the training examples
-    epochs: int = 12
-    #: examples per mini-batch
-    batch_size: int = 256
-    #: Adam learning rate
-    lr: float = 2e-3
+    epochs: int = 20
+    #: examples (windows, with all_positions) per mini-batch
+    batch_size: int = 64
+    #: Adam learning rate (session validation NDCG@24, seed 1: 2e-3 with patience 2 stopped after 4
+    #: epochs at 0.271; 1e-3 with patience 4 ran 10 at 0.289)
+    lr: float = 1e-3
     #: decoupled weight decay
     weight_decay: float = 0.0
     #: epochs without validation improvement before stopping (0: never stop early)
-    patience: int = 2
+    patience: int = 4
     #: learning-rate decay per epoch
     lr_decay: float = 0.9
     #: torch intra-op threads during training (0: leave torch's setting alone)
@@ -185,16 +202,15 @@ class SequenceConfig:
     #: NDCG@10 on ml-latest-small: 0.0355 against 0.0362 in float32 (paired -0.0007, 95% CI
     #: [-0.0019, +0.0001]; ``bench_session.py --int8-compare``)
     int8_heads: bool = False
-    #: blend in item-to-item transitions (:class:`~movierec.models.transitions.Transitions`,
-    #: counted on the same training data): a movie's score gains ``w * log1p(its transition
-    #: weight from the query's last transition_context movies)``, ``w`` picked from these on the
-    #: validation item after training, one for sessions without liked tags and one with
-    #: (0 is always a candidate; ``(0,)``, the default, turns it off). On ml-latest-small
-    #: next-item (4 epochs) :data:`BLEND_WEIGHTS` took sequence-attn to NDCG@10 0.061 / 0.064
-    #: (seeds 0, 1; 0.033-0.036 alone) and the LSTM to 0.054, but next-item-tags fell from 0.17
-    #: to 0.12 and a disliked movie's neighbours no longer fell (median rank 115 -> 108): an
-    #: option for next-item accuracy, not the interactive default
-    transition_weights: tuple[float, ...] = (0.0,)
+    #: a learned item-to-item prior inside the network: the movie logits gain
+    #: ``softplus(gate(h)) * log1p(transition support)``, the support counted on the training
+    #: histories (pairs up to ``transition_window`` apart, from the input's last
+    #: ``transition_context`` not-disliked movies, ``transition_decay`` per step back) and the gate
+    #: learned from the session's state with the rest of the network, so a session with chosen
+    #: tags can lean on it less; a dislike's push also takes support away from the movies it pushes.
+    #: Next-item NDCG@10 of every training user's last like (the holdout), sequence-attn: 0.039-0.045
+    #: without, 0.069-0.080 with; session NDCG@24 0.01-0.017 lower with it (tune_session.py, seeds 0, 1)
+    transition_prior: bool = True
     #: pairs up to this many steps apart are counted (weight 1 / distance)
     transition_window: int = 2
     #: the query's last this many not-disliked movies reach their successors (most recent first)
@@ -223,9 +239,15 @@ class _Batch:
     tokens: ``(B, L)`` int64 movie indices, ``n_movies`` = start step, ``n_movies + 1`` = padding.
     feedback: ``(B, L)`` int64 feedback rows (0 pad, 1 dislike, 2 seen, 3 like, 4 start).
     lengths: ``(B,)`` int64 valid steps per row (>= 1).
-    chosen: ``(B, K)`` int64 tag indices chosen for the last step, ``n_tags`` = padding.
+    chosen: ``(B, K)`` int64 tag indices chosen for the last step, or ``(B, L, K)`` for each
+    step, ``n_tags`` = padding.
     disliked: ``(B, D)`` int64 movie indices the dislike push uses, ``>= n_movies`` = padding
-    (``D`` may be 0).
+    (``D`` may be 0); one row per output (``N`` rows with ``at``).
+    prior: ``(B, n_movies)`` float32 log1p transition support from the input's last movies
+    (``SequenceConfig.transition_prior``), or ``None``; one row per output.
+    at: the outputs wanted, ``(rows, steps)`` two ``(N,)`` int64 tensors (training on every
+    position); ``None``: each row's last step.
+    disliked_tags: ``(B, Dt)`` int64 tag indices the query dislikes, ``n_tags`` = padding, or ``None``.
     """
 
     tokens: torch.Tensor
@@ -233,6 +255,9 @@ class _Batch:
     lengths: torch.Tensor
     chosen: torch.Tensor
     disliked: torch.Tensor | None = None
+    prior: torch.Tensor | None = None
+    at: tuple[torch.Tensor, torch.Tensor] | None = None
+    disliked_tags: torch.Tensor | None = None
 
 
 @dataclass(frozen=True)
@@ -243,6 +268,7 @@ class _Push:
     space: str = "input"
     agg: str = "max"
     floor: float = 0.0
+    tags: float = 0.0
 
     @classmethod
     def of(cls, config: SequenceConfig) -> _Push:
@@ -262,11 +288,16 @@ class _Push:
             raise ValueError(
                 f"SequenceConfig.dislike_push must be a finite number >= 0, got {config.dislike_push}"
             )
+        if not math.isfinite(config.dislike_tag_push) or config.dislike_tag_push < 0:
+            raise ValueError(
+                f"SequenceConfig.dislike_tag_push must be a finite number >= 0, got {config.dislike_tag_push}"
+            )
         return cls(
             float(config.dislike_push),
             config.dislike_push_space,
             config.dislike_push_agg,
             float(config.dislike_push_floor),
+            float(config.dislike_tag_push),
         )
 
 
@@ -308,8 +339,11 @@ class SequenceNet(nn.Module):
             out_dim = d
         else:
             raise ValueError(f"SequenceConfig.encoder must be 'lstm' or 'attention', got {config.encoder!r}")
+        self.absolute_positions = config.all_positions
         self.movie_head = nn.Linear(out_dim, n_movies)
         self.tag_head = nn.Linear(out_dim, n_tags)
+        # how much this session's logits trust the transition prior (softplus of a linear read-out)
+        self.prior_gate = nn.Linear(out_dim, 1) if config.transition_prior else None
         # unit-length movie embeddings of the dislike push per space, with the weights' version
         self._unit_cache: dict[str, tuple[tuple[int, int], torch.Tensor]] = {}
 
@@ -333,40 +367,50 @@ class SequenceNet(nn.Module):
 
     def encode(self, batch: _Batch) -> torch.Tensor:
         """Last hidden state per row, ``(B, out_dim)`` float32."""
+        h_all = self.encode_all(batch)
+        return h_all[torch.arange(h_all.shape[0]), batch.lengths - 1]
+
+    def encode_all(self, batch: _Batch) -> torch.Tensor:
+        """Hidden state after every step, ``(B, L, out_dim)`` float32 (causal: step ``t`` sees
+        steps ``<= t``; padding steps hold values that mean nothing)."""
         tokens, lengths = batch.tokens, batch.lengths
         b, length = tokens.shape
         tag_idx = self.movie_tags[tokens]  # (B, L, T)
         tag_sum = self.tag_emb(tag_idx).sum(2)
         tag_cnt = (tag_idx != self.n_tags).sum(2).to(tag_sum.dtype)
-        rows = torch.arange(b)
         last = lengths - 1
         x = (
             self.movie_emb(tokens)
             + tag_sum / tag_cnt.clamp(min=1.0).unsqueeze(-1)
             + self.fb_emb(batch.feedback)
         )
-        if batch.chosen.shape[1]:
+        if batch.chosen.shape[-1]:
             # chosen tags ("what I want next") have their own embedding table: the same tag as a
-            # property of the current movie means something else (it predicts what follows it)
-            chosen_cnt = (batch.chosen != self.n_tags).sum(1, keepdim=True).to(tag_sum.dtype)
-            chosen_mean = self.want_emb(batch.chosen).sum(1) / chosen_cnt.clamp(min=1.0)
-            x = x.index_put((rows, last), chosen_mean, accumulate=True)
+            # property of the current movie means something else (it predicts what follows it);
+            # (B, K) are the last step's, (B, L, K) each step's
+            chosen_cnt = (batch.chosen != self.n_tags).sum(-1, keepdim=True).to(tag_sum.dtype)
+            chosen_mean = self.want_emb(batch.chosen).sum(-2) / chosen_cnt.clamp(min=1.0)
+            if batch.chosen.dim() == 3:
+                x = x + chosen_mean
+            else:
+                x = x.index_put((torch.arange(b), last), chosen_mean, accumulate=True)
         if self.encoder == "lstm":
             packed = nn.utils.rnn.pack_padded_sequence(
                 self.drop(x), lengths.cpu(), batch_first=True, enforce_sorted=False
             )
-            _, (h, _) = self.rnn(packed)
-            out = h[-1]
+            out, _ = self.rnn(packed)
+            h_all, _ = nn.utils.rnn.pad_packed_sequence(out, batch_first=True, total_length=length)
         else:
             steps = torch.arange(length)
-            # learned recency positions: the last step is position 0
-            pos = (last.unsqueeze(1) - steps.unsqueeze(0)).clamp(min=0)
+            if self.absolute_positions:  # from the window's first step: the same for every output
+                pos = steps.unsqueeze(0).expand(b, length)
+            else:  # learned recency positions: the last step is position 0
+                pos = (last.unsqueeze(1) - steps.unsqueeze(0)).clamp(min=0)
             x = self.drop(x + self.pos_emb(pos))
             causal = torch.triu(torch.ones(length, length, dtype=torch.bool), diagonal=1)
             pad = steps.unsqueeze(0) >= lengths.unsqueeze(1)
-            h_all = self.blocks(x, mask=causal, src_key_padding_mask=pad)
-            out = self.norm(h_all[rows, last])
-        return self.drop(out)
+            h_all = self.norm(self.blocks(x, mask=causal, src_key_padding_mask=pad))
+        return self.drop(h_all)
 
     def dislike_penalty(
         self,
@@ -416,6 +460,29 @@ class SequenceNet(nn.Module):
             out = out / ok.sum(1, keepdim=True).clamp(min=1).to(out.dtype)
         return out
 
+    def tag_penalty(self, disliked_tags: torch.Tensor, movies: torch.Tensor | None = None) -> torch.Tensor:
+        """1 where a movie carries one of its row's disliked tags (among the tags the network
+        reads), else 0: float32 ``(B, n_movies)``, or ``(B, C)`` at the movie *indices* ``movies``
+        (entries outside ``0..n_movies - 1`` get 0).
+
+        Parameters
+        ----------
+        disliked_tags:
+            ``(B, Dt)`` int64 tag *indices*; ``n_tags`` is padding.
+        """
+        tags = self.movie_tags[: self.n_movies]  # (n_movies, T)
+        if movies is not None:
+            valid = (movies >= 0) & (movies < self.n_movies)
+            tags = tags[movies.clamp(0, self.n_movies - 1)]  # (B, C, T)
+        else:
+            tags = tags.unsqueeze(0)  # (1, n_movies, T)
+        hit = torch.zeros(tags.shape[:2], dtype=torch.bool)
+        for col in range(disliked_tags.shape[1]):  # over dislike slots (a few), not rows
+            t = disliked_tags[:, col].view(-1, 1, 1)
+            hit = hit | ((tags == t) & (t < self.n_tags)).any(2)
+        out = hit.to(torch.float32)
+        return out * valid if movies is not None else out
+
     def _unit_embeddings(self, space: str) -> torch.Tensor:
         """Unit-length movie embeddings of the push's ``space``, transposed: ``(d, n_movies)``
         contiguous (a few dislikes' rows times it stream through memory once), no gradient.
@@ -460,16 +527,30 @@ class SequenceNet(nn.Module):
         return out * valid
 
     def forward(self, batch: _Batch, push: _Push | None = None) -> tuple[torch.Tensor, torch.Tensor]:
-        """Log-probabilities over movies ``(B, n_movies)`` and tags ``(B, n_tags)``.
+        """Log-probabilities over movies ``(B, n_movies)`` and tags ``(B, n_tags)`` after each
+        row's last step, or ``(N, ...)`` after the steps ``batch.at`` names.
 
         With ``push`` (strength > 0) and ``batch.disliked``, the movie logits first lose
-        ``push.strength * dislike_penalty(batch.disliked, ...)``.
+        ``push.strength * dislike_penalty(batch.disliked, ...)`` and ``push.tags *
+        tag_penalty(batch.disliked_tags)``. With a prior gate and
+        ``batch.prior``, they gain ``softplus(gate(h)) * prior * (1 - penalty)``.
         """
-        h = self.encode(batch)
+        h = self.encode(batch) if batch.at is None else self.encode_all(batch)[batch.at[0], batch.at[1]]
         logits = self.movie_head(h)
+        penalty = None
         if push is not None and push.strength and batch.disliked is not None and batch.disliked.shape[1]:
             penalty = self.dislike_penalty(batch.disliked, push.space, push.agg, push.floor)
             logits = logits - push.strength * penalty
+        if (
+            push is not None
+            and push.tags
+            and batch.disliked_tags is not None
+            and batch.disliked_tags.shape[1]
+        ):
+            logits = logits - push.tags * self.tag_penalty(batch.disliked_tags)
+        if self.prior_gate is not None and batch.prior is not None:
+            prior = batch.prior if penalty is None else batch.prior * (1.0 - penalty).clamp(min=0.0)
+            logits = logits + F.softplus(self.prior_gate(h)) * prior
         return F.log_softmax(logits, dim=-1), F.log_softmax(self.tag_head(h), dim=-1)
 
 
@@ -492,10 +573,8 @@ class SequenceLSTM(Recommender):
         # the int8-head copy of the net that scores, with the float net (and its head weights'
         # versions) it was made from
         self._int8: tuple[SequenceNet, tuple[int, int], SequenceNet] | None = None
-        # the transition counts blended into the movie scores, and their weights (0: none) for
-        # sessions without and with liked tags
-        self._transitions: Transitions | None = None
-        self._transition_weights = (0.0, 0.0)
+        # the counts behind the network's learned transition prior (transition_prior)
+        self._prior: Transitions | None = None
 
     # ----------------------------------------------------------------- batches
     @property
@@ -541,6 +620,17 @@ class SequenceLSTM(Recommender):
         feedback[start] = _FB_START
         return tokens, feedback, n.astype(np.int64)
 
+    def _prior_of(self, tokens: np.ndarray, feedback: np.ndarray) -> torch.Tensor | None:
+        """The transition prior of right-padded windows (``tokens``, ``feedback`` as in
+        :class:`_Batch`, ``(B, L)``), float32 ``(B, n_movies)``; ``None`` without a prior."""
+        if self._prior is None:
+            return None
+        ok = (feedback == LIKE + 2) | (feedback == SEEN + 2)  # real steps that are not dislikes
+        after = np.cumsum(ok[:, ::-1], axis=1)[:, ::-1] - 1  # 0 at each row's last such step
+        rows, cols = np.nonzero(ok)
+        scores = self._prior.scores_at(rows, tokens[rows, cols], after[rows, cols], tokens.shape[0])
+        return torch.from_numpy(scores)
+
     def _query_batch(self, queries: Sequence[Query]) -> _Batch:
         """Pad queries into one batch (the last ``max_len - 1`` movies; liked tags on the last step)."""
         lens = np.array([q.movies.size for q in queries], np.int64)
@@ -563,12 +653,18 @@ class SequenceLSTM(Recommender):
         width = int(min(counts.max(initial=0), self.config.max_len - 1))
         disliked = np.full((len(queries), width), self._pad, np.int64)
         disliked[dq[keep], width - 1 - from_end[keep]] = movie[dpos[keep]]
+        kd = max([q.disliked_tags.size for q in queries] + [0])
+        disliked_tags = np.full((len(queries), kd), self.n_tags, np.int64)
+        for i, q in enumerate(queries):  # over queries (tags are few)
+            disliked_tags[i, : q.disliked_tags.size] = q.disliked_tags
         return _Batch(
             torch.from_numpy(tokens),
             torch.from_numpy(feedback),
             torch.from_numpy(n),
             torch.from_numpy(chosen),
             torch.from_numpy(disliked),
+            self._prior_of(tokens, feedback),
+            disliked_tags=torch.from_numpy(disliked_tags),
         )
 
     # ----------------------------------------------------------------- fitting
@@ -576,6 +672,13 @@ class SequenceLSTM(Recommender):
         cfg = self.config
         if cfg.max_len < 2:
             raise ValueError(f"SequenceConfig.max_len must be at least 2, got {cfg.max_len}")
+        if not 0.0 <= cfg.likes_only_share <= 1.0:
+            raise ValueError(f"SequenceConfig.likes_only_share must be in [0, 1], got {cfg.likes_only_share}")
+        if not (math.isfinite(cfg.future_weight) and cfg.future_weight >= 0 and cfg.future_window >= 1):
+            raise ValueError(
+                "SequenceConfig.future_weight must be >= 0 and future_window >= 1, got "
+                f"{cfg.future_weight} and {cfg.future_window}"
+            )
         push = _Push.of(cfg)
         train_push = push if cfg.dislike_push_train else None
         movie = np.asarray(data.movie, np.int64)
@@ -605,45 +708,82 @@ class SequenceLSTM(Recommender):
                     )
         self.net = net
         self._last_run = None
-        weights = sorted({float(w) for w in cfg.transition_weights} | {0.0})
-        if min(weights) < 0:
-            raise ValueError(f"SequenceConfig.transition_weights must be >= 0, got {cfg.transition_weights}")
-        self._transitions, self._transition_weights = None, (0.0, 0.0)
-        if len(weights) > 1:
-            self._transitions = self._new_transitions().fit(data, rng)
 
         # validation: (sequence start, cut, target) triples
         targets_ok = fb == LIKE if cfg.liked_targets_only else np.ones(movie.size, bool)
+        v_user = np.zeros(0, np.int64)
+        held = np.zeros(movie.size, bool)  # rows the internal holdout keeps from training
         if valid is not None and valid.n_ratings:
             v_user = np.asarray(valid.user, np.int64)
             v_movie = np.asarray(valid.movie, np.int64)
+            # a validation row counts only for a user with a training history to continue
             has = ptr[v_user + 1] > ptr[v_user]
             v_user, v_movie = v_user[has], v_movie[has]
             v_first, v_cut = ptr[v_user], ptr[v_user + 1]
             train_ok = targets_ok
-        else:
+            valid_source = "given"
+        if v_user.size == 0:
             liked_pos = np.flatnonzero(fb == LIKE)
-            # last liked position per user with at least one earlier rating
+            # every training user's last liked position that has at least one earlier rating
             last_liked = np.full(data.n_users, -1, np.int64)
             np.maximum.at(last_liked, user[liked_pos], liked_pos)
-            cand = np.flatnonzero(last_liked > ptr[:-1])
-            n_hold = round(cfg.holdout_share * cand.size) if cand.size >= 10 else 0
-            v_user = np.sort(rng.choice(cand, n_hold, replace=False)) if n_hold else np.zeros(0, np.int64)
+            v_user = np.flatnonzero(last_liked > ptr[:-1]) if cfg.holdout else np.zeros(0, np.int64)
+            valid_source = "holdout" if v_user.size else "none"
             v_cut = last_liked[v_user]
             v_first, v_movie = ptr[v_user], movie[v_cut]
             after = np.zeros(movie.size + 1, np.int64)  # drop held-out targets and what follows them
             np.add.at(after, v_cut, 1)
             np.add.at(after, ptr[v_user + 1], -1)
-            train_ok = targets_ok & (np.cumsum(after)[:-1] == 0)
+            held = np.cumsum(after)[:-1] > 0
+            train_ok = targets_ok & ~held
         v_excl = [movie[a:b] for a, b in zip(v_first, v_cut, strict=True)]
 
-        ex_pos = np.flatnonzero(train_ok)
-        ex_first = ptr[user[ex_pos]]
-        ex_end = ptr[user[ex_pos] + 1]
-        if ex_pos.size == 0:
+        self._prior = None
+        if cfg.transition_prior:  # counted without the held-out rows while training
+            self._prior = self._new_transitions().fit(data.subset(~held) if held.any() else data, rng)
+        # Two views of every history, one flat array: the full histories (seen and disliked steps
+        # included), then the liked movies alone in the same order, as a page session holds them
+        # (the likes-only input and the set term read it). Like j of the data is view position
+        # n_rows + j; flat position i has lcount[i] likes before it.
+        n_rows = movie.size
+        is_like = fb == LIKE
+        lcount = np.concatenate([[0], np.cumsum(is_like)])
+        liked_pos = np.flatnonzero(is_like)
+        like_end = lcount[ptr[1:]].copy()  # per user: exclusive end of their likes (view 2 numbering)
+        if valid_source == "holdout":
+            like_end[v_user] = lcount[v_cut]  # a held-out like is no training target of any kind
+        all_movie = np.concatenate([movie, movie[liked_pos]])
+        all_fb = np.concatenate([fb, fb[liked_pos]])
+        all_ok = np.concatenate([train_ok, train_ok[liked_pos]])
+        all_user = np.concatenate([user, user[liked_pos]])
+        all_lidx = np.concatenate([lcount[:-1], np.arange(liked_pos.size)])  # first like at or after
+        view_first = np.stack([ptr[:-1], n_rows + lcount[ptr[:-1]]])  # (2, n_users)
+        view_end = np.stack([ptr[1:], n_rows + lcount[ptr[1:]]])
+        liked_movie = movie[liked_pos]
+        span = max(1, cfg.max_len // 2)  # all_positions: targets per window (windows overlap by half)
+        if cfg.all_positions:
+            # windows: per (view, user), blocks of `span` consecutive targets; a window ends at its
+            # block's last target and counts only the block's targets (earlier steps are context)
+            pos = np.flatnonzero(all_ok)
+            view = (pos >= n_rows).astype(np.int64)
+            first_of = view_first[view, all_user[pos]]
+            key = np.stack([view, all_user[pos], (pos - first_of) // span])
+            _, start_idx = np.unique(key, axis=1, return_index=True)
+            ex_a = (
+                view_first[view[start_idx], all_user[pos[start_idx]]]
+                + (pos[start_idx] - first_of[start_idx]) // span * span
+            )
+            ex_view, ex_user = view[start_idx], all_user[pos[start_idx]]
+            ex_cut = np.minimum(ex_a + span, view_end[ex_view, ex_user]) - 1
+        else:
+            ex_cut = np.flatnonzero(train_ok)  # one window per target, in the full view
+            ex_user, ex_view = user[ex_cut], np.zeros(ex_cut.size, np.int64)
+            ex_a = ex_cut
+        if ex_cut.size == 0:
             raise ValueError(f"{self.name}: no training examples (no liked ratings in {data.name!r})")
         tag_t = torch.from_numpy(self._tag_matrix)
-        n_batches = math.ceil(ex_pos.size / cfg.batch_size)
+        # an epoch: all_positions trains each target once, in the view drawn for its user
+        n_batches = math.ceil(np.count_nonzero(ex_view == 0) / cfg.batch_size)
         # a dislike must also push down the movies like it: their item-kNN neighbours on the
         # training interactions, (n_movies + 2, K) indices padded with n_movies (start/pad rows empty)
         nbr_t: torch.Tensor | None = None
@@ -652,47 +792,90 @@ class SequenceLSTM(Recommender):
             nbrs = top_per_row(sim, cfg.dislike_neighbours)
             nbr_t = torch.from_numpy(np.vstack([nbrs, np.full((2, nbrs.shape[1]), self.n_movies, np.int64)]))
 
-        def batches(epoch: int) -> Iterator[tuple[_Batch, torch.Tensor, torch.Tensor | None]]:
-            perm = rng.permutation(ex_pos.size)
-            give = rng.random(ex_pos.size) < cfg.tag_prob
-            for start in range(0, ex_pos.size, cfg.batch_size):
-                sel = perm[start : start + cfg.batch_size]
-                cut, first = ex_pos[sel], ex_first[sel]
-                tokens, feedback, n = self._window(movie, fb, first, cut)
-                target = movie[cut]
-                chosen = self._tag_matrix[target].copy()  # type: ignore[index]
-                drop = (rng.random(chosen.shape) >= cfg.tag_keep) | ~give[sel][:, None]
-                chosen[drop] = self.n_tags
+        def epoch_examples() -> tuple[np.ndarray, np.ndarray]:
+            """This epoch's windows: (a, cut) flat positions, shuffled."""
+            likes_only = rng.random(data.n_users) < cfg.likes_only_share
+            if cfg.all_positions:
+                keep = ex_view == likes_only[ex_user]
+                a, cut = ex_a[keep], ex_cut[keep]
+            else:  # the drawn users' liked targets are read in the likes-only view
+                cut = ex_cut.copy()
+                swap = likes_only[ex_user] & is_like[cut]
+                cut[swap] = n_rows + lcount[cut[swap]]
+                a = cut
+            perm = rng.permutation(cut.size)
+            return a[perm], cut[perm]
+
+        def batches(epoch: int) -> Iterator[tuple[_Batch, torch.Tensor, torch.Tensor | None, torch.Tensor]]:
+            ex_a_e, ex_cut_e = epoch_examples()
+            for start in range(0, ex_cut_e.size, cfg.batch_size):
+                a, cut = ex_a_e[start : start + cfg.batch_size], ex_cut_e[start : start + cfg.batch_size]
+                u = all_user[cut]
+                first = view_first[(cut >= n_rows).astype(np.int64), u]
+                tokens, feedback, n = self._window(all_movie, all_fb, first, cut)
+                steps = np.arange(tokens.shape[1])
+                # step j's target: the flat position after it; counted when in [a, cut] and trainable
+                tpos = (cut - n)[:, None] + steps[None, :] + 1
+                on = (steps[None, :] < n[:, None]) & (tpos >= a[:, None])
+                on &= all_ok[np.minimum(tpos, all_ok.size - 1)]
+                rows, at = np.nonzero(on)
+                target_pos = tpos[rows, at]
+                target = all_movie[target_pos]
+                # chosen tags (a random share of the target's tags, for a share of the targets)
+                chosen_t = self._tag_matrix[target].copy()  # type: ignore[index]
+                drop = (rng.random(chosen_t.shape) >= cfg.tag_keep) | (
+                    rng.random(target.size) >= cfg.tag_prob
+                )[:, None]
+                chosen_t[drop] = self.n_tags
+                chosen = np.full((*tokens.shape, chosen_t.shape[1]), self.n_tags, np.int64)
+                chosen[rows, at] = chosen_t
                 future: torch.Tensor | None = None
-                if cfg.multi_target:
-                    idx = cut[:, None] + np.arange(cfg.future_window)[None, :]
-                    ok = idx < ex_end[sel][:, None]
-                    idx = np.where(ok, idx, cut[:, None])
-                    ok &= fb[idx] == LIKE
-                    ok[:, 0] = True
-                    future = torch.from_numpy(np.where(ok, movie[idx], -1))
-                disliked = np.where(feedback == DISLIKE + 2, tokens, self._pad) if train_push else None
+                if cfg.future_weight:
+                    # the user's likes from the target on (the target itself when it is liked)
+                    idx = all_lidx[target_pos][:, None] + np.arange(cfg.future_window)[None, :]
+                    ok = idx < like_end[u[rows]][:, None]
+                    future = torch.from_numpy(np.where(ok, liked_movie[np.where(ok, idx, 0)], -1))
+                # each output's disliked input movies (steps up to its own): unlikelihood, push
+                earlier = (feedback[rows] == DISLIKE + 2) & (steps[None, :] <= at[:, None])
+                dis = np.where(earlier, tokens[rows], self._pad)
+                prior = None
+                if self._prior is not None:  # context: the last not-disliked steps up to each output
+                    ok_step = (feedback == LIKE + 2) | (feedback == SEEN + 2)
+                    cum = np.cumsum(ok_step, axis=1)
+                    sel = ok_step[rows] & (steps[None, :] <= at[:, None])
+                    age = cum[rows, at][:, None] - cum[rows]  # later context steps up to the output
+                    r2, s2 = np.nonzero(sel)
+                    prior = torch.from_numpy(
+                        self._prior.scores_at(r2, tokens[rows[r2], s2], age[r2, s2], rows.size)
+                    )
                 yield (
                     _Batch(
                         torch.from_numpy(tokens),
                         torch.from_numpy(feedback),
                         torch.from_numpy(n),
                         torch.from_numpy(chosen),
-                        None if disliked is None else torch.from_numpy(disliked),
+                        torch.from_numpy(dis) if train_push else None,
+                        prior,
+                        (torch.from_numpy(rows), torch.from_numpy(at)),
                     ),
                     torch.from_numpy(target),
                     future,
+                    torch.from_numpy(dis),
                 )
 
-        def loss_fn(net: nn.Module, batch: tuple[_Batch, torch.Tensor, torch.Tensor | None]) -> torch.Tensor:
-            inp, target, future = batch
+        def loss_fn(
+            net: nn.Module, batch: tuple[_Batch, torch.Tensor, torch.Tensor | None, torch.Tensor]
+        ) -> torch.Tensor:
+            inp, target, future, dis = batch
             logp, tlogp = net(inp, train_push)
-            if future is None:
-                loss = F.nll_loss(logp, target)
-            else:
+            loss = F.nll_loss(logp, target)
+            if future is not None:
                 ok = future >= 0
-                picked = logp.gather(1, future.clamp(min=0)) * ok
-                loss = -(picked.sum(1) / ok.sum(1)).mean()
+                has = ok.any(1)
+                if bool(has.any()):
+                    picked = logp.gather(1, future.clamp(min=0)) * ok
+                    per_row = -picked.sum(1) / ok.sum(1).clamp(min=1)
+                    loss = loss + cfg.future_weight * per_row[has].mean()
             if cfg.tag_loss_weight and self.n_tags:
                 ttags = tag_t[target]
                 tok = (ttags != self.n_tags).to(tlogp.dtype)
@@ -703,14 +886,14 @@ class SequenceLSTM(Recommender):
                     )
                     loss = loss + cfg.tag_loss_weight * tl[has].mean()
             if cfg.dislike_weight:
-                dis = inp.feedback == DISLIKE + 2
-                if bool(dis.any()):
-                    p = logp.gather(1, inp.tokens.clamp(max=self.n_movies - 1)).exp()
+                is_dis = dis < self.n_movies
+                if bool(is_dis.any()):
+                    p = logp.gather(1, dis.clamp(max=self.n_movies - 1)).exp()
                     ul = -torch.log1p(-p.clamp(max=1 - 1e-6))
-                    loss = loss + cfg.dislike_weight * ul[dis].sum() / target.shape[0]
+                    loss = loss + cfg.dislike_weight * ul[is_dis].sum() / target.shape[0]
                     if nbr_t is not None:
-                        rows, steps = dis.nonzero(as_tuple=True)
-                        nb = nbr_t[inp.tokens[rows, steps]]  # (D, K) neighbours of each dislike
+                        rows, steps = is_dis.nonzero(as_tuple=True)
+                        nb = nbr_t[dis[rows, steps]]  # (D, K) neighbours of each dislike
                         ok = nb < self.n_movies
                         pn = logp[rows].gather(1, nb.clamp(max=self.n_movies - 1)).exp()
                         uln = -torch.log1p(-pn.clamp(max=1 - 1e-6)) * ok
@@ -720,7 +903,7 @@ class SequenceLSTM(Recommender):
         def validate(net: nn.Module) -> float:
             if v_user.size == 0:
                 return 0.0
-            return _ndcg_at(self, net, movie, fb, v_first, v_cut, v_movie, v_excl, cfg.valid_k, train_push)[0]
+            return _ndcg_at(self, net, movie, fb, v_first, v_cut, v_movie, v_excl, cfg.valid_k, train_push)
 
         # dropout draws from torch's global generator: seed it only for this fit and restore it after
         with torch.random.fork_rng(devices=[]):
@@ -735,44 +918,15 @@ class SequenceLSTM(Recommender):
                 name=self.name,
                 generators=(rng,),
             )
+        if cfg.transition_prior and held.any():  # the served counts include every training row
+            self._prior = self._new_transitions().fit(data, rng)
         self.fit_info.epochs = len(history)
         self.fit_info.history = history
-        self.fit_info.extra = {"n_examples": int(ex_pos.size), "n_valid": int(v_user.size)}
-        if self._transitions is not None:
-            # the transitions' weights: the best on the validation item (ties: the smallest),
-            # without tags and with the target's 3 heaviest tags given (as next-item-tags does:
-            # a visitor's chosen tags say more about the next movie than what usually follows)
-            found = {"plain": [0.0] * len(weights), "tags": [0.0] * len(weights)}
-            if v_user.size:
-                given = self._tag_matrix[v_movie][:, :3]
-                net.eval()
-                with torch.inference_mode():
-                    for kind, tags in (("plain", None), ("tags", given)):
-                        found[kind] = _ndcg_at(
-                            self,
-                            net,
-                            movie,
-                            fb,
-                            v_first,
-                            v_cut,
-                            v_movie,
-                            v_excl,
-                            cfg.valid_k,
-                            push,
-                            self._transitions,
-                            weights,
-                            tags,
-                        )
-            self._transition_weights = (
-                weights[int(np.argmax(found["plain"]))],
-                weights[int(np.argmax(found["tags"]))],
-            )
-            if not any(self._transition_weights):
-                self._transitions = None
-            self.fit_info.extra["transition_weights"] = list(self._transition_weights)
-            self.fit_info.extra["transition_valid_ndcg"] = {
-                kind: dict(zip(map(str, weights), v, strict=True)) for kind, v in found.items()
-            }
+        self.fit_info.extra = {
+            "n_examples": int(np.count_nonzero(train_ok)),
+            "n_valid": int(v_user.size),
+            "valid_source": valid_source,
+        }
 
     def _build_net(self) -> SequenceNet:
         assert self._tag_matrix is not None
@@ -788,11 +942,20 @@ class SequenceLSTM(Recommender):
         return self.net
 
     def _with_history(self, queries: Sequence[Query]) -> list[Query]:
-        """Checked queries; one naming only a known user gets that user's ordered training history."""
-        return with_history(queries, self._history, self.n_movies, self.n_tags)
+        """Checked queries; one naming only a known user gets that user's ordered training history,
+        and the tags its free text names (:func:`~movierec.models.base.tags_in_text`) join its liked
+        tags (unless it dislikes them)."""
+        out = []
+        for q in queries:  # over queries: text is rare and short
+            named = tags_in_text(q.text, self.tags)
+            named = named[~np.isin(named, np.concatenate([q.liked_tags, q.disliked_tags]))]
+            out.append(
+                dataclasses.replace(q, liked_tags=np.concatenate([q.liked_tags, named])) if named.size else q
+            )
+        return with_history(out, self._history, self.n_movies, self.n_tags)
 
     def _new_transitions(self) -> Transitions:
-        """The transition counter of the blend, as the config sets it (no popularity term)."""
+        """The transition counter of the prior, as the config sets it (no popularity term)."""
         cfg = self.config
         return Transitions(
             window=cfg.transition_window,
@@ -847,42 +1010,15 @@ class SequenceLSTM(Recommender):
 
         With ``dislike_push`` > 0 the softmax is taken after the structural dislike push (the
         query's disliked movies and the movies whose embeddings are like theirs lose logits).
-        With a transition blend (``transition_weights``), its term is added to that: the weight
-        picked for sessions with liked tags or without, and, with the dislike push on, a
-        movie's transition support shrinks by its push similarity to the session's dislikes
-        (``1 - penalty``: a disliked movie keeps none, the movies like it little).
+        With a transition prior (``transition_prior``) the network's logits hold its learned term.
         """
-        scores = self._run(queries)[0]
-        if self._transitions is None or not any(self._transition_weights):
-            return scores
-        qs = self._with_history(queries)
-        plain, tagged = self._transition_weights
-        w = np.array([tagged if q.liked_tags.size else plain for q in qs], np.float32)
-        if not w.any():
-            return scores
-        push = _Push.of(self.config)
-        penalty = None
-        if push.strength and any(q.disliked.size for q in qs):
-            penalty = -self.dislike_adjustment(qs) / push.strength
-        term = _transition_term(self._transitions, [(q.movies, q.feedback) for q in qs], penalty)
-        # not in place: _run's arrays are also its cache of the last batch
-        return scores + w[:, None] * term
-
-    @property
-    def transition_weight(self) -> float:
-        """Weight of the transition blend picked at fit time for sessions without liked tags (0: none)."""
-        return self._transition_weights[0]
-
-    @property
-    def transition_weight_with_tags(self) -> float:
-        """The same, for sessions with liked tags."""
-        return self._transition_weights[1]
+        return self._run(queries)[0]
 
     @property
     def retrieval_exact(self) -> bool:
         """Whether ``query_vectors`` / ``item_vectors`` (and ``dislike_adjustment``) reproduce
-        :meth:`score`: not with a transition blend, whose term is no inner product."""
-        return self._transitions is None
+        :meth:`score`: not with a transition prior, whose term is no inner product."""
+        return self._prior is None
 
     def score_tags(self, queries: Sequence[Query]) -> np.ndarray:
         """Log-probability of each tag describing the next liked movie, float32 ``(len(queries), n_tags)``."""
@@ -899,8 +1035,9 @@ class SequenceLSTM(Recommender):
         (or ``(B, C)`` for the movie *indices* ``movies`` ``(B, C)`` int64, e.g. retrieval
         candidates; entries outside the catalogue get 0).
 
-        ``-dislike_push * penalty`` (see :meth:`SequenceNet.dislike_penalty`); all zero when the
-        push is off or a query has no dislikes. ``query_vectors @ item_vectors().T +
+        ``-dislike_push * penalty`` (see :meth:`SequenceNet.dislike_penalty`) ``- dislike_tag_push *
+        tag_penalty`` (:meth:`SequenceNet.tag_penalty`); all zero when both are off or a query
+        dislikes nothing. ``query_vectors @ item_vectors().T +
         dislike_adjustment`` equals :meth:`score` up to a per-row constant, so retrieval
         re-scores its candidates exactly with it.
         """
@@ -910,14 +1047,20 @@ class SequenceLSTM(Recommender):
         shape = (len(queries), self.n_movies) if movies is None else np.shape(movies)
         if movies is not None and (len(shape) != 2 or shape[0] != len(queries)):
             raise ValueError(f"movies must be a (len(queries), C) index array, got shape {shape}")
-        if not queries or not push.strength:
+        if not queries or not (push.strength or push.tags):
             return np.zeros(shape, np.float32)
         batch = self._query_batch(queries)
-        assert batch.disliked is not None
+        assert batch.disliked is not None and batch.disliked_tags is not None
+        out = torch.zeros(shape)
         with torch.inference_mode():
             at = None if movies is None else torch.from_numpy(np.array(movies, np.int64))  # writable copy
-            penalty = net.dislike_penalty(batch.disliked, push.space, push.agg, push.floor, at)
-        return (-push.strength * penalty).numpy().astype(np.float32)
+            if push.strength:
+                out -= push.strength * net.dislike_penalty(
+                    batch.disliked, push.space, push.agg, push.floor, at
+                )
+            if push.tags and batch.disliked_tags.shape[1]:
+                out -= push.tags * net.tag_penalty(batch.disliked_tags, at)
+        return out.numpy().astype(np.float32)
 
     def query_vectors(self, queries: Sequence[Query]) -> np.ndarray:
         """Session vectors ``(B, d + 1)`` float32 for maximum-inner-product retrieval over
@@ -975,9 +1118,8 @@ class SequenceLSTM(Recommender):
         out = {f"net.{k}": v.detach().cpu().numpy() for k, v in net.state_dict().items()}
         assert self._tag_matrix is not None
         out["tag_matrix"] = self._tag_matrix
-        if self._transitions is not None:
-            out |= {f"transitions.{k}": v for k, v in self._transitions.state().items()}
-            out["transition_weight"] = np.array(self._transition_weights, np.float32)
+        if self._prior is not None:
+            out |= {f"prior.{k}": v for k, v in self._prior.state().items()}
         return out
 
     def load_state(self, state: dict[str, np.ndarray]) -> None:
@@ -991,26 +1133,21 @@ class SequenceLSTM(Recommender):
         net.eval()
         self.net = net
         self._last_run = None
-        self._transitions, self._transition_weights = None, (0.0, 0.0)
-        if "transition_weight" in state:  # artifacts from before the blend have none
-            trans = self._new_transitions()
-            trans.movies = self.movies
-            trans.load_state({k[12:]: v for k, v in state.items() if k.startswith("transitions.")})
-            self._transitions = trans
-            w = np.asarray(state["transition_weight"], np.float64).ravel()
-            self._transition_weights = (float(w[0]), float(w[-1]))
-
-
-def _transition_term(
-    transitions: Transitions, sessions: Sequence[tuple[np.ndarray, np.ndarray]], penalty: np.ndarray | None
-) -> np.ndarray:
-    """The blend's term before its weight, float32 ``(B, n_movies)``: each session's (movie
-    indices, feedback) transition support, scaled by ``1 - penalty`` (the dislike push's
-    ``(B, n_movies)`` similarity to the session's dislikes, in [0, 1]) when there is one."""
-    term = transitions.transition_scores([context_movies(m, f) for m, f in sessions])
-    if penalty is not None:
-        term *= 1.0 - penalty
-    return term
+        self._prior = None
+        if self.config.transition_prior:
+            if "prior.indptr" not in state:
+                raise ValueError(
+                    "the artifact's config has transition_prior but its weights hold no prior counts"
+                )
+            prior = self._new_transitions()
+            prior.movies = self.movies
+            prior.load_state({k[6:]: v for k, v in state.items() if k.startswith("prior.")})
+            self._prior = prior
+        if "transition_weight" in state:
+            raise ValueError(
+                "this artifact was trained with the transition blend, which the sequence models no "
+                "longer have (the network learns its own transition prior): train it again"
+            )
 
 
 def _with_int8_heads(net: SequenceNet, keep_movie_head: bool = False) -> SequenceNet:
@@ -1051,49 +1188,31 @@ def _ndcg_at(
     exclude: list[np.ndarray],
     k: int,
     push: _Push | None = None,
-    transitions: Transitions | None = None,
-    weights: Sequence[float] = (0.0,),
-    tags: np.ndarray | None = None,
-) -> list[float]:
+) -> float:
     """Mean NDCG@k of ``target`` movie indices ``(V,)`` given the flat histories
     ``[first, cut)``, full ranking over all movies minus each history ``exclude``
-    (with ``push``, the dislikes of each input window push their movies down), one per
-    weight of the ``transitions`` blend (``weights``; without ``transitions`` only 0 counts;
-    damped by the push as :meth:`SequenceLSTM.score` does). ``tags``: ``(V, K)`` tag indices
-    given as chosen (padding ``n_tags``), or none."""
-    totals = np.zeros(len(weights))
+    (with ``push``, the dislikes of each input window push their movies down)."""
+    total = 0.0
     step = 512
     for s in range(0, target.size, step):
         tokens, feedback, n = model._window(movie, fb, first[s : s + step], cut[s : s + step])
-        chosen = (
-            torch.zeros((n.size, 0), dtype=torch.int64)
-            if tags is None
-            else torch.from_numpy(np.ascontiguousarray(tags[s : s + step], np.int64))
-        )
         disliked = torch.from_numpy(np.where(feedback == DISLIKE + 2, tokens, model._pad)) if push else None
         logp, _ = net(
             _Batch(
-                torch.from_numpy(tokens), torch.from_numpy(feedback), torch.from_numpy(n), chosen, disliked
+                torch.from_numpy(tokens),
+                torch.from_numpy(feedback),
+                torch.from_numpy(n),
+                torch.zeros((n.size, 0), dtype=torch.int64),
+                disliked,
+                model._prior_of(tokens, feedback),
             ),
             push,
         )
-        base = logp.numpy()
-        extra = None
-        if transitions is not None:
-            penalty = None
-            if push is not None and push.strength and disliked is not None:
-                penalty = model._net().dislike_penalty(disliked, push.space, push.agg, push.floor).numpy()
-            spans = zip(first[s : s + step], cut[s : s + step], strict=True)
-            extra = _transition_term(transitions, [(movie[a:b], fb[a:b]) for a, b in spans], penalty)
+        scores = logp.numpy().copy()
         rows = np.repeat(np.arange(n.size), [e.size for e in exclude[s : s + step]])
         cols = np.concatenate(exclude[s : s + step]) if rows.size else rows
-        tgt = target[s : s + step]
-        for j, w in enumerate(weights):
-            if w and extra is None:
-                continue
-            scores = base + w * extra if w and extra is not None else base.copy()
-            scores[rows, cols] = -np.inf
-            t_score = scores[np.arange(n.size), tgt]
-            rank = (scores > t_score[:, None]).sum(1)
-            totals[j] += float(np.where(rank < k, 1.0 / np.log2(rank + 2.0), 0.0).sum())
-    return (totals / max(target.size, 1)).tolist()
+        scores[rows, cols] = -np.inf
+        t_score = scores[np.arange(n.size), target[s : s + step]]
+        rank = (scores > t_score[:, None]).sum(1)  # a target's rank: the movies scored above it
+        total += float(np.where(rank < k, 1.0 / np.log2(rank + 2.0), 0.0).sum())
+    return total / max(target.size, 1)

@@ -108,25 +108,29 @@ class Transitions(Recommender):
             raise NotFittedError(f"{self.name}: fit or load the model first")
         return self._trans, self._pop
 
-    def _context(self, histories: Sequence[np.ndarray]) -> sp.csr_matrix:
-        """``(B, n_movies)`` weights of each history's last ``context`` movies (most recent: 1)."""
-        cfg = self.config
-        lasts = [h[-cfg.context :] for h in histories]
+    def transition_scores(self, histories: Sequence[np.ndarray]) -> np.ndarray:
+        """``log1p`` of the transition weight each movie gets from each history's last movies,
+        float32 ``(len(histories), n_movies)``; ``histories`` hold movie *indices* in time order."""
+        lasts = [h[-self.config.context :] for h in histories]
         sizes = np.array([t.size for t in lasts], np.int64)
         cols = np.concatenate(lasts) if lasts else np.zeros(0, np.int64)
         rows = np.repeat(np.arange(len(lasts)), sizes)
         ends = np.repeat(np.cumsum(sizes), sizes)
         age = ends - 1 - np.arange(cols.size)  # 0 for the last movie of its history
-        weights = np.power(np.float32(cfg.decay), age).astype(np.float32)
-        out = sp.csr_matrix((weights, (rows, cols)), shape=(len(lasts), self.n_movies), dtype=np.float32)
-        out.sum_duplicates()
-        return out
+        return self.scores_at(rows, cols, age, len(lasts))
 
-    def transition_scores(self, histories: Sequence[np.ndarray]) -> np.ndarray:
-        """``log1p`` of the transition weight each movie gets from each history's last movies,
-        float32 ``(len(histories), n_movies)``; ``histories`` hold movie *indices* in time order."""
+    def scores_at(self, rows: np.ndarray, movies: np.ndarray, age: np.ndarray, n_rows: int) -> np.ndarray:
+        """:meth:`transition_scores` from flat context entries: row ``rows[i]`` holds movie
+        *index* ``movies[i]`` ``age[i]`` steps before its last context movie (all ``(E,)``
+        int64; ages at or past ``context`` are ignored). Float32 ``(n_rows, n_movies)``."""
         trans, _ = self._require()
-        reach = (self._context(histories) @ trans).toarray()
+        keep = age < self.config.context
+        weights = np.power(np.float32(self.config.decay), age[keep]).astype(np.float32)
+        context = sp.csr_matrix(
+            (weights, (rows[keep], movies[keep])), shape=(n_rows, self.n_movies), dtype=np.float32
+        )
+        context.sum_duplicates()
+        reach = (context @ trans).toarray()
         return np.log1p(reach, out=reach)
 
     def score(self, queries: Sequence[Query]) -> np.ndarray:
