@@ -145,7 +145,8 @@ def main() -> None:
                     flush=True,
                 )
 
-    if "dislike" not in skip and "sequence" in names:
+    seq_name = next((n for n in names if n in SEQUENCE), "")
+    if "dislike" not in skip and seq_name:
         print("\n2. dislike the top recommendation: ranks of its 10 item-kNN neighbours (0 = first)")
         knn = ItemKNN().fit(prepared.train, np.random.default_rng(args.seed))
         hist = prepared.extra["history"]
@@ -156,12 +157,12 @@ def main() -> None:
             Query(movies=hist.movie[ptr[u] : ptr[u + 1]], feedback=fb[ptr[u] : ptr[u + 1]])
             for u in prepared.users
         ]
-        variants: dict[str, Recommender] = {"sequence (dislike loss)": fitted["sequence"]}
+        variants: dict[str, Recommender] = {f"{seq_name} (dislike loss)": fitted[seq_name]}
         if "nodislike" not in skip:
             start = time.perf_counter()
-            no_dislike = make("sequence", args.epochs, dislike_weight=0.0)
+            no_dislike = make(seq_name, args.epochs, dislike_weight=0.0)
             no_dislike.fit(prepared.train, np.random.default_rng(args.seed), valid=prepared.valid)
-            variants["sequence (no dislike loss)"] = no_dislike
+            variants[f"{seq_name} (no dislike loss)"] = no_dislike
             print(f"   (no-dislike model fitted in {time.perf_counter() - start:.0f} s)")
         if "itemknn" in fitted:
             variants["itemknn"] = fitted["itemknn"]
@@ -176,7 +177,7 @@ def main() -> None:
                 flush=True,
             )
         if args.dislike_push:
-            model = fitted["sequence"]
+            model = fitted[seq_name]
             saved = dataclasses.replace(model.config)
             print(
                 "\n2b. structural dislike push on the same fitted sequence model"

@@ -539,3 +539,24 @@ def test_free_text_names_tags_that_steer_the_session(fitted: SequenceLSTM) -> No
     )
     np.testing.assert_array_equal(by_text, by_tag)
     assert not np.array_equal(by_text, plain)
+
+
+def test_a_liked_tag_pulls_up_the_movies_carrying_it(fitted: SequenceLSTM) -> None:
+    """liked_tag_pull adds exactly its logits to the movies carrying a liked tag, against the
+    same session with the pull off; dislike_adjustment carries it for retrieval."""
+    t2 = tag_index(fitted, 2)
+    q = [Query.session(liked=[3], liked_tags=[t2])]
+    saved = fitted.config
+    try:
+        fitted.config = dataclasses.replace(saved, liked_tag_pull=0.0)
+        off = fitted.score(q)[0]
+        fitted.config = dataclasses.replace(saved, liked_tag_pull=2.0)
+        on = fitted.score(q)[0]
+        adj = fitted.dislike_adjustment(q)[0]
+    finally:
+        fitted.config = saved
+    with_tag = np.arange(N_MOVIES) % N_TAGS == 2
+    shift = (on - off)[with_tag] - np.mean((on - off)[~with_tag])
+    np.testing.assert_allclose(shift, 2.0, atol=1e-4)
+    np.testing.assert_allclose(adj, np.where(with_tag, 2.0, 0.0), atol=1e-6)
+    assert np.exp(on[with_tag]).sum() > np.exp(off[with_tag]).sum()

@@ -126,9 +126,10 @@ class SequenceConfig:
     #: ``dislike_push * agg_d relu(cos(e_j, e_d))`` over the query's most recent ``max_len - 1``
     #: disliked movies ``d``, so a dislike lowers that movie and the movies like it; applied in
     #: ``score`` (evaluation and serving), not in ``query_vectors`` / ``item_vectors``. On
-    #: ml-latest-small (bench_session.py part 2b, 4 epochs) a dislike then moves its 10 item-kNN
-    #: neighbours' median rank 74 -> 85 (without the push 42 -> 32: they rose) for -0.0005
-    #: next-item NDCG@10 (95% CI +-0.007); 5 and more cost over 0.002
+    #: ml-latest-small's next-item validation item (benchmarks/tune_feedback.py, seed 0, the
+    #: default sequence-attn) a dislike of the top recommendation moves its 10 item-kNN
+    #: neighbours' median rank 103 -> 97 without the push (they rise), 127 -> 134 at 2,
+    #: 149 -> 177 at 4.5; NDCG@10 of the validation item 0.056 without, 0.051-0.053 with
     dislike_push: float = 4.5
     #: embedding whose cosine the push uses: ``"input"`` (the input movie embedding) or
     #: ``"head"`` (movie-head weight rows; closer to item-kNN, but pushing there costs far more
@@ -142,6 +143,12 @@ class SequenceConfig:
     #: disliked tags, in logit units (0: off): a movie carrying one of the query's disliked tags
     #: among its ``tags_per_movie`` heaviest loses this much, in ``score`` and ``dislike_adjustment``
     dislike_tag_push: float = 3.0
+    #: liked tags, in logit units (0: off): a movie carrying one of the query's liked tags among its
+    #: ``tags_per_movie`` heaviest gains this much (the chosen-tag input alone moves little once
+    #: the set term dominates training). Next-item NDCG@10 of the validation item with its 3
+    #: heaviest tags given (benchmarks/tune_feedback.py, seed 0): 0 -> 0.053, 1 -> 0.079,
+    #: 2 -> 0.093, 3 -> 0.099, 4 -> 0.101 (0.056 without tags)
+    liked_tag_pull: float = 3.0
     #: also apply the push while training (on the dislikes in each example's input window), so
     #: the network learns with it in place; ``False``: inference only
     dislike_push_train: bool = False
@@ -269,6 +276,7 @@ class _Push:
     agg: str = "max"
     floor: float = 0.0
     tags: float = 0.0
+    pull: float = 0.0
 
     @classmethod
     def of(cls, config: SequenceConfig) -> _Push:
@@ -288,16 +296,17 @@ class _Push:
             raise ValueError(
                 f"SequenceConfig.dislike_push must be a finite number >= 0, got {config.dislike_push}"
             )
-        if not math.isfinite(config.dislike_tag_push) or config.dislike_tag_push < 0:
-            raise ValueError(
-                f"SequenceConfig.dislike_tag_push must be a finite number >= 0, got {config.dislike_tag_push}"
-            )
+        for field in ("dislike_tag_push", "liked_tag_pull"):
+            value = getattr(config, field)
+            if not math.isfinite(value) or value < 0:
+                raise ValueError(f"SequenceConfig.{field} must be a finite number >= 0, got {value}")
         return cls(
             float(config.dislike_push),
             config.dislike_push_space,
             config.dislike_push_agg,
             float(config.dislike_push_floor),
             float(config.dislike_tag_push),
+            float(config.liked_tag_pull),
         )
 
 
@@ -461,7 +470,7 @@ class SequenceNet(nn.Module):
         return out
 
     def tag_penalty(self, disliked_tags: torch.Tensor, movies: torch.Tensor | None = None) -> torch.Tensor:
-        """1 where a movie carries one of its row's disliked tags (among the tags the network
+        """1 where a movie carries one of its row's tags (disliked, or liked for the pull; among the tags the network
         reads), else 0: float32 ``(B, n_movies)``, or ``(B, C)`` at the movie *indices* ``movies``
         (entries outside ``0..n_movies - 1`` get 0).
 
@@ -548,6 +557,8 @@ class SequenceNet(nn.Module):
             and batch.disliked_tags.shape[1]
         ):
             logits = logits - push.tags * self.tag_penalty(batch.disliked_tags)
+        if push is not None and push.pull and batch.chosen.dim() == 2 and batch.chosen.shape[1]:
+            logits = logits + push.pull * self.tag_penalty(batch.chosen)
         if self.prior_gate is not None and batch.prior is not None:
             prior = batch.prior if penalty is None else batch.prior * (1.0 - penalty).clamp(min=0.0)
             logits = logits + F.softplus(self.prior_gate(h)) * prior
@@ -1047,7 +1058,7 @@ class SequenceLSTM(Recommender):
         shape = (len(queries), self.n_movies) if movies is None else np.shape(movies)
         if movies is not None and (len(shape) != 2 or shape[0] != len(queries)):
             raise ValueError(f"movies must be a (len(queries), C) index array, got shape {shape}")
-        if not queries or not (push.strength or push.tags):
+        if not queries or not (push.strength or push.tags or push.pull):
             return np.zeros(shape, np.float32)
         batch = self._query_batch(queries)
         assert batch.disliked is not None and batch.disliked_tags is not None
@@ -1060,6 +1071,8 @@ class SequenceLSTM(Recommender):
                 )
             if push.tags and batch.disliked_tags.shape[1]:
                 out -= push.tags * net.tag_penalty(batch.disliked_tags, at)
+            if push.pull and batch.chosen.shape[1]:
+                out += push.pull * net.tag_penalty(batch.chosen, at)
         return out.numpy().astype(np.float32)
 
     def query_vectors(self, queries: Sequence[Query]) -> np.ndarray:
