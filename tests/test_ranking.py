@@ -237,6 +237,7 @@ def sequence_model() -> tuple[SequenceLSTM, Dataset]:
         patience=0,
         init_popularity=True,
         transition_prior=False,  # retrieval reproduces the network (a prior is scored exactly)
+        liked_tag_pull=0.0,  # so does a liked-tag pull
     )
     return model.fit(data, np.random.default_rng(1)), data
 

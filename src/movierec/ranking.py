@@ -440,7 +440,7 @@ def _retrieve(
         if model_rows.size and n > 0:
             group = [queries[i] for i in model_rows.tolist()]
             adjust = None
-            if callable(adjustment) and any(q.disliked.size for q in group):
+            if callable(adjustment) and any(q.disliked.size or q.disliked_tags.size for q in group):
 
                 def adjust(r: np.ndarray, cand: np.ndarray, group: list[Query] = group) -> np.ndarray:
                     return np.asarray(adjustment([group[i] for i in r.tolist()], cand), np.float32)

@@ -43,6 +43,9 @@ TINY: dict[str, Any] = {
     "future_weight": 0.0,
     "likes_only_share": 0.0,
     "transition_prior": False,
+    # scores are inner products plus the dislike terms (retrieval reproduces them); the pull has
+    # its own test
+    "liked_tag_pull": 0.0,
     # train every epoch on every example: these tests pin what the network learns, not which
     # epoch a 12-step chain's holdout happens to restore (the holdout has its own test below)
     "holdout": False,
@@ -553,6 +556,7 @@ def test_a_liked_tag_pulls_up_the_movies_carrying_it(fitted: SequenceLSTM) -> No
         fitted.config = dataclasses.replace(saved, liked_tag_pull=2.0)
         on = fitted.score(q)[0]
         adj = fitted.dislike_adjustment(q)[0]
+        assert not fitted.retrieval_exact  # a pull raises movies an inner-product search misses
     finally:
         fitted.config = saved
     with_tag = np.arange(N_MOVIES) % N_TAGS == 2

@@ -1028,8 +1028,9 @@ class SequenceLSTM(Recommender):
     @property
     def retrieval_exact(self) -> bool:
         """Whether ``query_vectors`` / ``item_vectors`` (and ``dislike_adjustment``) reproduce
-        :meth:`score`: not with a transition prior, whose term is no inner product."""
-        return self._prior is None
+        :meth:`score`: not with a transition prior, whose term is no inner product, nor with a
+        liked-tag pull, which raises movies an inner-product search would not fetch."""
+        return self._prior is None and not self.config.liked_tag_pull
 
     def score_tags(self, queries: Sequence[Query]) -> np.ndarray:
         """Log-probability of each tag describing the next liked movie, float32 ``(len(queries), n_tags)``."""
