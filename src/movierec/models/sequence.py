@@ -793,8 +793,11 @@ class SequenceLSTM(Recommender):
         if ex_cut.size == 0:
             raise ValueError(f"{self.name}: no training examples (no liked ratings in {data.name!r})")
         tag_t = torch.from_numpy(self._tag_matrix)
-        # an epoch: all_positions trains each target once, in the view drawn for its user
-        n_batches = math.ceil(np.count_nonzero(ex_view == 0) / cfg.batch_size)
+        # an epoch: all_positions trains each target once, in the view drawn for its user (the
+        # progress bar's length: the expected number of windows)
+        share = cfg.likes_only_share if cfg.all_positions else 0.0
+        expected = (1 - share) * np.count_nonzero(ex_view == 0) + share * np.count_nonzero(ex_view == 1)
+        n_batches = max(1, math.ceil(expected / cfg.batch_size))
         # a dislike must also push down the movies like it: their item-kNN neighbours on the
         # training interactions, (n_movies + 2, K) indices padded with n_movies (start/pad rows empty)
         nbr_t: torch.Tensor | None = None
