@@ -528,6 +528,16 @@ def _split_size_key(key: str) -> tuple[str, int | None]:
     return key, None
 
 
+def _indicator(rows: Sequence[np.ndarray], n_cols: int) -> sp.csr_matrix:
+    """Binary CSR ``(len(rows), n_cols)`` float32 with row ``i`` set at the indices ``rows[i]``."""
+    lens = np.array([r.size for r in rows], np.int64)
+    cols = np.concatenate(rows) if len(rows) else np.zeros(0, np.int64)
+    return sp.csr_matrix(
+        (np.ones(lens.sum(), np.float32), (np.repeat(np.arange(len(rows)), lens), cols)),
+        shape=(len(rows), n_cols),
+    )
+
+
 class SessionProtocol(Protocol):
     """The page's task: a new visitor with a handful of likes.
 
@@ -626,15 +636,7 @@ class SessionProtocol(Protocol):
         if not self.n_tags:
             return [np.zeros(0, np.int64)] * len(sessions)
         tags = prepared.train.movie_tags
-        lens = np.array([s.size for s in sessions])
-        pick = sp.csr_matrix(
-            (
-                np.ones(lens.sum(), np.float32),
-                (np.repeat(np.arange(len(sessions)), lens), np.concatenate(sessions)),
-            ),
-            shape=(len(sessions), tags.shape[0]),
-        )
-        weight = sp.csr_matrix(pick @ tags)
+        weight = sp.csr_matrix(_indicator(sessions, tags.shape[0]) @ tags)
         heaviest = top_per_row(weight, self.n_tags)  # padded with n_tags
         return [row[row < tags.shape[1]] for row in heaviest]
 
@@ -660,15 +662,7 @@ class SessionProtocol(Protocol):
                     for m, t in zip(sessions[sl], given[sl], strict=True)
                 ]
                 ranked[sl], _ = top_n(model.score(queries), k_max, exclude=sessions[sl], fallback=fallback)
-            truth = [lk[size:] for lk in likes]
-            lens = np.array([t.size for t in truth])
-            relevant = sp.csr_matrix(
-                (
-                    np.ones(lens.sum(), np.float32),
-                    (np.repeat(np.arange(len(users)), lens), np.concatenate(truth)),
-                ),
-                shape=(len(users), prepared.data.n_movies),
-            )
+            relevant = _indicator([lk[size:] for lk in likes], prepared.data.n_movies)
             full = M.ranking_metrics(ranked, relevant, ks)
             for key, values in full.items():
                 if key.split("@")[0] in ("hr", "recall", "ndcg"):
@@ -676,7 +670,7 @@ class SessionProtocol(Protocol):
             for k in ks:
                 per_user[size_key(f"popularity@{k}", size)] = M.popularity_percentile(ranked, pop, k)
                 scalars[size_key(f"coverage@{k}", size)] = M.coverage(ranked, prepared.data.n_movies, k)
-            curves[f"rec_popularity[k={size}]"] = pop[ranked[ranked >= 0]]
+            curves[size_key("rec_popularity", size)] = pop[ranked[ranked >= 0]]
             if size == self.session_sizes[0]:
                 curves["ndcg_at"] = _ndcg_curve(ranked, relevant, k_max)
         # averages over the sizes, per user (per-user arrays) and overall (scalars)

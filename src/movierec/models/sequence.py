@@ -269,7 +269,9 @@ class _Batch:
 
 @dataclass(frozen=True)
 class _Push:
-    """Settings of the structural dislike push (see :meth:`SequenceNet.dislike_penalty`)."""
+    """Settings of the structural feedback terms: the dislike push (see
+    :meth:`SequenceNet.dislike_penalty`), the disliked-tag push and the liked-tag pull
+    (:meth:`SequenceNet.tag_hits`)."""
 
     strength: float = 0.0
     space: str = "input"
@@ -469,26 +471,27 @@ class SequenceNet(nn.Module):
             out = out / ok.sum(1, keepdim=True).clamp(min=1).to(out.dtype)
         return out
 
-    def tag_penalty(self, disliked_tags: torch.Tensor, movies: torch.Tensor | None = None) -> torch.Tensor:
-        """1 where a movie carries one of its row's tags (disliked, or liked for the pull; among the tags the network
-        reads), else 0: float32 ``(B, n_movies)``, or ``(B, C)`` at the movie *indices* ``movies``
-        (entries outside ``0..n_movies - 1`` get 0).
+    def tag_hits(self, tags: torch.Tensor, movies: torch.Tensor | None = None) -> torch.Tensor:
+        """1 where a movie carries one of its row's ``tags`` (among the tags the network reads),
+        else 0: float32 ``(B, n_movies)``, or ``(B, C)`` at the movie *indices* ``movies``
+        (entries outside ``0..n_movies - 1`` get 0). The disliked-tag push and the liked-tag
+        pull both scale it.
 
         Parameters
         ----------
-        disliked_tags:
-            ``(B, Dt)`` int64 tag *indices*; ``n_tags`` is padding.
+        tags:
+            ``(B, K)`` int64 tag *indices*; ``n_tags`` is padding.
         """
-        tags = self.movie_tags[: self.n_movies]  # (n_movies, T)
+        carried = self.movie_tags[: self.n_movies]  # (n_movies, T)
         if movies is not None:
             valid = (movies >= 0) & (movies < self.n_movies)
-            tags = tags[movies.clamp(0, self.n_movies - 1)]  # (B, C, T)
+            carried = carried[movies.clamp(0, self.n_movies - 1)]  # (B, C, T)
         else:
-            tags = tags.unsqueeze(0)  # (1, n_movies, T)
-        hit = torch.zeros(tags.shape[:2], dtype=torch.bool)
-        for col in range(disliked_tags.shape[1]):  # over dislike slots (a few), not rows
-            t = disliked_tags[:, col].view(-1, 1, 1)
-            hit = hit | ((tags == t) & (t < self.n_tags)).any(2)
+            carried = carried.unsqueeze(0)  # (1, n_movies, T)
+        hit = torch.zeros(carried.shape[:2], dtype=torch.bool)
+        for col in range(tags.shape[1]):  # over tag slots (a few), not rows
+            t = tags[:, col].view(-1, 1, 1)
+            hit = hit | ((carried == t) & (t < self.n_tags)).any(2)
         out = hit.to(torch.float32)
         return out * valid if movies is not None else out
 
@@ -541,7 +544,8 @@ class SequenceNet(nn.Module):
 
         With ``push`` (strength > 0) and ``batch.disliked``, the movie logits first lose
         ``push.strength * dislike_penalty(batch.disliked, ...)`` and ``push.tags *
-        tag_penalty(batch.disliked_tags)``. With a prior gate and
+        tag_hits(batch.disliked_tags)``, and gain ``push.pull * tag_hits(batch.chosen)``
+        (the query's liked tags). With a prior gate and
         ``batch.prior``, they gain ``softplus(gate(h)) * prior * (1 - penalty)``.
         """
         h = self.encode(batch) if batch.at is None else self.encode_all(batch)[batch.at[0], batch.at[1]]
@@ -556,9 +560,9 @@ class SequenceNet(nn.Module):
             and batch.disliked_tags is not None
             and batch.disliked_tags.shape[1]
         ):
-            logits = logits - push.tags * self.tag_penalty(batch.disliked_tags)
+            logits = logits - push.tags * self.tag_hits(batch.disliked_tags)
         if push is not None and push.pull and batch.chosen.dim() == 2 and batch.chosen.shape[1]:
-            logits = logits + push.pull * self.tag_penalty(batch.chosen)
+            logits = logits + push.pull * self.tag_hits(batch.chosen)
         if self.prior_gate is not None and batch.prior is not None:
             prior = batch.prior if penalty is None else batch.prior * (1.0 - penalty).clamp(min=0.0)
             logits = logits + F.softplus(self.prior_gate(h)) * prior
@@ -631,16 +635,28 @@ class SequenceLSTM(Recommender):
         feedback[start] = _FB_START
         return tokens, feedback, n.astype(np.int64)
 
-    def _prior_of(self, tokens: np.ndarray, feedback: np.ndarray) -> torch.Tensor | None:
-        """The transition prior of right-padded windows (``tokens``, ``feedback`` as in
-        :class:`_Batch`, ``(B, L)``), float32 ``(B, n_movies)``; ``None`` without a prior."""
+    def _prior_of(
+        self,
+        tokens: np.ndarray,
+        feedback: np.ndarray,
+        rows: np.ndarray | None = None,
+        at: np.ndarray | None = None,
+    ) -> torch.Tensor | None:
+        """The transition prior after the steps ``at`` of rows ``rows`` (both ``(N,)`` int64; by
+        default each row's last step) of right-padded windows (``tokens``, ``feedback`` as in
+        :class:`_Batch`, ``(B, L)``): float32 ``(N, n_movies)``, its context the not-disliked
+        steps up to each output; ``None`` without a prior."""
         if self._prior is None:
             return None
+        if rows is None or at is None:
+            rows = np.arange(tokens.shape[0])
+            at = np.full(rows.size, tokens.shape[1] - 1)  # padding steps are no context
         ok = (feedback == LIKE + 2) | (feedback == SEEN + 2)  # real steps that are not dislikes
-        after = np.cumsum(ok[:, ::-1], axis=1)[:, ::-1] - 1  # 0 at each row's last such step
-        rows, cols = np.nonzero(ok)
-        scores = self._prior.scores_at(rows, tokens[rows, cols], after[rows, cols], tokens.shape[0])
-        return torch.from_numpy(scores)
+        cum = np.cumsum(ok, axis=1)
+        steps = np.arange(tokens.shape[1])
+        out, step = np.nonzero(ok[rows] & (steps[None, :] <= at[:, None]))
+        age = cum[rows[out], at[out]] - cum[rows[out], step]  # 0 at each output's last context step
+        return torch.from_numpy(self._prior.scores_at(out, tokens[rows[out], step], age, rows.size))
 
     def _query_batch(self, queries: Sequence[Query]) -> _Batch:
         """Pad queries into one batch (the last ``max_len - 1`` movies; liked tags on the last step)."""
@@ -852,16 +868,6 @@ class SequenceLSTM(Recommender):
                 # each output's disliked input movies (steps up to its own): unlikelihood, push
                 earlier = (feedback[rows] == DISLIKE + 2) & (steps[None, :] <= at[:, None])
                 dis = np.where(earlier, tokens[rows], self._pad)
-                prior = None
-                if self._prior is not None:  # context: the last not-disliked steps up to each output
-                    ok_step = (feedback == LIKE + 2) | (feedback == SEEN + 2)
-                    cum = np.cumsum(ok_step, axis=1)
-                    sel = ok_step[rows] & (steps[None, :] <= at[:, None])
-                    age = cum[rows, at][:, None] - cum[rows]  # later context steps up to the output
-                    r2, s2 = np.nonzero(sel)
-                    prior = torch.from_numpy(
-                        self._prior.scores_at(r2, tokens[rows[r2], s2], age[r2, s2], rows.size)
-                    )
                 yield (
                     _Batch(
                         torch.from_numpy(tokens),
@@ -869,7 +875,7 @@ class SequenceLSTM(Recommender):
                         torch.from_numpy(n),
                         torch.from_numpy(chosen),
                         torch.from_numpy(dis) if train_push else None,
-                        prior,
+                        self._prior_of(tokens, feedback, rows, at),
                         (torch.from_numpy(rows), torch.from_numpy(at)),
                     ),
                     torch.from_numpy(target),
@@ -1046,13 +1052,13 @@ class SequenceLSTM(Recommender):
         return self.score([Query(user=int(u)) for u in np.asarray(users)])
 
     def dislike_adjustment(self, queries: Sequence[Query], movies: np.ndarray | None = None) -> np.ndarray:
-        """What the structural dislike push adds to each movie's logit, float32 ``(B, n_movies)``
+        """What the structural feedback terms add to each movie's logit, float32 ``(B, n_movies)``
         (or ``(B, C)`` for the movie *indices* ``movies`` ``(B, C)`` int64, e.g. retrieval
         candidates; entries outside the catalogue get 0).
 
         ``-dislike_push * penalty`` (see :meth:`SequenceNet.dislike_penalty`) ``- dislike_tag_push *
-        tag_penalty`` (:meth:`SequenceNet.tag_penalty`); all zero when both are off or a query
-        dislikes nothing. ``query_vectors @ item_vectors().T +
+        hits(disliked tags) + liked_tag_pull * hits(liked tags)`` (:meth:`SequenceNet.tag_hits`);
+        all zero when they are off or a query holds no such feedback. ``query_vectors @ item_vectors().T +
         dislike_adjustment`` equals :meth:`score` up to a per-row constant, so retrieval
         re-scores its candidates exactly with it.
         """
@@ -1074,9 +1080,9 @@ class SequenceLSTM(Recommender):
                     batch.disliked, push.space, push.agg, push.floor, at
                 )
             if push.tags and batch.disliked_tags.shape[1]:
-                out -= push.tags * net.tag_penalty(batch.disliked_tags, at)
+                out -= push.tags * net.tag_hits(batch.disliked_tags, at)
             if push.pull and batch.chosen.shape[1]:
-                out += push.pull * net.tag_penalty(batch.chosen, at)
+                out += push.pull * net.tag_hits(batch.chosen, at)
         return out.numpy().astype(np.float32)
 
     def query_vectors(self, queries: Sequence[Query]) -> np.ndarray:
