@@ -81,6 +81,9 @@ class RecBoleConfig:
     model: str = "SASRec"
     epochs: int = 6
     max_len: int = 20
+    #: stop after this many epochs without a better validation NDCG@10 and restore the best
+    #: epoch's weights; 0: train exactly ``epochs`` epochs
+    patience: int = 0
     params: dict[str, Any] = dataclasses.field(default_factory=dict)
 
 
@@ -148,6 +151,7 @@ class RecBoleSequential(Recommender):
             self.n_train_targets = len(train_set)
             self.epoch_seconds: list[float] = []
             self.valid_ndcg: list[float] = []
+            best, best_state = -1.0, None
             for epoch in range(cfg.epochs):
                 start = time.perf_counter()
                 loss = trainer._train_epoch(loader, epoch, show_progress=False)
@@ -158,8 +162,18 @@ class RecBoleSequential(Recommender):
                     f"valid NDCG@10 {self.valid_ndcg[-1]:.4f}",
                     flush=True,
                 )
+                if cfg.patience and valid is not None:
+                    if self.valid_ndcg[-1] > best:
+                        best, self.best_epoch = self.valid_ndcg[-1], epoch + 1
+                        best_state = {k: v.detach().clone() for k, v in net.state_dict().items()}
+                    elif epoch + 1 - self.best_epoch >= cfg.patience:
+                        break
             trainer.tensorboard.close()
-        self.fit_info.epochs = cfg.epochs
+        if best_state is not None:
+            net.load_state_dict(best_state)
+        self.fit_info.epochs = len(self.epoch_seconds)
+        if best_state is not None:
+            self.fit_info.extra["best_epoch"] = self.best_epoch
 
     def _valid_ndcg(self, train: Dataset, valid: Dataset, k: int = 10) -> float:
         """NDCG@k of each user's validation item ranked from their training history
@@ -213,10 +227,12 @@ def make(name: str, args: argparse.Namespace) -> Recommender:
     if name == "sasrec":
         # the issue's reference: CE loss, 20 items of history, 2 layers, hidden 64; RecBole's
         # defaults otherwise (2 heads, inner size 256, dropout 0.5, Adam 1e-3, batches of 2048)
-        params = {"n_layers": 2, "hidden_size": 64}
-        return RecBoleSequential(RecBoleConfig("SASRec", args.epochs_sasrec, args.max_len, params))
+        params = {"n_layers": 2, "hidden_size": 64, "train_batch_size": args.batch_sasrec}
+        return RecBoleSequential(
+            RecBoleConfig("SASRec", args.epochs_sasrec, args.max_len, args.patience, params)
+        )
     if name == "gru4rec":
-        return RecBoleSequential(RecBoleConfig("GRU4Rec", args.epochs_gru4rec, args.max_len))
+        return RecBoleSequential(RecBoleConfig("GRU4Rec", args.epochs_gru4rec, args.max_len, args.patience))
     return create(name)
 
 
@@ -227,6 +243,17 @@ def main() -> None:
     parser.add_argument("--models", default=DEFAULT_MODELS, help="comma list of table rows")
     parser.add_argument("--epochs-sasrec", type=int, default=6)
     parser.add_argument("--epochs-gru4rec", type=int, default=8)
+    parser.add_argument(
+        "--patience",
+        type=int,
+        default=0,
+        help="early stopping on the validation item: stop after this many epochs without a better "
+        "validation NDCG@10 and keep the best epoch (the --epochs-* values are then the caps); "
+        "0: fixed epochs",
+    )
+    parser.add_argument(
+        "--batch-sasrec", type=int, default=2048, help="SASRec's training batch (RecBole's default: 2048)"
+    )
     parser.add_argument(
         "--max-len", type=int, default=20, help="RecBole MAX_ITEM_LIST_LENGTH (training and scoring)"
     )
@@ -269,6 +296,8 @@ def main() -> None:
             note = f"{model.n_train_targets} training targets (protocol: {expected}); epoch s " + " ".join(
                 f"{s:.1f}" for s in model.epoch_seconds
             )
+        if "best_epoch" in info.extra:
+            note = f"best epoch {info.extra['best_epoch']}; {note}"
         rows.append((res, info.epochs, note))
         print(
             f"   {name}: NDCG@10 {res.metrics.get('ndcg@10', nan):.4f}, fit {res.fit_seconds:.0f} s, "
