@@ -75,6 +75,7 @@ model, db, port, workers, process = sys.argv[1], sys.argv[2], int(sys.argv[3]), 
 prefetch = int(sys.argv[6])
 svc = ServiceSettings(settings=Settings(), model_dir=Path(model) if model else None,
                       database_path=Path(db) if db else None, write_rate=1e6, write_burst=10**6,
+                      address_write_rate=1e6, address_write_burst=10**6, session_create_rate=1e6, session_create_burst=10**6,
                       max_waiting=10_000, inference_process=process, prefetch_n=prefetch)
 quiet = dict(host="127.0.0.1", port=port, log_level="warning", access_log=False)
 if workers == 1:

@@ -121,11 +121,46 @@ class PgServer:
             extra = {"user": self.run_as, "group": pwd.getpwnam(self.run_as).pw_gid, "extra_groups": []}
         return subprocess.run(args, capture_output=True, text=True, check=False, **extra, **kwargs)
 
+    def halt(self) -> None:
+        """Stop the server (fast shutdown: connections are cut) and keep its data, for :meth:`resume`."""
+        done = self._run([str(self.bindir / "pg_ctl"), "stop", "-D", str(self.datadir), "-m", "fast", "-w"])
+        if done.returncode != 0:
+            raise RuntimeError(f"pg_ctl stop failed: {done.stderr.strip() or done.stdout.strip()}")
+
+    def resume(self) -> None:
+        """Start a :meth:`halt`-ed server again on the same port."""
+        done = self._run(
+            [
+                str(self.bindir / "pg_ctl"),
+                "start",
+                "-D",
+                str(self.datadir),
+                "-l",
+                str(self.root / "server.log"),
+                "-o",
+                _options(self.port),
+                "-w",
+                "-t",
+                "30",
+            ],
+            cwd=self.root,
+        )
+        if done.returncode != 0:
+            raise RuntimeError(f"pg_ctl start failed: {done.stderr.strip() or done.stdout.strip()}")
+
     def stop(self) -> None:
         """Stop the server (fast shutdown) and remove its directory; safe to call twice."""
         if self.datadir.exists():
             self._run([str(self.bindir / "pg_ctl"), "stop", "-D", str(self.datadir), "-m", "fast", "-w"])
         shutil.rmtree(self.root, ignore_errors=True)
+
+
+def _options(port: int) -> str:
+    return (
+        f"-c listen_addresses=127.0.0.1 -c port={port} -c unix_socket_directories='' "
+        "-c fsync=off -c synchronous_commit=off -c full_page_writes=off -c max_connections=50 "
+        "-c shared_buffers=16MB"
+    )
 
 
 def start_server(bindir: Path, *, attempts: int = 3) -> PgServer:
@@ -157,11 +192,7 @@ def start_server(bindir: Path, *, attempts: int = 3) -> PgServer:
     last = ""
     for _ in range(attempts):  # the free port may be taken between probing and binding
         server.port = _free_port()
-        options = (
-            f"-c listen_addresses=127.0.0.1 -c port={server.port} -c unix_socket_directories='' "
-            "-c fsync=off -c synchronous_commit=off -c full_page_writes=off -c max_connections=50 "
-            "-c shared_buffers=16MB"
-        )
+        options = _options(server.port)
         started = server._run(
             [
                 str(bindir / "pg_ctl"),

@@ -56,6 +56,54 @@ class Settings(BaseSettings):
         ),
     )
 
+    allowed_hosts: str = Field(
+        default="localhost,127.0.0.1,[::1]",
+        description=(
+            "Comma list of the host names the web app answers to (the request's Host header, without "
+            "the port); any other Host gets 400, so a web page elsewhere cannot reach the app through "
+            "DNS rebinding. '*.example.com' allows a domain's subdomains, '*' every host (only behind a "
+            "proxy that checks the Host itself). `movierec serve --host ADDRESS` adds ADDRESS."
+        ),
+    )
+    admin_token: str | None = Field(
+        default=None,
+        description=(
+            "Secret that admin endpoints (POST /api/admin/reload) require as 'Authorization: Bearer "
+            "TOKEN'; with it they answer from any address (behind a reverse proxy, every visitor "
+            "looks like loopback). Unset: loopback only, no proxy headers. At least 16 characters."
+        ),
+    )
+
+    @field_validator("allowed_hosts")
+    @classmethod
+    def _check_allowed_hosts(cls, value: str) -> str:
+        for host in (h.strip() for h in value.split(",")):
+            if "*" in host[1:] or (host.startswith("*") and host != "*" and not host.startswith("*.")):
+                raise ValueError(
+                    f"MOVIEREC_ALLOWED_HOSTS: {host!r}: a wildcard may only start a name ('*.example.com') or stand alone ('*')"
+                )
+            if ":" in host and not host.startswith("["):
+                raise ValueError(
+                    f"MOVIEREC_ALLOWED_HOSTS: {host!r}: write IPv6 addresses in brackets, without a port"
+                )
+        return value
+
+    @field_validator("admin_token")
+    @classmethod
+    def _check_admin_token(cls, value: str | None) -> str | None:
+        if value is None or not value.strip():
+            return None
+        if len(value.strip()) < 16:
+            raise ValueError(
+                "MOVIEREC_ADMIN_TOKEN must be at least 16 characters (e.g. `openssl rand -hex 24`)"
+            )
+        return value.strip()
+
+    @property
+    def allowed_host_list(self) -> list[str]:
+        """:attr:`allowed_hosts` as a list, lower case (IPv6 addresses in brackets, as in a Host header)."""
+        return [h.strip().lower() for h in self.allowed_hosts.split(",") if h.strip()]
+
     @field_validator("database_url")
     @classmethod
     def _check_database_url(cls, value: str | None) -> str | None:

@@ -246,26 +246,70 @@ def test_favourites_persist_across_restarts(service_settings: ServiceSettings) -
 # -------------------------------------------------------------------- cookies
 def test_cookie_new_session_isolation_and_forgery(service_settings: ServiceSettings) -> None:
     app = create_app(service_settings)
+    like = {"kind": "movie", "value": MATRIX, "feedback": "like"}
     with TestClient(app) as a, TestClient(app) as b:
-        r = a.get("/api/session")
+        r = a.get("/api/session")  # a read creates no session and sets no cookie
+        assert r.status_code == 200 and "set-cookie" not in r.headers and r.json()["liked"] == []
+        r = a.post("/api/session/items", json=like)  # the first write does
         set_cookie = r.headers["set-cookie"].lower()
         assert "httponly" in set_cookie and "samesite=lax" in set_cookie and "max-age=31536000" in set_cookie
         assert "secure" not in set_cookie  # plain http in tests
         token = a.cookies.get("movierec_session")
         assert token and len(token) >= 32
         assert "set-cookie" not in a.get("/api/session").headers  # known cookie: kept
-        a.post("/api/session/items", json={"kind": "movie", "value": MATRIX, "feedback": "like"})
-        a.post("/api/favourites", json={"movie_id": 10})
+        assert "set-cookie" not in a.post("/api/favourites", json={"movie_id": 10}).headers
         sb = b.get("/api/session").json()
         assert sb["liked"] == [] and sb["favourites"] == []
-        assert b.cookies.get("movierec_session") != token
+        assert b.cookies.get("movierec_session") is None
         for forged in ("x" * 43, "short", "<script>", "a" * 500):
             with TestClient(app, cookies={"movierec_session": forged}) as f:
                 r = f.get("/api/session")
                 assert r.json()["liked"] == [] and r.json()["favourites"] == []
+                assert "set-cookie" not in r.headers
+                r = f.post("/api/favourites", json={"movie_id": 10})
+                assert r.json()[0]["movie_id"] == 10
                 assert r.cookies.get("movierec_session") not in (None, forged, token)
     with TestClient(app, base_url="https://testserver") as s:
-        assert "secure" in s.get("/api/session").headers["set-cookie"].lower()
+        assert "secure" in s.post("/api/session/items", json=like).headers["set-cookie"].lower()
+
+
+def test_reads_without_a_cookie_add_no_sessions(service_settings: ServiceSettings) -> None:
+    """Issue: 1,897 cookie-less GETs in 5 s once added 1,897 session rows that nothing deleted."""
+    app = create_app(service_settings)
+    with TestClient(app) as c:
+        store = app.state.store.sync
+        before = store.count()
+        for path in ("/api/session", "/api/favourites", "/api/recommendations?n=5") * 30:
+            assert c.get(path).status_code == 200
+            c.cookies.clear()
+        assert store.count() == before
+        c.post("/api/session/items", json={"kind": "movie", "value": MATRIX, "feedback": "like"})
+        assert store.count() == before + 1
+
+
+def test_new_sessions_are_limited_per_address(service_settings: ServiceSettings) -> None:
+    """Issue: minting a new cookie every 40 writes got round the per-session write limit (16x)."""
+    settings = service_settings.model_copy(update={"session_create_rate": 0.01, "session_create_burst": 3})
+    with TestClient(create_app(settings)) as c:
+        codes = []
+        for _ in range(6):
+            c.cookies.clear()  # a fresh cookie-less client each time
+            codes.append(c.post("/api/favourites", json={"movie_id": 10}).status_code)
+        assert codes == [200, 200, 200, 429, 429, 429]
+        r = c.post("/api/favourites", json={"movie_id": 10})
+        assert r.status_code == 429 and int(r.headers["retry-after"]) >= 1
+        assert c.get("/api/session").status_code == 200  # reads are never limited
+
+
+def test_one_address_is_limited_whatever_its_sessions(service_settings: ServiceSettings) -> None:
+    settings = service_settings.model_copy(update={"address_write_rate": 0.01, "address_write_burst": 5})
+    with TestClient(create_app(settings)) as c:
+        codes = []
+        for _ in range(8):
+            c.cookies.clear()
+            codes.append(c.post("/api/favourites", json={"movie_id": 10}).status_code)
+        assert codes.count(200) == 5 and codes[5:] == [429, 429, 429]
+        assert "address" in c.post("/api/favourites", json={"movie_id": 10}).json()["detail"]
 
 
 # ---------------------------------------------------------------- bad inputs
@@ -354,9 +398,9 @@ def test_busy_answers_503_with_retry_after(service_settings: ServiceSettings) ->
 
 
 def test_list_limit_from_store_is_422(client: TestClient) -> None:
-    client.get("/api/session")
+    client.put("/api/session/filters", json={})
     token = client.cookies.get("movierec_session")
-    store = client.app.state.store  # type: ignore[attr-defined]
+    store = client.app.state.store.sync  # type: ignore[attr-defined]
     for i in range(200):  # fill the list directly: 200 requests would be slow
         store.add(token, "tag", f"t{i}", "like")
     r = client.post("/api/session/items", json={"kind": "tag", "value": "one more", "feedback": "like"})
@@ -596,14 +640,14 @@ def test_a_change_keeps_its_write_when_the_recommender_is_busy(service_settings:
 
 def test_a_write_looks_its_session_up_once(client: TestClient, monkeypatch: pytest.MonkeyPatch) -> None:
     """The write rate limit checks the cookie's session; the route trusts that check."""
-    client.get("/api/session")  # a session and its cookie
+    client.post("/api/favourites", json={"movie_id": 10})  # a session and its cookie
     store = client.app.state.store  # type: ignore[attr-defined]
     seen: list[str] = []
     real = store.exists
 
-    def counted(token: str) -> bool:
+    async def counted(token: str) -> bool:
         seen.append(token)
-        return bool(real(token))
+        return bool(await real(token))
 
     monkeypatch.setattr(store, "exists", counted)
     r = client.post("/api/session/items", json={"kind": "movie", "value": 11, "feedback": "like"})

@@ -90,11 +90,13 @@ class Visitor:
 def test_main_flow_across_two_instances(instances: list[TestClient], pg_url: str) -> None:
     v = Visitor(instances)
     assert v.request("GET", "/api/session").status_code == 200
-    token = v.token
-    assert token
-    for mid in (MATRIX, 10, 11):  # likes through a, b, a
+    assert v.token is None  # a read starts no session
+    token = None
+    for mid in (MATRIX, 10, 11):  # likes through b, a, b
         r = v.request("POST", "/api/session/items", json={"kind": "movie", "value": mid, "feedback": "like"})
         assert r.status_code == 200, r.text
+        token = token or v.token
+    assert token
     v.request("POST", "/api/session/items", json={"kind": "tag", "value": "Cyberpunk", "feedback": "like"})
     s = v.request("GET", "/api/session")
     assert v.ids(s, "liked") == [MATRIX, 10, 11] and s.json()["liked_tags"] == ["cyberpunk"]
@@ -133,6 +135,7 @@ def test_another_visitors_token_is_refused(instances: list[TestClient], built: P
     second = Visitor(instances[::-1])  # starts on the other instance
     s = second.request("GET", "/api/session").json()
     assert s["liked"] == [] and s["favourites"] == []
+    second.request("PUT", "/api/session/filters", json={})
     assert second.token and second.token != first.token
     # a forged token, and one from another deployment's (SQLite) store, are both refused on
     # either instance: the visitor gets a fresh, empty session, never someone else's
@@ -146,6 +149,8 @@ def test_another_visitors_token_is_refused(instances: list[TestClient], built: P
             intruder.token = forged
             r = intruder.request("GET", "/api/session")
             assert r.json()["liked"] == [] and r.json()["favourites"] == []
+            r = intruder.request("PUT", "/api/session/filters", json={})
+            assert r.status_code == 200 and r.json()["liked"] == []
             assert intruder.token not in (forged, first.token, second.token)
     # and the first visitor still has their own session on both instances
     for _ in range(2):

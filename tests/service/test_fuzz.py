@@ -42,6 +42,10 @@ APP = create_app(
         database_path=TMP / "db.sqlite3",
         write_rate=1e6,  # the fuzzer writes fast from one address; the limit has its own tests
         write_burst=1_000_000,
+        address_write_rate=1e6,
+        address_write_burst=1_000_000,
+        session_create_rate=1e6,
+        session_create_burst=1_000_000,
     )
 )
 schema = schemathesis.openapi.from_dict(APP.openapi())

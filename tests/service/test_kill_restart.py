@@ -39,7 +39,8 @@ from movierec.service.config import ServiceSettings
 from movierec.settings import Settings
 tmp, port = Path(sys.argv[1]), int(sys.argv[2])
 svc = ServiceSettings(settings=Settings(home=tmp), model_dir=tmp / "model", database_path=tmp / "db.sqlite3",
-                      write_rate=1e6, write_burst=10**6)
+                      write_rate=1e6, write_burst=10**6,
+                      address_write_rate=1e6, address_write_burst=10**6, session_create_rate=1e6, session_create_burst=10**6)
 uvicorn.run(create_app(svc), host="127.0.0.1", port=port, log_level="warning")
 """
 
@@ -100,7 +101,7 @@ def test_acknowledged_writes_survive_sigkill(home: Path) -> None:
         favs: list[set[int]] = [set() for _ in range(THREADS)]
         errors: list[str] = []
         for _ in range(THREADS):
-            r = httpx.get(url + "/api/session", timeout=5.0)
+            r = httpx.put(url + "/api/session/filters", json={}, timeout=5.0)  # a session starts at a write
             cookies.append(r.cookies[COOKIE])
 
         def client(i: int) -> None:

@@ -35,6 +35,9 @@ from movierec.settings import Settings
 
 LOCAL = ("127.0.0.1", 50000)
 
+#: what an operator's script sends (a browser cannot, across sites, without a preflight)
+ADMIN = {"X-Movierec-Admin": "1"}
+
 
 @pytest.fixture
 def svc(tmp_path: Path, tiny: Dataset, make_home: Callable[..., Path]) -> ServiceSettings:
@@ -75,7 +78,7 @@ def test_reload_swaps_in_the_new_model(local: TestClient, svc: ServiceSettings, 
     before = local.get("/api/health").json()
     assert before["model"] == "pop" and before["last_reload_error"] is None
     save_model(create("itemknn").fit(tiny), svc.resolved_model_dir)
-    r = local.post("/api/admin/reload")
+    r = local.post("/api/admin/reload", headers=ADMIN)
     assert r.status_code == 200, r.text
     assert r.json()["model"] == "itemknn" and r.json()["status"] == "reloaded"
     assert app.state.engine is not old
@@ -91,7 +94,7 @@ def test_failed_reload_keeps_the_previous_model(local: TestClient, svc: ServiceS
     old = app.state.engine
     served = recs(local)
     damage(svc.resolved_model_dir)
-    r = local.post("/api/admin/reload")
+    r = local.post("/api/admin/reload", headers=ADMIN)
     assert r.status_code == 422
     assert "previous model keeps serving" in r.json()["detail"] and "checksum" in r.json()["detail"]
     assert app.state.engine is old  # not swapped, not half-swapped
@@ -111,7 +114,7 @@ def test_model_with_nan_weights_is_refused(local: TestClient, svc: ServiceSettin
     save_model(model, svc.resolved_model_dir)
     app: Any = local.app
     old = app.state.engine
-    r = local.post("/api/admin/reload")
+    r = local.post("/api/admin/reload", headers=ADMIN)
     assert r.status_code == 422 and app.state.engine is old, r.text
     assert "sim_data" in r.json()["detail"]
 
@@ -130,11 +133,11 @@ def test_check_engine_rejects_non_finite_scores() -> None:
 
 def test_reload_only_from_this_machine(svc: ServiceSettings) -> None:
     with TestClient(create_app(svc)) as remote:  # client host "testclient"
-        assert remote.post("/api/admin/reload").status_code == 403
+        assert remote.post("/api/admin/reload", headers=ADMIN).status_code == 403
     with TestClient(create_app(svc), client=LOCAL) as proxied:
-        r = proxied.post("/api/admin/reload", headers={"X-Forwarded-For": "203.0.113.9"})
+        r = proxied.post("/api/admin/reload", headers={**ADMIN, "X-Forwarded-For": "203.0.113.9"})
         assert r.status_code == 403
-        assert proxied.post("/api/admin/reload").status_code == 200
+        assert proxied.post("/api/admin/reload", headers=ADMIN).status_code == 200
 
 
 def test_watch_reloads_on_change_and_survives_a_broken_write(svc: ServiceSettings, tiny: Dataset) -> None:
@@ -218,5 +221,59 @@ def test_the_serving_heap_is_frozen_and_a_reload_frees_the_old_engine(
     assert gc.get_freeze_count() > 0
     old = weakref.ref(app.state.engine)
     save_model(create("itemknn").fit(tiny), svc.resolved_model_dir)
-    assert local.post("/api/admin/reload").status_code == 200
+    assert local.post("/api/admin/reload", headers=ADMIN).status_code == 200
     assert old() is None and gc.get_freeze_count() > 0
+
+
+def test_reload_cannot_be_triggered_from_another_site(svc: ServiceSettings) -> None:
+    """Issue: a cross-site ``text/plain`` POST (a "simple" request: no preflight) from the operator's
+    browser reloaded the model (5-9 s of CPU), and ``Host: evil.example`` was accepted."""
+    with TestClient(create_app(svc), client=LOCAL) as c:
+        simple = {"Content-Type": "text/plain"}
+        assert c.post("/api/admin/reload", content=b"x", headers=simple).status_code == 415
+        for hostile in (
+            {**ADMIN, "Sec-Fetch-Site": "cross-site"},
+            {**ADMIN, "Sec-Fetch-Site": "same-site"},
+            {**ADMIN, "Origin": "https://evil.example"},
+            {**ADMIN, "Origin": "null"},
+            {"Content-Type": "application/json", "Origin": "http://evil.example"},
+        ):
+            r = c.post("/api/admin/reload", headers=hostile)
+            assert r.status_code == 403, (hostile, r.text)
+        # DNS rebinding: the page of evil.example resolved to 127.0.0.1 sends its own Host
+        for path, method in (("/api/admin/reload", "POST"), ("/api/health", "GET"), ("/", "GET")):
+            r = c.request(method, path, headers={**ADMIN, "Host": "evil.example"})
+            assert r.status_code == 400, (path, r.text)
+        # the operator's own requests pass
+        assert c.post("/api/admin/reload", json={}).status_code == 200
+        same = {**ADMIN, "Origin": "http://testserver", "Sec-Fetch-Site": "same-origin"}
+        assert c.post("/api/admin/reload", headers=same).status_code == 200
+
+
+def test_admin_token_for_deployments_behind_a_proxy(svc: ServiceSettings) -> None:
+    token = "s3cret-admin-token-0123456789"
+    with_token = svc.model_copy(update={"settings": svc.settings.model_copy(update={"admin_token": token})})
+    with TestClient(create_app(with_token)) as remote:  # not loopback: "testclient"
+        assert remote.post("/api/admin/reload", headers=ADMIN).status_code == 403
+        wrong = {**ADMIN, "Authorization": "Bearer " + "x" * len(token)}
+        assert remote.post("/api/admin/reload", headers=wrong).status_code == 403
+        good = {**ADMIN, "Authorization": f"Bearer {token}", "X-Forwarded-For": "203.0.113.9"}
+        assert remote.post("/api/admin/reload", headers=good).status_code == 200
+    with pytest.raises(ValueError, match="at least 16"):
+        Settings(admin_token="short")
+
+
+def test_allowed_hosts_setting(monkeypatch: pytest.MonkeyPatch, svc: ServiceSettings) -> None:
+    monkeypatch.setenv("MOVIEREC_ALLOWED_HOSTS", "movies.example.org,*.example.net,[::1]")
+    s = Settings(home=svc.settings.home)
+    assert s.allowed_host_list == ["movies.example.org", "*.example.net", "[::1]"]
+    app = create_app(svc.model_copy(update={"settings": s}))
+    with TestClient(app, base_url="https://movies.example.org") as c:
+        assert c.get("/api/health").status_code == 200
+        for host in ("a.example.net", "[::1]:8000"):
+            assert c.get("/api/health", headers={"Host": host}).status_code == 200, host
+        for host in ("testserver", "example.net.evil.example", "127.0.0.1"):
+            assert c.get("/api/health", headers={"Host": host}).status_code == 400, host
+    for bad in ("ex*ample.com", "*example.com", "::1"):
+        with pytest.raises(ValueError):
+            Settings(allowed_hosts=bad)

@@ -36,6 +36,9 @@ STATES = [
     SessionState(liked=[2]),  # what the app test's visitor likes
 ]
 
+#: what an operator's script sends (a browser cannot, across sites, without a preflight)
+ADMIN = {"X-Movierec-Admin": "1"}
+
 
 @pytest.fixture(scope="module")
 def home(tmp_path_factory: pytest.TempPathFactory, tiny: Dataset, make_home: Callable[..., Path]) -> Path:
@@ -112,7 +115,7 @@ def test_the_app_scores_in_the_child_and_a_reload_replaces_it(
         assert app.state.engine.recommend_cached(SessionState(liked=[2]), 6, 3) is not None
 
         save_model(create("pop").fit(tiny), model_dir)
-        assert c.post("/api/admin/reload").status_code == 200
+        assert c.post("/api/admin/reload", headers=ADMIN).status_code == 200
         assert app.state.scorer is not first and app.state.scorer.pid not in (None, first.pid)
         assert c.get("/api/health").json()["model"] == "pop"
         r = c.get("/api/recommendations", params={"n": 6, "n_tags": 3})

@@ -381,3 +381,64 @@ def test_unreachable_postgres_names_the_host_not_the_password() -> None:
     with pytest.raises(StorageError, match="cannot connect to PostgreSQL") as info:
         SessionStore(f"postgresql://u:s3cret@127.0.0.1:{port}/db?connect_timeout=2")
     assert "s3cret" not in str(info.value) and f"127.0.0.1:{port}" in str(info.value)
+
+
+# ------------------------------------------------------------- expiry
+def test_expire_keeps_what_is_worth_keeping(store: SessionStore) -> None:
+    empty, filters_only, liked, saved = (store.create() for _ in range(4))
+    store.set_filters(filters_only, {"year_min": 1990})
+    store.add(liked, "movie", 1, "like")
+    store.add_favourite(saved, 2)
+    day = 86400.0
+    now = max(store.get(t).updated_at for t in (empty, filters_only, liked, saved))
+    # a day later nothing has gone
+    assert store.expire(empty_after_s=30 * day, idle_after_s=365 * day, now=now + day) == 0
+    # 31 days later the sessions holding nothing worth keeping have gone (in batches of one)
+    assert store.expire(empty_after_s=30 * day, idle_after_s=365 * day, now=now + 31 * day, batch=1) == 2
+    assert not store.exists(empty) and not store.exists(filters_only)
+    assert store.get(liked).liked == [1] and store.get(saved).favourites == [2]
+    # a write renews a session: the clock starts again
+    assert store.expire(empty_after_s=30 * day, idle_after_s=365 * day, now=now + 364 * day) == 0
+    assert store.expire(empty_after_s=30 * day, idle_after_s=365 * day, now=now + 366 * day) == 2
+    assert store.count() == 0
+    assert query(store, "SELECT count(*) FROM session_items")[0] == 0  # cascaded
+    assert query(store, "SELECT count(*) FROM favourites")[0] == 0
+    with pytest.raises(ValueError):
+        store.expire(empty_after_s=-1, idle_after_s=1)
+
+
+# ------------------------------------------------------- a busy database
+def test_a_lock_held_elsewhere_gives_store_busy_and_leaves_reads_alone(tmp_path: Path) -> None:
+    """Issue: a write waiting for another process's lock answered 500, and held up every read."""
+    import time
+
+    path = tmp_path / "s.sqlite3"
+    store = SessionStore(path, wait_s=0.5)
+    token = store.create()
+    store.add(token, "movie", 1, "like")
+    other = connect(path)
+    other.execute("BEGIN IMMEDIATE")
+    try:
+        start = time.monotonic()
+        with pytest.raises(sessions.StoreBusy, match="busy") as caught:
+            store.add(token, "movie", 2, "like")
+        assert 0.4 < time.monotonic() - start < 2.0 and caught.value.retry_after >= 1
+
+        # a write already waiting holds the write connection; reads have their own
+        def waiting_write() -> None:
+            with contextlib.suppress(sessions.StoreBusy):
+                store.add(token, "movie", 3, "like")
+
+        blocked = threading.Thread(target=waiting_write)
+        blocked.start()
+        start = time.monotonic()
+        assert store.get(token).liked == [1] and store.exists(token)
+        assert time.monotonic() - start < 0.2
+        blocked.join(5)
+    finally:
+        other.execute("ROLLBACK")
+        other.close()
+    assert store.add(token, "movie", 2, "like").liked == [1, 2]  # nothing half-written
+    store.close()
+    with pytest.raises(ValueError, match="wait_s"):
+        SessionStore(path, wait_s=0)

@@ -88,15 +88,36 @@ WatchOpt = Annotated[
         "--watch-model",
         min=0.0,
         help="Reload the model when its directory changes, checked every this many seconds (0: off). "
-        "Without it: POST /api/admin/reload from this machine, or SIGHUP (one process).",
+        "Without it: POST /api/admin/reload from this machine (with an X-Movierec-Admin header), "
+        "or SIGHUP (one process).",
     ),
 ]
+
+
+def _answering(svc: Any, host: str) -> Any:
+    """``svc`` with the listening ``host`` added to the allowed Host names (a specific address
+    is one visitors type); a wildcard address (0.0.0.0, ::) adds nothing, and says how to."""
+    s = svc.settings
+    if host in ("0.0.0.0", "::", ""):
+        typer.echo(
+            f"note: answering only to Host names {s.allowed_hosts}; visitors who type this machine's "
+            "name or address need it in MOVIEREC_ALLOWED_HOSTS (comma list)"
+        )
+        return svc
+    name = f"[{host}]" if ":" in host else host.lower()
+    if name in s.allowed_host_list or "*" in s.allowed_host_list:
+        return svc
+    return svc.model_copy(
+        update={"settings": s.model_copy(update={"allowed_hosts": f"{s.allowed_hosts},{name}"})}
+    )
 
 
 def _uvicorn(svc: Any, host: str, port: int, workers: int = 1, watch_model_s: float = 0.0) -> None:
     """Run the app under uvicorn (uvloop and httptools when installed), in ``workers`` processes."""
     import json
     import os
+
+    svc = _answering(svc, host)
 
     import uvicorn
 
@@ -138,8 +159,9 @@ def serve(
 ) -> None:
     """Serve the web app and JSON API (OpenAPI at /docs) over a trained model and a built catalogue.
 
-    Reload the model without a restart: `curl -X POST http://127.0.0.1:PORT/api/admin/reload` on the
-    server's machine, `kill -HUP PID` of a one-process server, or --watch-model SECONDS (the way with
+    Reload the model without a restart: `curl -X POST -H 'X-Movierec-Admin: 1'
+    http://127.0.0.1:PORT/api/admin/reload` on the server's machine (or from anywhere with
+    `-H 'Authorization: Bearer TOKEN'` when MOVIEREC_ADMIN_TOKEN is set: the way behind a proxy), `kill -HUP PID` of a one-process server, or --watch-model SECONDS (the way with
     --workers: the endpoint reaches one worker only, and uvicorn answers SIGHUP by restarting every
     worker, which a broken model would stop). A model that fails to load (missing, truncated or
     tampered files) or to answer a probe is refused, and the previous one keeps serving.

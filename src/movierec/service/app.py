@@ -2,8 +2,11 @@
 loads the model and opens the database once.
 
 Routers only parse, validate and call the library (:mod:`movierec.serving`,
-:mod:`movierec.storage`). Database calls run on the event loop (they take
-well under a millisecond and the connection is shared); model calls run in
+:mod:`movierec.storage`). Session-store calls run in worker threads of their own
+(:class:`~movierec.service.store.AsyncStore`: a write waiting for a lock held by
+another process never stalls the event loop or a read; a wait beyond
+``store_wait_s`` answers 503 with Retry-After), and expired sessions are swept in
+the background (``session_sweep_s``); model calls run in
 worker threads through a bounded :class:`~movierec.service.gate.InferenceGate`;
 concurrent recommendation misses are scored together by a
 :class:`~movierec.service.gate.Batcher`, in a child process when
@@ -45,6 +48,7 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import FileResponse, JSONResponse
 from fastapi.staticfiles import StaticFiles
+from starlette.middleware.trustedhost import TrustedHostMiddleware
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from movierec.service.config import ServiceSettings
@@ -52,6 +56,7 @@ from movierec.service.gate import Batcher, Busy, InferenceGate
 from movierec.service.ratelimit import RateLimit, TokenBuckets
 from movierec.service.schemas import ErrorOut
 from movierec.serving import ANN_MIN_MOVIES, LRUCache, session_key
+from movierec.storage.sessions import StoreBusy
 
 log = logging.getLogger(__name__)
 
@@ -437,7 +442,8 @@ def create_app(settings: ServiceSettings | None = None, *, watch_model_s: float 
                 int8_heads=settings.int8_heads,
             )
             app.state.conn = conn
-            store = app.state.store = open_store(settings, conn)
+            store = app.state.store = open_store(settings)
+            background.append(asyncio.create_task(sweep_sessions(store, settings)))
             gate = app.state.gate = InferenceGate(settings.max_inference_threads, settings.max_waiting)
             app.state.scorer = None
             if settings.inference_process:
@@ -475,7 +481,7 @@ def create_app(settings: ServiceSettings | None = None, *, watch_model_s: float 
             if getattr(app.state, "scorer", None) is not None:
                 await anyio.to_thread.run_sync(app.state.scorer.close, True)
             if store is not None:
-                store.close()
+                await anyio.to_thread.run_sync(store.close)
             conn.close()
 
     app = FastAPI(
@@ -488,6 +494,13 @@ def create_app(settings: ServiceSettings | None = None, *, watch_model_s: float 
 
     @app.exception_handler(Busy)
     async def _busy(request: Request, exc: Busy) -> JSONResponse:
+        return JSONResponse(
+            {"detail": str(exc)}, status_code=503, headers={"Retry-After": str(exc.retry_after)}
+        )
+
+    @app.exception_handler(StoreBusy)
+    async def _store_busy(request: Request, exc: StoreBusy) -> JSONResponse:
+        log.warning("sessions database unavailable on %s %s: %s", request.method, request.url.path, exc)
         return JSONResponse(
             {"detail": str(exc)}, status_code=503, headers={"Retry-After": str(exc.retry_after)}
         )
@@ -533,10 +546,47 @@ def create_app(settings: ServiceSettings | None = None, *, watch_model_s: float 
     app.state.write_buckets = TokenBuckets(
         settings.write_rate, settings.write_burst, settings.rate_limit_buckets
     )
-    app.add_middleware(RateLimit, buckets=app.state.write_buckets, cookie_name=settings.cookie_name)
+    app.state.address_buckets = TokenBuckets(
+        settings.address_write_rate, settings.address_write_burst, settings.rate_limit_buckets
+    )
+    app.state.session_buckets = TokenBuckets(
+        settings.session_create_rate, settings.session_create_burst, settings.rate_limit_buckets
+    )
+    app.add_middleware(
+        RateLimit,
+        buckets=app.state.write_buckets,
+        cookie_name=settings.cookie_name,
+        addresses=app.state.address_buckets,
+    )
     app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes)
+    # a Host the settings do not name gets 400 before anything else runs (DNS rebinding)
+    app.add_middleware(
+        TrustedHostMiddleware, allowed_hosts=settings.settings.allowed_host_list, www_redirect=False
+    )
     app.add_middleware(SecurityHeaders)
     return app
+
+
+async def sweep_sessions(store: Any, settings: ServiceSettings) -> None:
+    """Delete expired sessions now and every ``settings.session_sweep_s`` seconds (until
+    cancelled): empty ones idle ``session_empty_days``, any idle ``session_idle_days``.
+    A sweep that finds the database busy or failing is logged and tried at the next turn."""
+    day = 24 * 3600.0
+    while True:
+        try:
+            gone = await store.expire(
+                empty_after_s=settings.session_empty_days * day, idle_after_s=settings.session_idle_days * day
+            )
+            if gone:
+                log.info("deleted %d expired sessions", gone)
+        except Exception as exc:
+            log.warning(
+                "session sweep failed (%s: %s); next try in %g s",
+                type(exc).__name__,
+                exc,
+                settings.session_sweep_s,
+            )
+        await anyio.sleep(settings.session_sweep_s)
 
 
 def app_from_env() -> FastAPI:

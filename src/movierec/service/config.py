@@ -60,6 +60,49 @@ class ServiceSettings(BaseModel):
         default=20.0, gt=0, le=1e6, description="Writes (POST/PUT/DELETE under /api/) per second per session."
     )
     write_burst: int = Field(default=40, ge=1, le=1_000_000, description="Writes a session may make at once.")
+    address_write_rate: float = Field(
+        default=100.0,
+        gt=0,
+        le=1e6,
+        description=(
+            "Writes per second per client address, whatever the sessions: bounds one client holding "
+            "many sessions, while a household or office behind one address stays far below it."
+        ),
+    )
+    address_write_burst: int = Field(
+        default=200, ge=1, le=1_000_000, description="Writes an address may make at once."
+    )
+    session_create_rate: float = Field(
+        default=1.0,
+        gt=0,
+        le=1e6,
+        description="New sessions per second per client address (a session starts at its first write).",
+    )
+    session_create_burst: int = Field(
+        default=30, ge=1, le=1_000_000, description="New sessions a client address may start at once."
+    )
+    store_wait_s: float = Field(
+        default=5.0,
+        gt=0,
+        le=120,
+        description=(
+            "Longest wait for the sessions database (a lock held by another process, a reconnection); "
+            "beyond it a request answers 503 with Retry-After and nothing is written."
+        ),
+    )
+    session_empty_days: float = Field(
+        default=30.0,
+        gt=0,
+        description="A session with no likes, dislikes or favourites goes after this many idle days.",
+    )
+    session_idle_days: float = Field(
+        default=365.0, gt=0, description="Any session goes after this many days without a write."
+    )
+    session_sweep_s: float = Field(
+        default=3600.0,
+        gt=0,
+        description="How often expired sessions are deleted (seconds; first sweep at start).",
+    )
     rate_limit_buckets: int = Field(
         default=100_000, ge=1, description="Most sessions tracked by the write rate limit (LRU beyond)."
     )

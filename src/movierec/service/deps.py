@@ -2,29 +2,32 @@
 
 from __future__ import annotations
 
+import math
 import sqlite3
 from dataclasses import dataclass
 from typing import Annotated, Any
 
-from fastapi import Depends, Request, Response
+from fastapi import Depends, HTTPException, Request, Response
 
 from movierec.service.config import ServiceSettings
 from movierec.service.gate import InferenceGate
 from movierec.service.ratelimit import TOKEN, VERIFIED_TOKEN
+from movierec.service.store import AsyncStore
 from movierec.serving import Engine
 from movierec.storage.sessions import SessionStore
 
 
-def open_store(settings: ServiceSettings, catalogue: sqlite3.Connection) -> SessionStore:
-    """The session store the settings ask for (migrated; :meth:`SessionStore.close` it on shutdown).
+def open_store(settings: ServiceSettings) -> AsyncStore:
+    """The session store the settings ask for (migrated; :meth:`AsyncStore.close` it on shutdown).
 
-    With no database URL the sessions share the catalogue's SQLite connection
-    (one machine); ``postgresql://...`` gives a store that any number of
-    workers and instances share, so a visitor needs no sticky session;
+    With no database URL the sessions live in the catalogue's SQLite file (one
+    machine), on connections of their own; ``postgresql://...`` gives a store that
+    any number of workers and instances share, so a visitor needs no sticky session;
     ``sqlite:///path`` another SQLite file.
     """
     url = settings.resolved_database_url
-    return SessionStore(catalogue) if url is None else SessionStore(url)
+    target = settings.resolved_database_path if url is None else url
+    return AsyncStore(SessionStore(target, wait_s=settings.store_wait_s))
 
 
 @dataclass(frozen=True, slots=True)
@@ -39,7 +42,7 @@ class Services:
 
     conn: sqlite3.Connection
     engine: Engine
-    store: SessionStore
+    store: AsyncStore
     gate: InferenceGate
     settings: ServiceSettings
     state: Any  # app.state: caches, the batcher, the reloader
@@ -47,7 +50,15 @@ class Services:
 
 @dataclass(frozen=True, slots=True)
 class Visit(Services):
-    """:class:`Services` plus the visitor's session token."""
+    """:class:`Services` plus the visitor's session token: ``None`` for a visitor who has
+    not written anything yet (reads never create a session)."""
+
+    token: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class Writer(Services):
+    """:class:`Services` plus the session a write goes to (created by this write if need be)."""
 
     token: str
 
@@ -58,20 +69,46 @@ async def services(request: Request) -> Services:
     return Services(st.conn, st.engine, st.store, st.gate, st.service_settings, st)
 
 
-async def visit(request: Request, response: Response) -> Visit:
-    """The shared objects and the visitor's session token, from the cookie or a new session.
+async def _known_token(request: Request) -> str | None:
+    """The cookie's session token if it names a session the store holds, else ``None``
+    (missing, malformed, forged, expired: never someone else's)."""
+    st = request.app.state
+    token = request.cookies.get(st.service_settings.cookie_name, "")
+    if token and token == request.scope.get("state", {}).get(VERIFIED_TOKEN):  # the rate limit checked it
+        return token
+    if TOKEN.fullmatch(token) and await st.store.exists(token):
+        return token
+    return None
 
-    A missing, malformed or unknown (forged, expired) cookie gets a fresh
-    session, never someone else's. The cookie is HttpOnly, SameSite=Lax, Secure
-    over https, and lives ``settings.cookie_max_age`` seconds.
+
+async def visit(request: Request) -> Visit:
+    """The shared objects and the visitor's session token, if they have a session."""
+    st = request.app.state
+    return Visit(st.conn, st.engine, st.store, st.gate, st.service_settings, st, await _known_token(request))
+
+
+async def writer(request: Request, response: Response) -> Writer:
+    """The shared objects and the session this write goes to: the cookie's, or a new one.
+
+    A new session costs a token of the client address's session bucket
+    (``ServiceSettings.session_create_rate``; 429 with Retry-After beyond it), so that
+    minting cookies does not get round the per-session write limit. The cookie is
+    HttpOnly, SameSite=Lax, Secure over https, and lives ``settings.cookie_max_age``
+    seconds.
     """
     st = request.app.state
     settings: ServiceSettings = st.service_settings
-    store: SessionStore = st.store
-    token = request.cookies.get(settings.cookie_name, "")
-    verified = request.scope.get("state", {}).get(VERIFIED_TOKEN)  # a write's rate limit checked it
-    if token != verified and not (TOKEN.fullmatch(token) and store.exists(token)):
-        token = store.create()
+    token = await _known_token(request)
+    if token is None:
+        client = request.client.host if request.client else "?"
+        wait = st.session_buckets.take(client)
+        if wait > 0:
+            raise HTTPException(
+                status_code=429,
+                detail=f"too many new sessions from this address; retry in {math.ceil(wait)} s",
+                headers={"Retry-After": str(max(1, math.ceil(wait)))},
+            )
+        token = await st.store.create()
         response.set_cookie(
             settings.cookie_name,
             token,
@@ -81,8 +118,9 @@ async def visit(request: Request, response: Response) -> Visit:
             secure=request.url.scheme == "https",
             path="/",
         )
-    return Visit(st.conn, st.engine, store, st.gate, settings, st, token)
+    return Writer(st.conn, st.engine, st.store, st.gate, settings, st, token)
 
 
 ServicesDep = Annotated[Services, Depends(services)]
 VisitDep = Annotated[Visit, Depends(visit)]
+WriterDep = Annotated[Writer, Depends(writer)]

@@ -1,13 +1,17 @@
-"""Per-session rate limit on writes: an in-memory token bucket per session.
+"""Rate limits on writes: in-memory token buckets per session and per client address.
 
-Writes are ``POST``, ``PUT``, ``PATCH`` and ``DELETE`` under ``/api/``. The key is
-the session cookie when it names a known session, else the client address
-(so cookie-less or forged-cookie floods share one bucket per address). Reads
-are never limited. Over the limit: 429 with ``Retry-After`` and a JSON message.
+Writes are ``POST``, ``PUT``, ``PATCH`` and ``DELETE`` under ``/api/``. Each write
+takes a token from its session's bucket (the session cookie when it names a known
+session, else the client address: cookie-less or forged-cookie floods share one
+bucket per address) and one from its client address's bucket, whose larger limit
+bounds one client however many sessions it holds (minting a cookie every 40 writes
+once got round the per-session limit 16 times over). Reads are never limited. Over
+a limit: 429 with ``Retry-After`` and a JSON message.
 """
 
 from __future__ import annotations
 
+import json
 import math
 import re
 import threading
@@ -17,6 +21,8 @@ from collections.abc import Callable
 from http.cookies import SimpleCookie
 
 from starlette.types import ASGIApp, Receive, Scope, Send
+
+from movierec.storage.sessions import StoreBusy
 
 __all__ = ["RateLimit", "TokenBuckets"]
 
@@ -96,18 +102,19 @@ VERIFIED_TOKEN = "movierec.verified_session"
 
 
 class RateLimit:
-    """ASGI middleware: limits writes under ``/api/`` per session (see module docstring).
+    """ASGI middleware: limits writes under ``/api/`` per session and per client address
+    (see module docstring); the session check asks the ``store`` the app's lifespan puts on
+    ``app.state`` (an :class:`~movierec.service.store.AsyncStore`)."""
 
-    ``exists(token)`` tells whether a well-formed cookie names a known session;
-    it defaults to the ``store`` the app's lifespan puts on ``app.state``.
-    """
-
-    def __init__(self, app: ASGIApp, buckets: TokenBuckets, cookie_name: str) -> None:
+    def __init__(
+        self, app: ASGIApp, buckets: TokenBuckets, cookie_name: str, addresses: TokenBuckets
+    ) -> None:
         self.app = app
         self.buckets = buckets
+        self.addresses = addresses
         self.cookie_name = cookie_name
 
-    def _key(self, scope: Scope) -> str:
+    async def _key(self, scope: Scope, address: str) -> str:
         token = ""
         for k, v in scope.get("headers", []):
             if k == b"cookie":
@@ -119,11 +126,10 @@ class RateLimit:
                     token = morsel.value
         if TOKEN.fullmatch(token):
             store = getattr(getattr(scope.get("app"), "state", None), "store", None)
-            if store is not None and store.exists(token):
+            if store is not None and await store.exists(token):
                 scope.setdefault("state", {})[VERIFIED_TOKEN] = token
                 return "s:" + token
-        client = scope.get("client")
-        return "ip:" + (str(client[0]) if client else "?")
+        return "ip:" + address
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if (
@@ -133,24 +139,42 @@ class RateLimit:
         ):
             await self.app(scope, receive, send)
             return
-        wait = self.buckets.take(self._key(scope))
+        client = scope.get("client")
+        address = str(client[0]) if client else "?"
+        limit = self.addresses
+        wait = self.addresses.take(address)
+        if wait <= 0.0:
+            limit = self.buckets
+            try:
+                key = await self._key(scope, address)
+            except StoreBusy as exc:  # the session check needs the database: not now
+                detail = json.dumps({"detail": str(exc)}).encode()
+                await _answer(send, 503, detail, exc.retry_after)
+                return
+            wait = self.buckets.take(key)
         if wait <= 0.0:
             await self.app(scope, receive, send)
             return
         retry = max(1, math.ceil(wait))
+        who = b"address" if limit is self.addresses else b"session"
         body = (
-            b'{"detail":"too many changes from this session (limit %g per second, burst %d); retry in %d s"}'
-            % (self.buckets.rate, self.buckets.burst, retry)
+            b'{"detail":"too many changes from this %s (limit %g per second, burst %d); retry in %d s"}'
+            % (who, limit.rate, limit.burst, retry)
         )
-        await send(
-            {
-                "type": "http.response.start",
-                "status": 429,
-                "headers": [
-                    (b"content-type", b"application/json"),
-                    (b"content-length", str(len(body)).encode()),
-                    (b"retry-after", str(retry).encode()),
-                ],
-            }
-        )
-        await send({"type": "http.response.body", "body": body})
+        await _answer(send, 429, body, retry)
+
+
+async def _answer(send: Send, status: int, body: bytes, retry_after: int) -> None:
+    """A JSON answer with ``Retry-After``, straight from the middleware."""
+    await send(
+        {
+            "type": "http.response.start",
+            "status": status,
+            "headers": [
+                (b"content-type", b"application/json"),
+                (b"content-length", str(len(body)).encode()),
+                (b"retry-after", str(retry_after).encode()),
+            ],
+        }
+    )
+    await send({"type": "http.response.body", "body": body})

@@ -251,6 +251,7 @@ class PostgresBackend:
 
     def __init__(self, url: str) -> None:
         self.url = url
+        self._wait_s = 10.0
         self.conn = connect(url)
         self._sql: dict[str, str] = {}
 
@@ -295,8 +296,7 @@ class PostgresBackend:
             else "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY"
         )
         psycopg = _psycopg()
-        if self.conn.closed or self.conn.broken:
-            self._reconnect()
+        self.ensure_open()
         try:
             self.conn.execute(begin)
         except psycopg.OperationalError:
@@ -316,4 +316,21 @@ class PostgresBackend:
         try:
             self.conn.close()
         finally:
-            self.conn = connect(self.url)
+            self.conn = connect(self.url, connect_timeout=self._wait_s)
+
+    def reader(self) -> PostgresBackend:
+        """A second connection to the same database, for reads."""
+        return PostgresBackend(self.url)
+
+    def ensure_open(self) -> None:
+        """Reopen a connection known to be closed or broken (a server restart seen by an earlier call)."""
+        if self.conn.closed or self.conn.broken:
+            self._reconnect()
+
+    def set_wait(self, seconds: float) -> None:
+        """Bound the next reconnection's wait (row locks are held only for a session's own writes)."""
+        self._wait_s = max(1.0, seconds)
+
+    def is_unavailable(self, exc: BaseException) -> bool:
+        """A lost or refused connection (``OperationalError``, or :class:`StorageError` from a reconnect)."""
+        return isinstance(exc, (_psycopg().OperationalError, StorageError))

@@ -17,7 +17,16 @@ Two backends hold the same schema behind one :class:`SessionStore`:
 
 The store's SQL is written once, with ``?`` placeholders; a small backend
 adapter (:class:`SqliteBackend`, :class:`~movierec.storage.postgres.PostgresBackend`)
-runs it. A lock serialises the store's use of its connection across threads.
+runs it. Writes and reads use two connections (one for an in-memory SQLite
+database), each behind its own lock, so a write waiting for a lock held by another
+process never holds up a read: with WAL, SQLite readers do not wait for writers.
+
+Waiting is bounded: a call that cannot get its connection's lock, or the
+database's, within ``wait_s`` seconds raises :class:`StoreBusy` (the service
+answers 503 with ``Retry-After``), as does a database that is unreachable or
+full. Every call goes through one place (:meth:`SessionStore._run`) that maps
+those errors and reopens a dropped connection (PostgreSQL restarted, network cut)
+before its transaction begins.
 """
 
 from __future__ import annotations
@@ -43,6 +52,7 @@ __all__ = [
     "SessionStore",
     "SqliteBackend",
     "StoreBackend",
+    "StoreBusy",
     "UnknownSessionError",
     "sqlite_url_path",
 ]
@@ -61,6 +71,15 @@ _FEEDBACK = ("like", "dislike")
 
 
 _UNKNOWN = "unknown session (never created, or deleted); start a new one"  # never echo the token
+
+
+class StoreBusy(RuntimeError):
+    """The sessions database cannot be used now: its lock is held elsewhere beyond the wait,
+    it is unreachable, or it is full. Nothing was written; retry after ``retry_after`` seconds."""
+
+    def __init__(self, message: str, retry_after: int = 2) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
 
 
 class UnknownSessionError(KeyError):
@@ -192,6 +211,28 @@ class StoreBackend(Protocol):
 
     def close(self) -> None: ...
 
+    def reader(self) -> StoreBackend:
+        """A second adapter on the same database for reads (``self`` where there can be none)."""
+        ...
+
+    def ensure_open(self) -> None:
+        """Reopen the connection if it is known to be closed or broken."""
+        ...
+
+    def set_wait(self, seconds: float) -> None:
+        """Wait at most this long for the database's locks in the next statements."""
+        ...
+
+    def is_unavailable(self, exc: BaseException) -> bool:
+        """Whether ``exc`` means the database cannot be used now (locked, unreachable, full)
+        rather than a mistake in the call."""
+        ...
+
+
+#: SQLite errors that mean "not now" (another process holds the lock, the disk is full or
+#: failing), as opposed to a wrong statement
+_SQLITE_UNAVAILABLE = ("locked", "busy", "full", "disk i/o", "unable to open")
+
 
 class SqliteBackend:
     """The session store's adapter for an SQLite connection (:func:`movierec.storage.db.connect`).
@@ -242,6 +283,29 @@ class SqliteBackend:
         if self._owns:
             self._conn.close()
 
+    def reader(self) -> StoreBackend:
+        row = self._conn.execute("PRAGMA database_list").fetchone()
+        path = row[2] if row is not None else ""
+        if not path:  # in memory: one connection holds the whole database
+            return self
+        reader = SqliteBackend(db.connect(path), owns=True)
+        reader._conn.execute(f"PRAGMA busy_timeout = {int(self._timeout_ms())}")
+        return reader
+
+    def _timeout_ms(self) -> int:
+        return int(self._conn.execute("PRAGMA busy_timeout").fetchone()[0])
+
+    def ensure_open(self) -> None:
+        pass  # a local file does not drop its connection
+
+    def set_wait(self, seconds: float) -> None:
+        self._conn.execute(f"PRAGMA busy_timeout = {max(0, int(seconds * 1000))}")
+
+    def is_unavailable(self, exc: BaseException) -> bool:
+        return isinstance(exc, sqlite3.OperationalError) and any(
+            word in str(exc).lower() for word in _SQLITE_UNAVAILABLE
+        )
+
 
 def _open_backend(target: sqlite3.Connection | Path | str) -> StoreBackend:
     if isinstance(target, sqlite3.Connection):
@@ -278,25 +342,32 @@ class SessionStore:
         ``"sqlite"`` or ``"postgresql"``.
     """
 
-    def __init__(self, conn_or_path: sqlite3.Connection | Path | str) -> None:
+    def __init__(self, conn_or_path: sqlite3.Connection | Path | str, *, wait_s: float = 5.0) -> None:
+        if not wait_s > 0:
+            raise ValueError(f"wait_s must be a positive number of seconds, got {wait_s}")
+        self.wait_s = float(wait_s)
         self._db: StoreBackend = _open_backend(conn_or_path)
         self.backend: str = self._db.name
         self._lock = threading.RLock()
-        with self._lock:
-            try:
+        try:
+            with self._lock:
                 self._db.migrate()
-            except BaseException:
-                self._db.close()
-                raise
+            self._reader = self._db.reader()
+        except BaseException:
+            self._db.close()
+            raise
+        self._read_lock = self._lock if self._reader is self._db else threading.RLock()
 
     @property
     def conn(self) -> Any:
-        """The underlying connection (``sqlite3.Connection`` or ``psycopg.Connection``)."""
+        """The underlying connection for writes (``sqlite3.Connection`` or ``psycopg.Connection``)."""
         return self._db.conn
 
     def close(self) -> None:
-        """Close the connection if the store opened it."""
+        """Close the connections the store opened."""
         with self._lock:
+            if self._reader is not self._db:
+                self._reader.close()
             self._db.close()
 
     def integrity_check(self) -> bool:
@@ -306,44 +377,71 @@ class SessionStore:
 
     # ------------------------------------------------------------ helpers
     @contextmanager
+    def _use(self, *, write: bool) -> Iterator[StoreBackend]:
+        """The one way to the database: a write (or read-snapshot) transaction on the write (or
+        read) connection, waiting at most :attr:`wait_s` in all, a dropped connection reopened
+        first, and "not now" errors turned into :class:`StoreBusy`."""
+        lock, backend = (self._lock, self._db) if write else (self._read_lock, self._reader)
+        start = time.monotonic()
+        if not lock.acquire(timeout=self.wait_s):
+            raise StoreBusy(
+                f"the sessions database is busy (no turn within {self.wait_s:g} s); retry in a moment",
+                retry_after=max(1, round(self.wait_s)),
+            )
+        try:
+            backend.ensure_open()
+            backend.set_wait(max(0.0, self.wait_s - (time.monotonic() - start)))
+            with backend.transaction(write=write):
+                yield backend
+        except Exception as exc:
+            if backend.is_unavailable(exc):
+                first = str(exc).splitlines()[0] if str(exc) else ""
+                raise StoreBusy(
+                    f"the sessions database is busy or unavailable ({type(exc).__name__}: {first}); "
+                    "nothing was changed; retry in a moment",
+                    retry_after=max(1, round(self.wait_s)),
+                ) from exc
+            raise
+        finally:
+            lock.release()
+
+    @contextmanager
     def _write(self, token: str) -> Iterator[StoreBackend]:
-        """One locked write transaction on an existing session, stamping ``updated_at``.
+        """One write transaction on an existing session, stamping ``updated_at``.
 
         The ``UPDATE`` comes first: it locks the session's row (PostgreSQL) for
         the rest of the transaction, and tells whether the session exists.
         """
         if not isinstance(token, str):
             raise UnknownSessionError(_UNKNOWN)
-        with self._lock, self._db.transaction(write=True):
-            cur = self._db.execute("UPDATE sessions SET updated_at = ? WHERE token = ?", (time.time(), token))
+        with self._use(write=True) as conn:
+            cur = conn.execute("UPDATE sessions SET updated_at = ? WHERE token = ?", (time.time(), token))
             if cur.rowcount != 1:
                 raise UnknownSessionError(_UNKNOWN)
-            yield self._db
+            yield conn
 
-    def _list(self, token: str, kind: str, feedback: str) -> list[int | str]:
+    def _list(self, conn: StoreBackend, token: str, kind: str, feedback: str) -> list[int | str]:
         return [
             _decode(kind, r[0])
-            for r in self._db.execute(
+            for r in conn.execute(
                 "SELECT value FROM session_items WHERE token = ? AND kind = ? AND feedback = ? "
                 "ORDER BY position",
                 (token, kind, feedback),
             )
         ]
 
-    def _state(self, token: str) -> SessionState:
-        row = self._db.execute(
-            "SELECT filters, updated_at FROM sessions WHERE token = ?", (token,)
-        ).fetchone()
+    def _state(self, conn: StoreBackend, token: str) -> SessionState:
+        row = conn.execute("SELECT filters, updated_at FROM sessions WHERE token = ?", (token,)).fetchone()
         if row is None:
             raise UnknownSessionError(_UNKNOWN)
         lists: dict[tuple[str, str], list[Any]] = {(k, f): [] for k in _KINDS for f in _FEEDBACK}
-        for kind, feedback, value in self._db.execute(
+        for kind, feedback, value in conn.execute(
             "SELECT kind, feedback, value FROM session_items WHERE token = ? ORDER BY position", (token,)
         ):
             lists[(kind, feedback)].append(value)
         favourites = [
             int(r[0])
-            for r in self._db.execute(
+            for r in conn.execute(
                 "SELECT movie_id FROM favourites WHERE token = ? ORDER BY seq DESC", (token,)
             )
         ]
@@ -362,8 +460,8 @@ class SessionStore:
         """A new empty session; returns its token (43 URL-safe characters)."""
         token = secrets.token_urlsafe(32)
         now = time.time()
-        with self._lock, self._db.transaction(write=True):
-            self._db.execute(
+        with self._use(write=True) as conn:
+            conn.execute(
                 "INSERT INTO sessions (token, created_at, updated_at, filters) VALUES (?, ?, ?, '{}')",
                 (token, now, now),
             )
@@ -373,25 +471,54 @@ class SessionStore:
         """Whether ``token`` names a session."""
         if not isinstance(token, str):
             return False
-        with self._lock:  # one statement: no explicit transaction (both backends autocommit)
-            return self._db.execute("SELECT 1 FROM sessions WHERE token = ?", (token,)).fetchone() is not None
+        with self._use(write=False) as conn:
+            return conn.execute("SELECT 1 FROM sessions WHERE token = ?", (token,)).fetchone() is not None
 
     def get(self, token: str) -> SessionState:
-        """The session's state. Raises :class:`UnknownSessionError`."""
+        """The session's state (one consistent snapshot). Raises :class:`UnknownSessionError`."""
         if not isinstance(token, str):
             raise UnknownSessionError(_UNKNOWN)
-        with self._lock:
-            if self._db.in_transaction:  # pragma: no cover - only if a caller left one open
-                return self._state(token)
-            with self._db.transaction(write=False):  # one consistent snapshot
-                return self._state(token)
+        with self._use(write=False) as conn:
+            return self._state(conn, token)
 
     def delete(self, token: str) -> None:
         """Forget a session and everything in it (no error if unknown)."""
         if not isinstance(token, str):
             return
-        with self._lock, self._db.transaction(write=True):
-            self._db.execute("DELETE FROM sessions WHERE token = ?", (token,))
+        with self._use(write=True) as conn:
+            conn.execute("DELETE FROM sessions WHERE token = ?", (token,))
+
+    def count(self) -> int:
+        """How many sessions the database holds."""
+        with self._use(write=False) as conn:
+            return int(conn.execute("SELECT count(*) FROM sessions").fetchone()[0])
+
+    def expire(
+        self, *, empty_after_s: float, idle_after_s: float, now: float | None = None, batch: int = 500
+    ) -> int:
+        """Delete sessions nobody will miss; returns how many went.
+
+        A session holding no liked or disliked item and no favourite goes when unused
+        (no write) for ``empty_after_s`` seconds; any session goes after ``idle_after_s``.
+        Deleted ``batch`` sessions per transaction, so a large sweep holds the write lock
+        only briefly at a time.
+        """
+        if not (empty_after_s >= 0 and idle_after_s >= 0 and batch >= 1):
+            raise ValueError("empty_after_s and idle_after_s must be >= 0 seconds and batch >= 1")
+        now = time.time() if now is None else float(now)
+        gone = 0
+        while True:
+            with self._use(write=True) as conn:
+                cur = conn.execute(
+                    "DELETE FROM sessions WHERE token IN (SELECT token FROM sessions s WHERE s.updated_at < ? "
+                    "OR (s.updated_at < ? AND NOT EXISTS (SELECT 1 FROM session_items i WHERE i.token = s.token) "
+                    "AND NOT EXISTS (SELECT 1 FROM favourites f WHERE f.token = s.token)) LIMIT ?)",
+                    (now - idle_after_s, now - empty_after_s, int(batch)),
+                )
+                n = max(0, int(cur.rowcount))
+            gone += n
+            if n < batch:
+                return gone
 
     def add(self, token: str, kind: Kind, value: int | str, feedback: Feedback) -> SessionState:
         """Append ``value`` to the ``kind``/``feedback`` list (the end = most important).
@@ -424,7 +551,7 @@ class SessionStore:
                     "position = excluded.position",
                     (token, kind, bound, feedback, top + 1),
                 )
-            return self._state(token)
+            return self._state(conn, token)
 
     def remove(self, token: str, kind: Kind, value: int | str) -> SessionState:
         """Remove ``value`` from whichever list holds it (no error if none does)."""
@@ -434,7 +561,7 @@ class SessionStore:
                 "DELETE FROM session_items WHERE token = ? AND kind = ? AND value = ?",
                 (token, kind, conn.encode(stored)),
             )
-            return self._state(token)
+            return self._state(conn, token)
 
     def reorder(self, token: str, kind: Kind, feedback: Feedback, ordered: list[Any]) -> SessionState:
         """Set the order of one list; ``ordered`` must be exactly a permutation of it.
@@ -444,7 +571,7 @@ class SessionStore:
         _check_feedback(feedback)
         wanted = [_value(kind, v) for v in ordered]
         with self._write(token) as conn:
-            current = self._list(token, kind, feedback)
+            current = self._list(conn, token, kind, feedback)
             if len(set(wanted)) != len(wanted):
                 repeated = sorted({v for v in wanted if wanted.count(v) > 1}, key=str)
                 raise ValueError(f"reorder: repeated item(s) {repeated[:5]}")
@@ -459,7 +586,7 @@ class SessionStore:
                 "UPDATE session_items SET position = ? WHERE token = ? AND kind = ? AND value = ?",
                 [(pos, token, kind, conn.encode(v)) for pos, v in enumerate(wanted)],
             )
-            return self._state(token)
+            return self._state(conn, token)
 
     def set_filters(self, token: str, filters: dict[str, Any]) -> SessionState:
         """Replace the session's filters with ``filters`` (a JSON-able dict, stored as JSON)."""
@@ -475,7 +602,7 @@ class SessionStore:
             )
         with self._write(token) as conn:
             conn.execute("UPDATE sessions SET filters = ? WHERE token = ?", (text, token))
-            return self._state(token)
+            return self._state(conn, token)
 
     def add_favourite(self, token: str, movie_id: int) -> SessionState:
         """Add a favourite (most recent first); adding one already there changes nothing.
@@ -499,11 +626,11 @@ class SessionStore:
                     "INSERT INTO favourites (token, movie_id, seq, added_at) VALUES (?, ?, ?, ?)",
                     (token, mid, top + 1, time.time()),
                 )
-            return self._state(token)
+            return self._state(conn, token)
 
     def remove_favourite(self, token: str, movie_id: int) -> SessionState:
         """Remove a favourite (no error if it is not one)."""
         mid = _movie_id(movie_id)
         with self._write(token) as conn:
             conn.execute("DELETE FROM favourites WHERE token = ? AND movie_id = ?", (token, mid))
-            return self._state(token)
+            return self._state(conn, token)

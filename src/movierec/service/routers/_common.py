@@ -5,13 +5,13 @@ from __future__ import annotations
 import asyncio
 import sqlite3
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable
 from contextlib import suppress
 from typing import Annotated, Any, TypeVar
 
 from fastapi import HTTPException, Query
 
-from movierec.service.deps import Visit
+from movierec.service.deps import Services, Writer
 from movierec.service.gate import Busy
 from movierec.service.schemas import Movie, RecommendationsOut, SessionOut, Tag
 from movierec.service.scorer import ScorerError
@@ -66,7 +66,7 @@ def session_out(conn: sqlite3.Connection, state: SessionState, engine: Engine | 
     )
 
 
-async def recommendations_for(v: Visit, state: SessionState, n: int, n_tags: int) -> dict[str, Any]:
+async def recommendations_for(v: Services, state: SessionState, n: int, n_tags: int) -> dict[str, Any]:
     """The engine's answer for ``state`` (read only): remembered (no worker thread, never a
     503), else scored with the concurrent misses in one batch (shared with an equal call
     already waiting or running, such as a prefetch)."""
@@ -77,7 +77,7 @@ async def recommendations_for(v: Visit, state: SessionState, n: int, n_tags: int
 
 
 async def recommendations_out(
-    v: Visit, state: SessionState, n: int, n_tags: int, start: float | None = None
+    v: Services, state: SessionState, n: int, n_tags: int, start: float | None = None
 ) -> RecommendationsOut:
     """The answer of ``GET /api/recommendations`` for ``state``: cards with score and reason,
     tags, and the server's time since ``start`` (``time.perf_counter()``; default: now)."""
@@ -93,7 +93,7 @@ async def recommendations_out(
     )
 
 
-async def changed_session(v: Visit, state: SessionState, n: int | None, n_tags: int) -> SessionOut:
+async def changed_session(v: Writer, state: SessionState, n: int | None, n_tags: int) -> SessionOut:
     """The answer to a change of the session: its new state, with its recommendations when
     the change asked for them (``n`` movies, ``n_tags`` tags: one round trip per click).
 
@@ -111,7 +111,7 @@ async def changed_session(v: Visit, state: SessionState, n: int | None, n_tags: 
     return out
 
 
-def prefetch(v: Visit, state: SessionState) -> None:
+def prefetch(v: Services, state: SessionState) -> None:
     """Start scoring ``state``'s recommendations now, as the page will ask for them next
     (``ServiceSettings.prefetch_n`` / ``prefetch_n_tags``), without waiting for them.
 
@@ -134,10 +134,11 @@ def prefetch(v: Visit, state: SessionState) -> None:
     task.add_done_callback(v.state.prefetches.discard)
 
 
-def store_call(fn: Callable[..., T], *args: Any) -> T:
-    """Call a session-store method; its ``ValueError`` (limits, bad order) becomes a 422."""
+async def store_call(call: Awaitable[T]) -> T:
+    """Await a session-store call; its ``ValueError`` (limits, bad order) becomes a 422 and an
+    unknown session a 409 (a busy database, :class:`StoreBusy`, is the app's 503)."""
     try:
-        return fn(*args)
+        return await call
     except UnknownSessionError as exc:
         raise HTTPException(status_code=409, detail=f"{exc}; reload the page") from exc
     except ValueError as exc:

@@ -6,7 +6,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Path
 
-from movierec.service.deps import VisitDep
+from movierec.service.deps import VisitDep, WriterDep
 from movierec.service.routers._common import cards, require_movie, store_call
 from movierec.service.schemas import FavouriteIn, Movie
 
@@ -16,30 +16,34 @@ router = APIRouter(tags=["favourites"])
 @router.get("/favourites", response_model=list[Movie])
 async def list_favourites(v: VisitDep) -> list[Movie]:
     """Saved movies, most recent first."""
-    return cards(v.conn, store_call(v.store.get, v.token).favourites, engine=v.engine)
+    return cards(v.conn, (await store_call(v.store.get(v.token))).favourites, engine=v.engine)
 
 
 @router.post("/favourites", response_model=list[Movie], responses={404: {"description": "Unknown movie"}})
-async def add_favourite(body: FavouriteIn, v: VisitDep) -> list[Movie]:
+async def add_favourite(body: FavouriteIn, v: WriterDep) -> list[Movie]:
     """Save a movie."""
     require_movie(v.conn, body.movie_id, v.engine)
     return cards(
-        v.conn, store_call(v.store.add_favourite, v.token, body.movie_id).favourites, engine=v.engine
+        v.conn, (await store_call(v.store.add_favourite(v.token, body.movie_id))).favourites, engine=v.engine
     )
 
 
 @router.delete("/favourites", response_model=list[Movie])
-async def remove_favourite(body: FavouriteIn, v: VisitDep) -> list[Movie]:
+async def remove_favourite(body: FavouriteIn, v: WriterDep) -> list[Movie]:
     """Unsave a movie (no error if it was not saved)."""
     return cards(
-        v.conn, store_call(v.store.remove_favourite, v.token, body.movie_id).favourites, engine=v.engine
+        v.conn,
+        (await store_call(v.store.remove_favourite(v.token, body.movie_id))).favourites,
+        engine=v.engine,
     )
 
 
 @router.delete("/favourites/{movie_id}", response_model=list[Movie])
 async def remove_favourite_path(
     movie_id: Annotated[int, Path(ge=1, le=2**62)],
-    v: VisitDep,
+    v: WriterDep,
 ) -> list[Movie]:
     """Path form of ``DELETE /favourites``."""
-    return cards(v.conn, store_call(v.store.remove_favourite, v.token, movie_id).favourites, engine=v.engine)
+    return cards(
+        v.conn, (await store_call(v.store.remove_favourite(v.token, movie_id))).favourites, engine=v.engine
+    )

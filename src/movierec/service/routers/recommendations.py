@@ -17,4 +17,4 @@ router = APIRouter(tags=["recommendations"])
 async def recommendations(v: VisitDep, n: MoviesN = 24, n_tags: TagsN = 12) -> RecommendationsOut:
     """Recommended movies (with a reason each) and tags; liked and disliked items never come back."""
     start = time.perf_counter()
-    return await recommendations_out(v, store_call(v.store.get, v.token), n, n_tags, start)
+    return await recommendations_out(v, await store_call(v.store.get(v.token)), n, n_tags, start)
