@@ -73,7 +73,7 @@ def test_security_headers(client: TestClient) -> None:
 def test_docs_page_gets_its_own_policy(client: TestClient) -> None:
     r = client.get("/docs")
     assert r.status_code == 200 and "swagger" in r.text.lower()
-    assert "'unsafe-inline'" in r.headers["content-security-policy"]
+    assert "style-src 'self' 'unsafe-inline'" in r.headers["content-security-policy"]
     assert "'unsafe-inline'" not in client.get("/").headers["content-security-policy"]
 
 
@@ -401,9 +401,9 @@ def test_list_limit_from_store_is_422(client: TestClient) -> None:
     client.put("/api/session/filters", json={})
     token = client.cookies.get("movierec_session")
     store = client.app.state.store.sync  # type: ignore[attr-defined]
-    for i in range(200):  # fill the list directly: 200 requests would be slow
+    for i in range(200):  # fill the list directly (tags the catalogue lacks): 200 requests would be slow
         store.add(token, "tag", f"t{i}", "like")
-    r = client.post("/api/session/items", json={"kind": "tag", "value": "one more", "feedback": "like"})
+    r = client.post("/api/session/items", json={"kind": "tag", "value": "heist", "feedback": "like"})
     assert r.status_code == 422 and "at most" in r.json()["detail"]
     # unknown tags are ignored by the engine with a note, never an error
     notes = client.get("/api/recommendations").json()["notes"]

@@ -5,7 +5,10 @@ Each test reproduces one defect as it was reported, over HTTP:
 * a database lock held by another process stalled every request (health included) and
   then answered 500;
 * after a PostgreSQL restart every returning visitor got 500;
-* expired sessions were never deleted.
+* expired sessions were never deleted;
+* a request body that never finished held its connection forever;
+* ``HEAD`` answered 405, visitor data carried no ``Cache-Control``, tag names were not
+  checked, and ``/docs`` loaded its scripts from a CDN.
 
 Bounded: the lock test holds its lock 7 s, the outage test stops PostgreSQL for ~2 s.
 """
@@ -169,3 +172,98 @@ def test_expired_sessions_are_swept_in_the_background(
         assert store.count() == 1  # the empty one went, the one with a favourite stays
         assert [m["movie_id"] for m in keeper.get("/api/favourites").json()] == [2]
         assert idle.get("/api/session").json()["filters"] == {}  # a fresh start, not an error
+
+
+def test_a_body_that_never_finishes_gets_408(home: Path) -> None:  # noqa: F811
+    """Issue: ``Content-Length: 20`` and 14 bytes sent: no answer after 10 s."""
+    import socket
+
+    proc, url = start_server(home, body_timeout_s=1.0)
+    try:
+        port = int(url.rsplit(":", 1)[1])
+        with socket.create_connection(("127.0.0.1", port), timeout=10.0) as sock:
+            sock.sendall(
+                b"POST /api/favourites HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
+                b"Content-Length: 20\r\n\r\n" + b'{"movie_id": ' + b"2"
+            )
+            start = time.monotonic()
+            answer = b""
+            while b"\r\n\r\n" not in answer:
+                chunk = sock.recv(4096)
+                if not chunk:
+                    break
+                answer += chunk
+            took = time.monotonic() - start
+        assert answer.startswith(b"HTTP/1.1 408"), answer[:200]
+        assert 0.5 < took < 5.0
+        assert httpx.get(url + "/api/health").status_code == 200  # the server carries on
+    finally:
+        proc.terminate()
+        proc.wait(10.0)
+
+
+@pytest.fixture
+def client(tmp_path: Path, tiny: Dataset, make_home: Callable[..., Path]) -> Iterator[TestClient]:
+    make_home(tmp_path, tiny)
+    settings = ServiceSettings(
+        settings=Settings(home=tmp_path), model_dir=tmp_path / "model", database_path=tmp_path / "db.sqlite3"
+    )
+    with TestClient(create_app(settings)) as c:
+        yield c
+
+
+def test_head_answers_like_get_without_a_body(client: TestClient) -> None:
+    for path in ("/", "/api/health", "/api/movies/2", "/api/session", "/static/app.js", "/docs"):
+        get, head = client.get(path), client.head(path)
+        assert head.status_code == get.status_code == 200, path
+        assert head.content == b""
+        assert head.headers["content-type"] == get.headers["content-type"]
+        assert head.headers.get("content-length") == get.headers.get("content-length"), path
+    assert client.head("/api/movies/999999").status_code == 404
+    assert client.head("/api/nothing-here").status_code == 404
+
+
+def test_visitor_data_is_never_cached(client: TestClient) -> None:
+    client.post("/api/favourites", json={"movie_id": 2})
+    for path in ("/api/session", "/api/favourites", "/api/recommendations", "/api/health"):
+        assert client.get(path).headers["cache-control"] == "no-store", path
+    r = client.post("/api/session/items", json={"kind": "movie", "value": 10, "feedback": "like"})
+    assert r.headers["cache-control"] == "no-store"
+    assert client.get("/").headers["cache-control"] == "no-cache"  # the page keeps its own
+
+
+@pytest.mark.parametrize(
+    "name",
+    ["evil\u202egpj", "a\u0000b", "line\u2028break", "zero\u200bwidth", "bell\u0007", "\u2066isolate\u2069"],
+)
+def test_tag_names_must_be_printable(client: TestClient, name: str) -> None:
+    r = client.post("/api/session/items", json={"kind": "tag", "value": name, "feedback": "like"})
+    assert r.status_code == 422 and "printable" in r.text, r.text
+    assert client.get("/api/session").json()["liked_tags"] == []
+
+
+def test_tags_are_checked_against_the_catalogue(client: TestClient) -> None:
+    r = client.post("/api/session/items", json={"kind": "tag", "value": "no such tag", "feedback": "like"})
+    assert r.status_code == 404 and "no tag named" in r.json()["detail"]
+    r = client.post(
+        "/api/session/items", json={"kind": "tag", "value": "  CyberPunk ", "feedback": "dislike"}
+    )
+    assert r.status_code == 200 and r.json()["disliked_tags"] == ["cyberpunk"]
+    # removing works whatever the name (nothing is stored)
+    assert (
+        client.request("DELETE", "/api/session/items", json={"kind": "tag", "value": "gone"}).status_code
+        == 200
+    )
+
+
+def test_docs_are_served_offline_under_a_strict_policy(client: TestClient) -> None:
+    r = client.get("/docs")
+    assert r.status_code == 200 and "swagger-ui-bundle.js" in r.text
+    assert "<script>" not in r.text and "cdn" not in r.text.lower()  # no inline script, no CDN
+    csp = r.headers["content-security-policy"]
+    script_src = next(d for d in csp.split(";") if d.strip().startswith("script-src"))
+    assert script_src.strip() == "script-src 'self'"
+    asset = client.get("/docs/assets/swagger-ui-bundle.js")
+    assert asset.status_code == 200 and len(asset.content) > 500_000
+    assert client.get("/static/docs.js").status_code == 200
+    assert client.get("/redoc").status_code == 404

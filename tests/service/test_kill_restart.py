@@ -1,7 +1,7 @@
 """Durability: every acknowledged write survives a SIGKILL of the server.
 
 A real uvicorn server runs in a subprocess on 127.0.0.1 over a tmp model and
-database; client threads write (liked tags, favourites) and record each write
+database; client threads write (liked movies, favourites) and record each write
 that got a 2xx; the server is killed mid-stream with SIGKILL and restarted over
 the same database; every acknowledged write must be there and the database must
 pass ``PRAGMA integrity_check``. Bounded: at most 300 writes, about 20 s.
@@ -9,6 +9,7 @@ pass ``PRAGMA integrity_check``. Bounded: at most 300 writes, about 20 s.
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import socket
@@ -31,16 +32,17 @@ from movierec.storage.db import connect, integrity_check
 pytestmark = pytest.mark.skipif(not hasattr(signal, "SIGKILL"), reason="needs POSIX signals")
 
 LAUNCHER = """
-import sys
+import json, sys
 from pathlib import Path
 import uvicorn
 from movierec.service.app import create_app
 from movierec.service.config import ServiceSettings
 from movierec.settings import Settings
-tmp, port = Path(sys.argv[1]), int(sys.argv[2])
+tmp, port, extra = Path(sys.argv[1]), int(sys.argv[2]), json.loads(sys.argv[3])
 svc = ServiceSettings(settings=Settings(home=tmp), model_dir=tmp / "model", database_path=tmp / "db.sqlite3",
                       write_rate=1e6, write_burst=10**6,
-                      address_write_rate=1e6, address_write_burst=10**6, session_create_rate=1e6, session_create_burst=10**6)
+                      address_write_rate=1e6, address_write_burst=10**6, session_create_rate=1e6, session_create_burst=10**6,
+                      **extra)
 uvicorn.run(create_app(svc), host="127.0.0.1", port=port, log_level="warning")
 """
 
@@ -57,12 +59,15 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def start_server(home: Path) -> tuple[subprocess.Popen[bytes], str]:
-    """Start the server; return it and its base URL once ``/api/health`` answers."""
+def start_server(home: Path, **settings: object) -> tuple[subprocess.Popen[bytes], str]:
+    """Start the server (``settings``: more :class:`ServiceSettings` fields); return it and its
+    base URL once ``/api/health`` answers."""
     port = free_port()
     log = open(home / f"server-{port}.log", "wb")  # noqa: SIM115 - closed with the process
     proc = subprocess.Popen(
-        [sys.executable, "-c", LAUNCHER, str(home), str(port)], stdout=log, stderr=subprocess.STDOUT
+        [sys.executable, "-c", LAUNCHER, str(home), str(port), json.dumps(settings)],
+        stdout=log,
+        stderr=subprocess.STDOUT,
     )
     log.close()
     url = f"http://127.0.0.1:{port}"
@@ -95,9 +100,9 @@ def test_acknowledged_writes_survive_sigkill(home: Path) -> None:
         lock = threading.Lock()
         acked = 0
         enough = threading.Event()
-        # per client: cookie, acknowledged liked tags, acknowledged favourites
+        # per client: cookie, acknowledged liked movies, acknowledged favourites
         cookies: list[str] = []
-        tags: list[set[str]] = [set() for _ in range(THREADS)]
+        liked: list[set[int]] = [set() for _ in range(THREADS)]
         favs: list[set[int]] = [set() for _ in range(THREADS)]
         errors: list[str] = []
         for _ in range(THREADS):
@@ -108,10 +113,12 @@ def test_acknowledged_writes_survive_sigkill(home: Path) -> None:
             nonlocal acked
             with httpx.Client(base_url=url, cookies={COOKIE: cookies[i]}, timeout=5.0) as c:
                 for k in range(WRITES_PER_THREAD):
-                    tag, movie = f"c{i}-t{k}", (k // 2) % 30 + 1
+                    # each client likes and saves the 30 movies in its own order (tags must be the
+                    # catalogue's, and it has few)
+                    movie = (k // 2 * 7 + i * 11) % 30 + 1
                     try:
                         if k % 2 == 0:
-                            body = {"kind": "tag", "value": tag, "feedback": "like"}
+                            body = {"kind": "movie", "value": movie, "feedback": "like"}
                             r = c.post("/api/session/items", json=body)
                         else:
                             r = c.post("/api/favourites", json={"movie_id": movie})
@@ -121,7 +128,7 @@ def test_acknowledged_writes_survive_sigkill(home: Path) -> None:
                         errors.append(f"{r.status_code} {r.text}")
                         return
                     if k % 2 == 0:
-                        tags[i].add(tag)
+                        liked[i].add(movie)
                     else:
                         favs[i].add(movie)
                     with lock:
@@ -139,7 +146,7 @@ def test_acknowledged_writes_survive_sigkill(home: Path) -> None:
             t.join(10.0)
         assert not errors, errors[:3]
         assert KILL_AFTER_ACKS <= acked < THREADS * WRITES_PER_THREAD  # killed mid-stream
-        assert sum(map(len, tags)) > 0 and sum(map(len, favs)) > 0
+        assert sum(map(len, liked)) > 0 and sum(map(len, favs)) > 0
     finally:
         if proc.poll() is None:
             proc.kill()
@@ -150,7 +157,8 @@ def test_acknowledged_writes_survive_sigkill(home: Path) -> None:
         for i in range(THREADS):
             with httpx.Client(base_url=url, cookies={COOKIE: cookies[i]}, timeout=5.0) as c:
                 session = c.get("/api/session").json()
-                assert tags[i] <= set(session["liked_tags"]), tags[i] - set(session["liked_tags"])
+                held = {m["movie_id"] for m in session["liked"]}
+                assert liked[i] <= held, liked[i] - held
                 assert favs[i] <= set(session["favourites"])
                 assert favs[i] <= {m["movie_id"] for m in c.get("/api/favourites").json()}
                 assert COOKIE not in c.get("/api/session").cookies  # same session, not a new one

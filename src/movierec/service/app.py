@@ -46,10 +46,11 @@ import anyio
 import anyio.to_thread
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import FileResponse, JSONResponse
+from fastapi.responses import FileResponse, HTMLResponse, JSONResponse
 from fastapi.staticfiles import StaticFiles
 from starlette.middleware.trustedhost import TrustedHostMiddleware
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
+from swagger_ui_bundle import swagger_ui_path
 
 from movierec.service.config import ServiceSettings
 from movierec.service.gate import Batcher, Busy, InferenceGate
@@ -92,18 +93,29 @@ SECURITY_HEADERS: list[tuple[bytes, bytes]] = [
 ]
 
 
-#: The OpenAPI pages (Swagger UI, ReDoc) need FastAPI's inline bootstrap script and
-#: its CDN assets; only these paths get this looser policy.
+#: The OpenAPI page (Swagger UI from the ``swagger-ui-bundle`` package, started by
+#: ``static/docs.js``): no inline script and nothing from another origin; Swagger UI sets
+#: inline styles, so only these paths allow them.
 DOCS_CSP = (
-    b"default-src 'self'; script-src 'self' 'unsafe-inline' https://cdn.jsdelivr.net; "
-    b"style-src 'self' 'unsafe-inline' https://cdn.jsdelivr.net; img-src 'self' data: https://fastapi.tiangolo.com; "
-    b"worker-src 'self' blob:; frame-ancestors 'none'"
+    b"default-src 'self'; script-src 'self'; style-src 'self' 'unsafe-inline'; img-src 'self' data:; "
+    b"object-src 'none'; base-uri 'self'; frame-ancestors 'none'"
 )
-DOCS_PATHS = ("/docs", "/redoc", "/docs/oauth2-redirect")
+DOCS_PATHS = ("/docs", "/docs/")
+DOCS_ASSETS = "/docs/assets/"
+DOCS_HTML = """<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><title>movierec API</title>
+<link rel="icon" href="/favicon.ico"><link rel="stylesheet" href="/docs/assets/swagger-ui.css"></head>
+<body><div id="swagger-ui"></div>
+<script src="/docs/assets/swagger-ui-bundle.js"></script><script src="/static/docs.js"></script>
+</body></html>
+"""
 
 
 class SecurityHeaders:
-    """Adds :data:`SECURITY_HEADERS` to every HTTP response (:data:`DOCS_CSP` on the docs pages)."""
+    """Adds :data:`SECURITY_HEADERS` to every HTTP response (:data:`DOCS_CSP` on the docs
+    page), and ``Cache-Control: no-store`` to answers under ``/api/`` that set none: they
+    carry a visitor's session, favourites or recommendations, which no shared cache (nor
+    the browser's back button on a shared machine) may keep."""
 
     def __init__(self, app: ASGIApp) -> None:
         self.app = app
@@ -113,14 +125,16 @@ class SecurityHeaders:
             await self.app(scope, receive, send)
             return
 
-        docs = scope.get("path") in DOCS_PATHS
+        path = str(scope.get("path", ""))
+        docs = path in DOCS_PATHS or path.startswith(DOCS_ASSETS)
+        extra = [(b"cache-control", b"no-store")] if path.startswith("/api/") else []
 
         async def send_with_headers(message: Message) -> None:
             if message["type"] == "http.response.start":
                 names = {k.lower() for k, _ in message.get("headers", [])}
                 message["headers"] = list(message.get("headers", [])) + [
                     (k, DOCS_CSP if docs and k == b"content-security-policy" else v)
-                    for k, v in SECURITY_HEADERS
+                    for k, v in [*SECURITY_HEADERS, *extra]
                     if k not in names
                 ]
             await send(message)
@@ -128,25 +142,47 @@ class SecurityHeaders:
         await self.app(scope, receive, send_with_headers)
 
 
-class BodyLimit:
-    """Answers 413 to request bodies larger than ``max_bytes`` (declared or streamed)."""
+class HeadAsGet:
+    """Answers ``HEAD`` on every ``GET`` route as the ``GET`` would, without the body
+    (FastAPI's routes answered 405): headers, status and ``Content-Length`` are the GET's."""
 
-    def __init__(self, app: ASGIApp, max_bytes: int) -> None:
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or scope.get("method") != "HEAD":
+            await self.app(scope, receive, send)
+            return
+
+        async def send_headers_only(message: Message) -> None:
+            if message["type"] == "http.response.body":
+                if not message.get("more_body", False):
+                    await send({"type": "http.response.body", "body": b"", "more_body": False})
+                return
+            await send(message)
+
+        await self.app({**scope, "method": "GET"}, receive, send_headers_only)
+
+
+class BodyLimit:
+    """Answers 413 to request bodies larger than ``max_bytes`` (declared or streamed), and
+    408 to one that does not arrive in full within ``timeout_s`` seconds (a body declared
+    with ``Content-Length: 20`` and 14 bytes sent once held its connection forever)."""
+
+    def __init__(self, app: ASGIApp, max_bytes: int, timeout_s: float = 10.0) -> None:
         self.app = app
         self.max_bytes = max_bytes
+        self.timeout_s = timeout_s
 
-    async def _reject(self, send: Send) -> None:
-        body = b'{"detail":"request body too large (limit %d bytes)"}' % self.max_bytes
-        await send(
-            {
-                "type": "http.response.start",
-                "status": 413,
-                "headers": [
-                    (b"content-type", b"application/json"),
-                    (b"content-length", str(len(body)).encode()),
-                ],
-            }
-        )
+    async def _reject(self, send: Send, status: int = 413) -> None:
+        if status == 413:
+            body = b'{"detail":"request body too large (limit %d bytes)"}' % self.max_bytes
+        else:
+            body = b'{"detail":"request body not received within %g s"}' % self.timeout_s
+        headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
+        if status == 408:
+            headers.append((b"connection", b"close"))
+        await send({"type": "http.response.start", "status": status, "headers": headers})
         await send({"type": "http.response.body", "body": body})
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -168,8 +204,13 @@ class BodyLimit:
         # read the whole body (bounded), then replay it to the app
         chunks: list[bytes] = []
         size = 0
+        deadline = asyncio.get_running_loop().time() + self.timeout_s
         while True:
-            message = await receive()
+            try:
+                message = await asyncio.wait_for(receive(), deadline - asyncio.get_running_loop().time())
+            except TimeoutError:
+                await self._reject(send, 408)
+                return
             if message["type"] != "http.request":
                 await self.app(scope, _replay([message]), send)
                 return
@@ -489,6 +530,8 @@ def create_app(settings: ServiceSettings | None = None, *, watch_model_s: float 
         description="Movie and tag recommendations for anonymous sessions.",
         version="0.1.0",
         lifespan=lifespan,
+        docs_url=None,  # served below from the swagger-ui-bundle package, not a CDN
+        redoc_url=None,
         responses={422: {"model": ErrorOut, "description": "Invalid input"}},
     )
 
@@ -542,6 +585,11 @@ def create_app(settings: ServiceSettings | None = None, *, watch_model_s: float 
     async def favicon() -> FileResponse:
         return FileResponse(STATIC_DIR / "favicon.svg", media_type="image/svg+xml")
 
+    @app.get("/docs", include_in_schema=False)
+    async def docs() -> HTMLResponse:
+        return HTMLResponse(DOCS_HTML)
+
+    app.mount("/docs/assets", StaticFiles(directory=Path(str(swagger_ui_path))), name="docs-assets")
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
     app.state.write_buckets = TokenBuckets(
         settings.write_rate, settings.write_burst, settings.rate_limit_buckets
@@ -558,7 +606,8 @@ def create_app(settings: ServiceSettings | None = None, *, watch_model_s: float 
         cookie_name=settings.cookie_name,
         addresses=app.state.address_buckets,
     )
-    app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes)
+    app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes, timeout_s=settings.body_timeout_s)
+    app.add_middleware(HeadAsGet)
     # a Host the settings do not name gets 400 before anything else runs (DNS rebinding)
     app.add_middleware(
         TrustedHostMiddleware, allowed_hosts=settings.settings.allowed_host_list, www_redirect=False

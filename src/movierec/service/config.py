@@ -56,6 +56,9 @@ class ServiceSettings(BaseModel):
     )
     prefetch_n_tags: int = Field(default=12, ge=0, le=50, description="Tags of that prefetch.")
     max_body_bytes: int = Field(default=64 * 1024, ge=1024, description="Largest request body; larger: 413.")
+    body_timeout_s: float = Field(
+        default=10.0, gt=0, le=600, description="Longest wait for a request body to arrive in full; then 408."
+    )
     write_rate: float = Field(
         default=20.0, gt=0, le=1e6, description="Writes (POST/PUT/DELETE under /api/) per second per session."
     )

@@ -2,16 +2,41 @@
 
 from __future__ import annotations
 
+import unicodedata
 from typing import Annotated, Any, Literal
 from urllib.parse import quote_plus
 
-from pydantic import BaseModel, ConfigDict, Field, StrictInt, StringConstraints, model_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    StrictInt,
+    StringConstraints,
+    model_validator,
+)
 
 MAX_LIST = 200
 MAX_STR = 200
 
 MovieId = Annotated[StrictInt, Field(ge=1, le=2**62)]
-TagName = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=MAX_STR)]
+#: characters no tag name holds: controls, format characters (bidi overrides and isolates,
+#: zero-width joiners), surrogates, private use, line and paragraph separators
+_UNPRINTABLE = frozenset({"Cc", "Cf", "Cs", "Co", "Cn", "Zl", "Zp"})
+
+
+def _printable(text: str) -> str:
+    bad = sorted({f"U+{ord(c):04X}" for c in text if unicodedata.category(c) in _UNPRINTABLE})
+    if bad:
+        raise ValueError(f"a tag name must be printable text; it holds {', '.join(bad[:5])}")
+    return text
+
+
+TagName = Annotated[
+    str,
+    StringConstraints(strip_whitespace=True, min_length=1, max_length=MAX_STR),
+    AfterValidator(_printable),
+]
 Kind = Literal["movie", "tag"]
 Feedback = Literal["like", "dislike"]
 

@@ -324,6 +324,15 @@ def search_tags(conn: sqlite3.Connection, query: str, limit: int = 20) -> list[d
     ]
 
 
+def has_tag(conn: sqlite3.Connection, name: str) -> bool:
+    """Whether the catalogue holds the tag ``name`` (compared as sessions store tags: lower
+    case, runs of white space as one space)."""
+    if not isinstance(name, str):
+        return False
+    folded = " ".join(name.lower().split())
+    return conn.execute("SELECT 1 FROM tags WHERE name = ?", (folded,)).fetchone() is not None
+
+
 def get_movie(conn: sqlite3.Connection, movie_id: int) -> dict[str, Any] | None:
     """One movie by MovieLens id, with ``tags``: up to 15 tag names by weight; None if unknown."""
     row = conn.execute(f"SELECT {_MOVIE_COLUMNS} FROM movies WHERE movie_id = ?", (int(movie_id),)).fetchone()

@@ -16,7 +16,7 @@ from movierec.service.gate import Busy
 from movierec.service.schemas import Movie, RecommendationsOut, SessionOut, Tag
 from movierec.service.scorer import ScorerError
 from movierec.serving import CARD_FIELDS, Engine
-from movierec.storage.catalog import get_movies
+from movierec.storage.catalog import get_movies, has_tag
 from movierec.storage.sessions import SessionState, UnknownSessionError
 
 T = TypeVar("T")
@@ -153,3 +153,9 @@ def require_movie(conn: sqlite3.Connection, movie_id: int, engine: Engine | None
     elif get_movies(conn, [movie_id]):
         return
     raise HTTPException(status_code=404, detail=f"no movie with id {movie_id} in the catalogue")
+
+
+def require_tag(conn: sqlite3.Connection, name: str) -> None:
+    """404 unless the catalogue holds the tag ``name``."""
+    if not has_tag(conn, name):
+        raise HTTPException(status_code=404, detail=f"no tag named {name!r} in the catalogue")

@@ -11,6 +11,7 @@ from movierec.service.routers._common import (
     TagsN,
     changed_session,
     require_movie,
+    require_tag,
     session_out,
     store_call,
 )
@@ -31,11 +32,15 @@ async def get_session(v: VisitDep) -> SessionOut:
     return session_out(v.conn, await store_call(v.store.get(v.token)), v.engine)
 
 
-@router.post("/session/items", response_model=SessionOut, responses={404: {"description": "Unknown movie"}})
+@router.post(
+    "/session/items", response_model=SessionOut, responses={404: {"description": "Unknown movie or tag"}}
+)
 async def add_item(item: ItemIn, v: WriterDep, n: RecsN = None, n_tags: TagsN = 12) -> SessionOut:
     """Like or dislike a movie or a tag (the last one added counts most)."""
     if item.kind == "movie":
         require_movie(v.conn, int(item.value), v.engine)
+    else:
+        require_tag(v.conn, str(item.value))
     return await changed_session(
         v, await store_call(v.store.add(v.token, item.kind, item.value, item.feedback)), n, n_tags
     )
