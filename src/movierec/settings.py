@@ -65,6 +65,15 @@ class Settings(BaseSettings):
             "proxy that checks the Host itself). `movierec serve --host ADDRESS` adds ADDRESS."
         ),
     )
+    forwarded_allow_ips: str = Field(
+        default="",
+        description=(
+            "Comma list of the reverse proxies (addresses or networks, '*' for any) whose "
+            "X-Forwarded-For / X-Forwarded-Proto headers `movierec serve` believes: the visitor's "
+            "address (rate limits) and https (Secure cookies) then come from them. Empty (default): "
+            "no proxy is trusted and those headers are ignored, so no client can pick its own address."
+        ),
+    )
     admin_token: str | None = Field(
         default=None,
         description=(

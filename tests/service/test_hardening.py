@@ -15,7 +15,10 @@ Bounded: the lock test holds its lock 7 s, the outage test stops PostgreSQL for 
 
 from __future__ import annotations
 
+import os
 import sqlite3
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -267,3 +270,89 @@ def test_docs_are_served_offline_under_a_strict_policy(client: TestClient) -> No
     assert asset.status_code == 200 and len(asset.content) > 500_000
     assert client.get("/static/docs.js").status_code == 200
     assert client.get("/redoc").status_code == 404
+
+
+def serve_cli(root: Path, *args: str) -> tuple[subprocess.Popen[bytes], str]:
+    """``movierec serve`` over ``root``'s model and catalogue on a free port (``args``: more options)."""
+    from test_kill_restart import STARTUP_S, free_port
+
+    port = free_port()
+    env = {**os.environ, "MOVIEREC_HOME": str(root)}
+    env.pop("MOVIEREC_FORWARDED_ALLOW_IPS", None)
+    log = open(root / f"cli-{port}.log", "wb")  # noqa: SIM115 - closed with the process
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "movierec",
+            "serve",
+            "--model",
+            str(root / "model"),
+            "--db",
+            str(root / "db.sqlite3"),
+            "--port",
+            str(port),
+            "--inference-threads",
+            *args,
+        ],
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        env=env,
+    )
+    log.close()
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + STARTUP_S
+    while time.monotonic() < deadline and proc.poll() is None:
+        try:
+            if httpx.get(url + "/api/health", timeout=1.0).status_code == 200:
+                return proc, url
+        except httpx.TransportError:
+            time.sleep(0.1)
+    proc.kill()
+    raise AssertionError(f"movierec serve did not start: {(root / log.name).read_text()[-2000:]}")
+
+
+def new_sessions(url: str, n: int, forwarded_for: Callable[[int], str], **headers: str) -> list[int]:
+    """Statuses of ``n`` cookie-less writes (each would start a session), ``X-Forwarded-For``
+    rotating as ``forwarded_for(i)``."""
+    out = []
+    for i in range(n):
+        r = httpx.post(
+            url + "/api/favourites",
+            json={"movie_id": 2},
+            headers={"X-Forwarded-For": forwarded_for(i), **headers},
+        )
+        out.append(r.status_code)
+    return out
+
+
+def test_forwarded_headers_are_believed_only_from_trusted_proxies(home: Path) -> None:  # noqa: F811
+    """Issue: behind TLS on another host the cookie was not Secure, and a rotating
+    ``X-Forwarded-For`` must not mint fresh rate-limit buckets."""
+    # no trusted proxy (the default): the headers are ignored; 30 new sessions per address, then 429
+    proc, url = serve_cli(home)
+    try:
+        codes = new_sessions(url, 45, lambda i: f"203.0.113.{i}", **{"X-Forwarded-Proto": "https"})
+        assert codes[:30] == [200] * 30 and codes.count(429) >= 5, codes  # (the bucket refills 1/s)
+        r = httpx.put(url + "/api/session/filters", json={}, headers={"X-Forwarded-Proto": "https"})
+        assert r.status_code == 429 or "secure" not in r.headers.get("set-cookie", "").lower()
+    finally:
+        proc.terminate()
+        proc.wait(10.0)
+    # a trusted proxy (here: this machine) that appends the visitor's address, as nginx's
+    # $proxy_add_x_forwarded_for does: the visitor's own rotating entries come first and are ignored
+    proc, url = serve_cli(home, "--forwarded-allow-ips", "127.0.0.1")
+    try:
+        codes = new_sessions(url, 45, lambda i: f"203.0.113.{i}, 198.51.100.7")
+        assert codes[:30] == [200] * 30 and codes.count(429) >= 5, codes
+        # a different visitor behind the same proxy has a bucket of its own
+        assert new_sessions(url, 1, lambda i: "198.51.100.8") == [200]
+        r = httpx.put(
+            url + "/api/session/filters",
+            json={},
+            headers={"X-Forwarded-For": "198.51.100.9", "X-Forwarded-Proto": "https"},
+        )
+        assert r.status_code == 200 and "secure" in r.headers["set-cookie"].lower()
+    finally:
+        proc.terminate()
+        proc.wait(10.0)

@@ -20,6 +20,15 @@ log = logging.getLogger(__name__)
 
 HostOpt = Annotated[str, typer.Option("--host", help="Interface to listen on (0.0.0.0 for every interface).")]
 PortOpt = Annotated[int, typer.Option("--port", min=1, max=65535, help="TCP port to listen on.")]
+ForwardedOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--forwarded-allow-ips",
+        help="Comma list of trusted reverse proxies (e.g. 127.0.0.1, 10.0.0.0/8) whose X-Forwarded-For "
+        "and X-Forwarded-Proto are believed: visitors' addresses for rate limits, https for Secure "
+        "cookies. Default: MOVIEREC_FORWARDED_ALLOW_IPS, else none (the headers are ignored).",
+    ),
+]
 
 #: What ``run`` changes in a model's library defaults when it trains one (fields a model's
 #: config lacks are skipped). The sequence models train with their defaults, the configuration
@@ -112,12 +121,29 @@ def _answering(svc: Any, host: str) -> Any:
     )
 
 
-def _uvicorn(svc: Any, host: str, port: int, workers: int = 1, watch_model_s: float = 0.0) -> None:
+def _proxy_options(svc: Any, forwarded_allow_ips: str | None) -> dict[str, Any]:
+    """uvicorn's proxy settings: believe forwarding headers only from the trusted proxies
+    (the option, else ``MOVIEREC_FORWARDED_ALLOW_IPS``); none by default. (uvicorn alone
+    trusts 127.0.0.1, so any process on the machine could pick its address per request.)"""
+    ips = forwarded_allow_ips if forwarded_allow_ips is not None else svc.settings.forwarded_allow_ips
+    ips = ",".join(p.strip() for p in ips.split(",") if p.strip())
+    return {"proxy_headers": bool(ips), "forwarded_allow_ips": ips or None}
+
+
+def _uvicorn(
+    svc: Any,
+    host: str,
+    port: int,
+    workers: int = 1,
+    watch_model_s: float = 0.0,
+    forwarded_allow_ips: str | None = None,
+) -> None:
     """Run the app under uvicorn (uvloop and httptools when installed), in ``workers`` processes."""
     import json
     import os
 
     svc = _answering(svc, host)
+    proxy = _proxy_options(svc, forwarded_allow_ips)
 
     import uvicorn
 
@@ -127,7 +153,7 @@ def _uvicorn(svc: Any, host: str, port: int, workers: int = 1, watch_model_s: fl
     if workers == 1:
         limit_torch_threads()
         app = create_app(svc, watch_model_s=watch)
-        uvicorn.run(app, host=host, port=port, proxy_headers=True, log_level="info")
+        uvicorn.run(app, host=host, port=port, log_level="info", **proxy)
         return
     os.environ[SETTINGS_ENV] = json.dumps(
         {"settings": json.loads(svc.model_dump_json()), "watch_model_s": watch}
@@ -138,8 +164,8 @@ def _uvicorn(svc: Any, host: str, port: int, workers: int = 1, watch_model_s: fl
         host=host,
         port=port,
         workers=workers,
-        proxy_headers=True,
         log_level="info",
+        **proxy,
     )
 
 
@@ -156,6 +182,7 @@ def serve(
     watch_model: WatchOpt = 0.0,
     inference_process: InferenceProcessOpt = True,
     int8_heads: Int8HeadsOpt = True,
+    forwarded_allow_ips: ForwardedOpt = None,
 ) -> None:
     """Serve the web app and JSON API (OpenAPI at /docs) over a trained model and a built catalogue.
 
@@ -185,7 +212,7 @@ def serve(
             f"no catalogue database at {svc.resolved_database_path}; `movierec run` builds it"
         )
     typer.echo(f"movierec: http://{host}:{port}/  (API docs: http://{host}:{port}/docs)")
-    _uvicorn(svc, host, port, workers, watch_model)
+    _uvicorn(svc, host, port, workers, watch_model, forwarded_allow_ips)
 
 
 def prepare(dataset: str, mirror: Path | None = None, *, model_name: str | None = None) -> tuple[Path, Path]:
@@ -248,6 +275,7 @@ def run(
     watch_model: WatchOpt = 0.0,
     inference_process: InferenceProcessOpt = True,
     int8_heads: Int8HeadsOpt = True,
+    forwarded_allow_ips: ForwardedOpt = None,
 ) -> None:
     """Fetch the data, build the catalogue, train a default model if there is none, and serve the web app."""
     from movierec.service.config import ServiceSettings
@@ -261,7 +289,7 @@ def run(
         int8_heads=int8_heads,
     )
     typer.echo(f"movierec: http://{host}:{port}/  (API docs: http://{host}:{port}/docs)")
-    _uvicorn(svc, host, port, workers, watch_model)
+    _uvicorn(svc, host, port, workers, watch_model, forwarded_allow_ips)
 
 
 def register(app: typer.Typer) -> None:
