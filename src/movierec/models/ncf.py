@@ -38,7 +38,7 @@ from movierec.data.dataset import Dataset
 from movierec.evaluation import metrics as M
 from movierec.models.base import DISLIKE, Query, Recommender
 from movierec.models.rating_mlp import GenDropout, PairNet, PairRecommender, _query_seed, init_weights
-from movierec.models.trainer import shuffled_batches, torch_generator
+from movierec.models.trainer import local_batch_size, shuffled_batches, torch_generator
 
 __all__ = ["GMF", "NCFMLP", "NCFConfig", "NeuMF", "sample_negatives"]
 
@@ -350,7 +350,7 @@ class _NCFBase(PairRecommender):
         if pos_u.size == 0:
             raise ValueError(f"{self.name}: no rating reaches min_rating={c.min_rating}")
         interacted = np.unique(data.user.astype(np.int64) * n_movies + data.movie)
-        bs = c.batch_size
+        bs = local_batch_size(c.batch_size)  # the global batch stays c.batch_size (trainer)
 
         if c.explicit:
             users = torch.as_tensor(data.user.astype(np.int64))

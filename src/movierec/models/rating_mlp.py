@@ -35,7 +35,7 @@ from torch.nn import functional as F
 
 from movierec.data.dataset import Dataset
 from movierec.models.base import DISLIKE, LIKE, NotFittedError, Query, Recommender
-from movierec.models.trainer import TrainConfig, shuffled_batches, torch_generator, train
+from movierec.models.trainer import TrainConfig, local_batch_size, shuffled_batches, torch_generator, train
 
 __all__ = [
     "PairNet",
@@ -471,7 +471,7 @@ class _RatingBase(PairRecommender):
         users = torch.as_tensor(data.user.astype(np.int64))
         movies = torch.as_tensor(data.movie.astype(np.int64))
         targets = self._targets(data.rating)
-        bs = self.config.batch_size
+        bs = local_batch_size(self.config.batch_size)  # the global batch stays batch_size (trainer)
 
         def batches(epoch: int) -> Iterator[tuple[torch.Tensor, ...]]:
             for idx in shuffled_batches(data.n_ratings, bs, g):

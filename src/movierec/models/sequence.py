@@ -58,7 +58,7 @@ from movierec.models.base import (
     with_history,
 )
 from movierec.models.knn import ItemKNN
-from movierec.models.trainer import TrainConfig, torch_generator, train
+from movierec.models.trainer import TrainConfig, local_batch_size, torch_generator, train
 from movierec.models.transitions import Transitions
 from movierec.ranking import top_per_row
 
@@ -813,7 +813,8 @@ class SequenceLSTM(Recommender):
         # progress bar's length: the expected number of windows)
         share = cfg.likes_only_share if cfg.all_positions else 0.0
         expected = (1 - share) * np.count_nonzero(ex_view == 0) + share * np.count_nonzero(ex_view == 1)
-        n_batches = max(1, math.ceil(expected / cfg.batch_size))
+        bs = local_batch_size(cfg.batch_size)  # the global batch stays cfg.batch_size (trainer)
+        n_batches = max(1, math.ceil(expected / bs))
         # a dislike must also push down the movies like it: their item-kNN neighbours on the
         # training interactions, (n_movies + 2, K) indices padded with n_movies (start/pad rows empty)
         nbr_t: torch.Tensor | None = None
@@ -838,8 +839,8 @@ class SequenceLSTM(Recommender):
 
         def batches(epoch: int) -> Iterator[tuple[_Batch, torch.Tensor, torch.Tensor | None, torch.Tensor]]:
             ex_a_e, ex_cut_e = epoch_examples()
-            for start in range(0, ex_cut_e.size, cfg.batch_size):
-                a, cut = ex_a_e[start : start + cfg.batch_size], ex_cut_e[start : start + cfg.batch_size]
+            for start in range(0, ex_cut_e.size, bs):
+                a, cut = ex_a_e[start : start + bs], ex_cut_e[start : start + bs]
                 u = all_user[cut]
                 first = view_first[(cut >= n_rows).astype(np.int64), u]
                 tokens, feedback, n = self._window(all_movie, all_fb, first, cut)
