@@ -470,7 +470,7 @@ def test_run_prepares_catalogue_and_model_once(
     )
     assert r.exit_code == 0, r.output
     assert (model_dir / "meta.json").stat().st_mtime_ns == stamp  # not retrained
-    assert served and served[0][1:] == ("127.0.0.1", 8765, 2, 5.0)  # type: ignore[index]
+    assert served and served[0][1:] == ("127.0.0.1", 8765, 2, 5.0, None)  # type: ignore[index]
     with TestClient(served[0][0]) as c:  # type: ignore[index]
         assert c.get("/api/movies/search", params={"q": "matrix"}).json()[0]["movie_id"] == MATRIX
 
