@@ -35,6 +35,7 @@ import pytest
 from test_kill_restart import COOKIE, STARTUP_S, free_port
 
 from movierec.data.dataset import Dataset
+from movierec.storage.sessions import sessions_path_for
 from pg import find_binaries
 from pg import start_server as start_pg
 
@@ -205,7 +206,9 @@ def test_the_click_loop_survives_scorer_kills_locks_and_a_full_disk(home: Path) 
             time.sleep(FAULT_S)
             recovery["scorer killed"] = crowd.recovered_within(RECOVERY_S)
             # 2. another process holds the write lock
-            holder = sqlite3.connect(home / "db.sqlite3", isolation_level=None, timeout=1.0)
+            holder = sqlite3.connect(
+                sessions_path_for(home / "db.sqlite3"), isolation_level=None, timeout=1.0
+            )
             holder.execute("BEGIN IMMEDIATE")
             time.sleep(FAULT_S)
             holder.execute("ROLLBACK")
@@ -223,7 +226,9 @@ def test_the_click_loop_survives_scorer_kills_locks_and_a_full_disk(home: Path) 
         assert sum(n for s, n in crowd.statuses.items() if 200 <= s < 300) > 100  # ... and work went on
         crowd.check_nothing_lost()
         assert proc.poll() is None and httpx.get(url + "/api/health").status_code == 200
-        assert sqlite3.connect(home / "db.sqlite3").execute("PRAGMA integrity_check").fetchone() == ("ok",)
+        assert sqlite3.connect(sessions_path_for(home / "db.sqlite3")).execute(
+            "PRAGMA integrity_check"
+        ).fetchone() == ("ok",)
     finally:
         proc.terminate()
         proc.wait(10.0)

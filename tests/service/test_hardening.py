@@ -26,6 +26,7 @@ from pathlib import Path
 
 import httpx
 import numpy as np
+import pandas as pd
 import pytest
 from fastapi.testclient import TestClient
 from test_kill_restart import COOKIE, home, start_server  # noqa: F401 - the fixture
@@ -34,6 +35,7 @@ from movierec.data.dataset import Dataset
 from movierec.service.app import create_app
 from movierec.service.config import ServiceSettings
 from movierec.settings import Settings
+from movierec.storage.sessions import sessions_path_for
 from pg import find_binaries
 from pg import start_server as start_pg
 
@@ -44,7 +46,7 @@ def test_a_held_database_lock_gives_503_and_stalls_nothing(home: Path) -> None: 
     """Issue: with another process holding ``BEGIN IMMEDIATE`` for 7 s, ``POST /api/favourites``
     answered 500 after 5 s and ``GET /api/health`` took 4.5 s."""
     proc, url = start_server(home)
-    holder = sqlite3.connect(home / "db.sqlite3", isolation_level=None, timeout=1.0)
+    holder = sqlite3.connect(sessions_path_for(home / "db.sqlite3"), isolation_level=None, timeout=1.0)
     try:
         with httpx.Client(base_url=url, timeout=20.0) as c:
             assert c.post("/api/favourites", json={"movie_id": 2}).status_code == 200
@@ -89,6 +91,79 @@ def test_a_held_database_lock_gives_503_and_stalls_nothing(home: Path) -> None: 
             assert r.status_code == 200 and [m["movie_id"] for m in r.json()] == [3, 2]
     finally:
         holder.close()
+        proc.terminate()
+        proc.wait(10.0)
+
+
+def test_data_build_on_a_live_home_stalls_nothing(home: Path) -> None:  # noqa: F811
+    """Issue: ``movierec data build`` on the live database held its write lock for the whole
+    build (every request stalled ~1 s on ml-latest-small). Now the catalogue is built in a new
+    file and swapped in; the sessions have a file of their own."""
+    from conftest import small_frames
+    from movierec.storage.catalog import build_catalog_file
+
+    f = small_frames()
+    new_movie = int(f["movies"]["movieId"].max()) + 1
+    movies = pd.concat(
+        [
+            f["movies"],
+            pd.DataFrame({"movieId": [new_movie], "title": ["Zyzzyva Returns (2024)"], "genres": ["Drama"]}),
+        ]
+    )
+    ratings = pd.concat(
+        [
+            f["ratings"],
+            pd.DataFrame(
+                {
+                    "userId": [1, 2],
+                    "movieId": [new_movie] * 2,
+                    "rating": [4.0, 5.0],
+                    "timestamp": [10**9, 10**9],
+                }
+            ),
+        ]
+    )
+    ids = f["movies"]["movieId"].to_numpy()[:20]
+    rebuilt = Dataset.build("tiny", ratings, movies, tags=f["tags"], links=f["links"])
+    proc, url = start_server(home)
+    try:
+        with httpx.Client(base_url=url, timeout=20.0) as c:
+            assert c.post("/api/favourites", json={"movie_id": 2}).status_code == 200
+            cookie = c.cookies[COOKIE]
+            statuses: list[int] = []
+            took: list[float] = []
+            done = threading.Event()
+
+            def visitor() -> None:
+                with httpx.Client(base_url=url, cookies={COOKIE: cookie}, timeout=20.0) as v:
+                    for i in range(2000):  # bounded; stops when the build is done
+                        start = time.perf_counter()
+                        movie = int(ids[i % len(ids)])
+                        r = v.post(
+                            "/api/session/items", json={"kind": "movie", "value": movie, "feedback": "like"}
+                        )
+                        took.append(time.perf_counter() - start)
+                        statuses.append(r.status_code)
+                        if done.is_set():
+                            return
+
+            thread = threading.Thread(target=visitor)
+            thread.start()
+            time.sleep(0.2)
+            build_catalog_file(rebuilt, home / "db.sqlite3")
+            done.set()
+            thread.join(30)
+            assert set(statuses) == {200} and len(statuses) >= 5, statuses[:20]
+            print(f"{len(statuses)} writes during the build, p99 {np.percentile(took, 99) * 1000:.1f} ms")
+            assert np.percentile(took, 99) < 0.5
+            assert (home / "db.sqlite3").is_symlink()
+            search = {"q": "zyzzyva"}
+            assert c.get("/api/movies/search", params=search).json() == []  # still the old catalogue ...
+            assert c.post("/api/admin/reload", headers={"X-Movierec-Admin": "1"}).status_code == 200
+            hits = c.get("/api/movies/search", params=search).json()
+            assert [m["movie_id"] for m in hits] == [new_movie]  # ... until a reload
+            assert [m["movie_id"] for m in c.get("/api/favourites").json()] == [2]  # sessions untouched
+    finally:
         proc.terminate()
         proc.wait(10.0)
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import sqlite3
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -14,6 +15,7 @@ from movierec.data.dataset import Dataset
 from movierec.settings import Settings
 from movierec.storage.catalog import (
     build_catalog,
+    build_catalog_file,
     catalog_info,
     get_movie,
     get_movies,
@@ -23,7 +25,7 @@ from movierec.storage.catalog import (
     title_keys,
 )
 from movierec.storage.db import connect, integrity_check
-from movierec.storage.sessions import SessionStore
+from movierec.storage.sessions import SessionStore, sessions_path_for
 
 MOVIES = [
     (1, "Matrix, The (1999)", "Action|Sci-Fi"),
@@ -125,6 +127,95 @@ def test_failed_build_keeps_the_old_catalogue(fresh: sqlite3.Connection) -> None
     assert get_movie(conn, 99) is None
     assert conn.execute("PRAGMA foreign_keys").fetchone()[0] == 1
     assert not conn.in_transaction
+
+
+def test_build_file_swaps_a_new_catalogue_in_and_moves_old_sessions_out(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Issue (hardening, defect 1): ``data build`` on a live home held the database lock for the
+    whole build; now it writes a new file and swaps it in with one rename."""
+    path = tmp_path / "movierec.sqlite3"
+    # a home of an older release: catalogue and sessions in one file
+    legacy = connect(path)
+    build_catalog(small_dataset(), legacy)
+    old_store = SessionStore(legacy)
+    token = old_store.create()
+    old_store.add(token, "movie", 1, "like")
+    old_store.add(token, "tag", "cyberpunk", "dislike")
+    old_store.add_favourite(token, 5)
+    legacy.close()
+
+    first = build_catalog_file(small_dataset(), path)
+    assert path.is_symlink() and path.resolve() == Path(first["file"]) and first["movies"] == 10
+    sessions_file = sessions_path_for(path)
+    store = SessionStore(sessions_file)
+    state = store.get(token)  # the sessions moved to their own file, order and feedback kept
+    assert state.liked == [1] and state.disliked_tags == ["cyberpunk"] and state.favourites == [5]
+    assert connect(path).execute("SELECT count(*) FROM sessions").fetchone()[0] == 0
+
+    # a server reads the current catalogue and writes sessions while the next build runs
+    reader = connect(path)
+    writes: list[int] = []
+
+    def visitor() -> None:
+        for movie in range(2, 40):
+            writes.append(len(store.add(token, "movie", movie, "like").liked))
+
+    other = Dataset.build(
+        "other",
+        pd.DataFrame({"userId": [1, 2], "movieId": [99, 99], "rating": [4.0, 5.0], "timestamp": [1, 2]}),
+        pd.DataFrame({"movieId": [99], "title": ["Other (2000)"], "genres": ["Drama"]}),
+    )
+    thread = threading.Thread(target=visitor)
+    thread.start()
+    second = build_catalog_file(other, path)
+    thread.join(30)
+    assert writes == list(range(2, 40))  # every write went through
+    assert catalog_info(reader)["dataset"] == "tiny"  # an open connection keeps its file ...
+    reader.close()
+    now = connect(path)
+    assert (
+        catalog_info(now)["dataset"] == "other" and get_movie(now, 99) is not None
+    )  # ... a new one sees the new
+    now.close()
+    assert path.resolve() == Path(second["file"]) and Path(first["file"]).exists()  # the previous one kept
+
+    third = build_catalog_file(small_dataset(), path)
+    assert not Path(first["file"]).exists() and Path(second["file"]).exists()  # older ones pruned
+    assert store.get(token).favourites == [5]
+    store.close()
+
+    # a failed build leaves the current catalogue and no half-built file behind
+    before = set(tmp_path.iterdir())
+    from movierec.storage import catalog
+
+    def fails_at_the_end(data: Dataset, conn: sqlite3.Connection) -> dict:
+        build_catalog(data, conn)
+        raise OSError("disk full")
+
+    monkeypatch.setattr(catalog, "build_catalog", fails_at_the_end)
+    with pytest.raises(OSError, match="disk full"):
+        build_catalog_file(small_dataset(), path)
+    assert set(tmp_path.iterdir()) == before and path.resolve() == Path(third["file"])
+
+
+def test_adopt_keeps_a_token_already_present_and_ignores_files_without_sessions(tmp_path: Path) -> None:
+    target = SessionStore(tmp_path / "s.sqlite3")
+    assert target.adopt(tmp_path / "missing.sqlite3") == 0
+    plain = connect(tmp_path / "plain.sqlite3")
+    plain.execute("CREATE TABLE x (a)")
+    plain.close()
+    assert target.adopt(tmp_path / "plain.sqlite3") == 0
+    old = SessionStore(tmp_path / "old.sqlite3")
+    both, only_old = old.create(), old.create()
+    old.add(both, "movie", 1, "like")
+    old.add(only_old, "movie", 2, "like")
+    old.close()
+    target.conn.execute("INSERT INTO sessions (token, created_at, updated_at) VALUES (?, 0, 0)", (both,))
+    assert target.adopt(tmp_path / "old.sqlite3") == 1
+    assert target.get(both).liked == [] and target.get(only_old).liked == [2]
+    assert target.adopt(tmp_path / "old.sqlite3") == 0  # moved, not copied
+    target.close()
 
 
 def test_cli_build(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -63,22 +63,20 @@ def build_cmd(
 ) -> None:
     """Load a data set and write its movies, tags and search index to the catalogue database.
 
-    The previous catalogue in that database is replaced; sessions and favourites are kept.
+    The catalogue is built in a new file and swapped in at once (the database path becomes
+    a link to it), so a server running on it is never held up; it serves the new catalogue
+    after a model reload or a restart. Sessions and favourites live in their own file and
+    are untouched.
     """
     from movierec.data.load import load_dataset
-    from movierec.storage.catalog import build_catalog
-    from movierec.storage.db import connect
+    from movierec.storage.catalog import build_catalog_file
 
     s = settings(mirror)
     start = time.perf_counter()
     ds = load_dataset(name, s)
     load_seconds = time.perf_counter() - start
     path = db if db else s.database_path
-    conn = connect(path)
-    try:
-        counts = build_catalog(ds, conn)
-    finally:
-        conn.close()
+    counts = build_catalog_file(ds, path)
     result = {"database": str(path), "dataset": ds.name, **counts, "load_seconds": round(load_seconds, 3)}
     if json_out:
         echo_json(result)

@@ -225,8 +225,8 @@ def prepare(dataset: str, mirror: Path | None = None, *, model_name: str | None 
     from movierec.data.load import load_dataset
     from movierec.models.artifacts import ArtifactError, read_meta, save_model
     from movierec.models.registry import create
-    from movierec.storage.catalog import build_catalog, catalog_info
-    from movierec.storage.db import connect
+    from movierec.storage.catalog import build_catalog_file, catalog_info
+    from movierec.storage.db import connect, migrate
 
     s = settings(mirror)
     typer.echo(f"loading {dataset} ...")
@@ -234,13 +234,14 @@ def prepare(dataset: str, mirror: Path | None = None, *, model_name: str | None 
     fingerprint = data.fingerprint()
     conn = connect(s.database_path)
     try:
+        migrate(conn)
         info = catalog_info(conn)
-        if info.get("movies", 0) == 0 or info.get("fingerprint") != fingerprint:
-            typer.echo(f"building the catalogue in {s.database_path} ...")
-            built = build_catalog(data, conn)
-            typer.echo(f"  {built.get('movies')} movies, {built.get('tags')} tags")
     finally:
         conn.close()
+    if info.get("movies", 0) == 0 or info.get("fingerprint") != fingerprint:
+        typer.echo(f"building the catalogue in {s.database_path} ...")
+        built = build_catalog_file(data, s.database_path)
+        typer.echo(f"  {built.get('movies')} movies, {built.get('tags')} tags")
     model_dir = s.models_dir / "default"
     try:
         meta = read_meta(model_dir)

@@ -78,6 +78,8 @@ __all__ = [
 #: Environment variable through which ``movierec serve --workers N`` hands each
 #: worker process its settings (JSON, see :func:`app_from_env`).
 SETTINGS_ENV = "MOVIEREC_SERVICE_SETTINGS"
+#: seconds a reload leaves the previous catalogue connection open for requests under way
+CONN_GRACE_S = 30.0
 
 STATIC_DIR = Path(str(resources.files("movierec.service") / "static"))
 
@@ -343,8 +345,10 @@ class ModelReloader:
         except OSError as exc:
             return ("unreadable", str(exc))
 
-    def _build(self) -> tuple[Any, Any]:
-        """The new engine, checked, and (with ``inference_process``) its scoring process, started."""
+    def _build(self) -> tuple[Any, Any, Any]:
+        """The new engine, checked, (with ``inference_process``) its scoring process, started,
+        and a connection to the catalogue as it is now (``data build`` may have swapped in a
+        new file since the last load)."""
         from movierec.storage.db import connect
 
         conn = connect(self.settings.resolved_database_path)
@@ -355,10 +359,11 @@ class ModelReloader:
                 ann_min_movies=self.settings.ann_min_movies,
                 int8_heads=self.settings.int8_heads,
             )
-        finally:
+            check_engine(engine)
+        except BaseException:
             conn.close()
-        check_engine(engine)
-        return engine, start_scorer(self.settings) if self.settings.inference_process else None
+            raise
+        return engine, start_scorer(self.settings) if self.settings.inference_process else None, conn
 
     async def reload(self) -> Any:
         """Build, check and swap in a new engine; returns it. Raises :class:`ReloadError` / :class:`ReloadBusy`."""
@@ -368,7 +373,7 @@ class ModelReloader:
         start = time.perf_counter()
         old = self.app.state.engine
         try:
-            engine, scorer = await anyio.to_thread.run_sync(self._build)
+            engine, scorer, conn = await anyio.to_thread.run_sync(self._build)
         except Exception as exc:
             self.last_error = f"{type(exc).__name__}: {exc}"
             log.error(
@@ -385,8 +390,12 @@ class ModelReloader:
             self._running = False
         # the swap: reference assignments, the scorer first (see score_batch)
         old_scorer = getattr(self.app.state, "scorer", None)
+        old_conn = self.app.state.conn
         self.app.state.scorer = scorer
+        self.app.state.conn = conn
         self.app.state.engine = engine
+        # requests under way may still read the old catalogue connection: close it later
+        asyncio.get_running_loop().call_later(CONN_GRACE_S, old_conn.close)
         if old_scorer is not None:
             old_scorer.close()  # its queued batches finish first
         self.app.state.catalog_cache.clear()
@@ -523,6 +532,7 @@ def create_app(settings: ServiceSettings | None = None, *, watch_model_s: float 
                 await anyio.to_thread.run_sync(app.state.scorer.close, True)
             if store is not None:
                 await anyio.to_thread.run_sync(store.close)
+            getattr(app.state, "conn", conn).close()  # a reload may have opened a newer one
             conn.close()
 
     app = FastAPI(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import math
 import sqlite3
 from dataclasses import dataclass
@@ -14,20 +15,33 @@ from movierec.service.gate import InferenceGate
 from movierec.service.ratelimit import TOKEN, VERIFIED_TOKEN
 from movierec.service.store import AsyncStore
 from movierec.serving import Engine
-from movierec.storage.sessions import SessionStore
+from movierec.storage.sessions import SessionStore, sessions_path_for
+
+log = logging.getLogger(__name__)
 
 
 def open_store(settings: ServiceSettings) -> AsyncStore:
     """The session store the settings ask for (migrated; :meth:`AsyncStore.close` it on shutdown).
 
-    With no database URL the sessions live in the catalogue's SQLite file (one
-    machine), on connections of their own; ``postgresql://...`` gives a store that
-    any number of workers and instances share, so a visitor needs no sticky session;
+    With no database URL the sessions live in an SQLite file beside the catalogue
+    (:func:`~movierec.storage.sessions.sessions_path_for`; sessions an older release kept
+    in the catalogue file move there); ``postgresql://...`` gives a store that any number
+    of workers and instances share, so a visitor needs no sticky session;
     ``sqlite:///path`` another SQLite file.
     """
     url = settings.resolved_database_url
-    target = settings.resolved_database_path if url is None else url
-    return AsyncStore(SessionStore(target, wait_s=settings.store_wait_s))
+    if url is not None:
+        return AsyncStore(SessionStore(url, wait_s=settings.store_wait_s))
+    catalogue = settings.resolved_database_path
+    store = SessionStore(sessions_path_for(catalogue), wait_s=settings.store_wait_s)
+    try:
+        moved = store.adopt(catalogue)
+    except BaseException:
+        store.close()
+        raise
+    if moved:
+        log.info("moved %d sessions from %s to %s", moved, catalogue, sessions_path_for(catalogue))
+    return AsyncStore(store)
 
 
 @dataclass(frozen=True, slots=True)

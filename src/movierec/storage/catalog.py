@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import re
 import sqlite3
 import time
@@ -20,7 +21,7 @@ import pandas as pd
 
 from movierec.data.dataset import TAG_SOURCES, Dataset
 from movierec.data.titles import fold_text
-from movierec.storage.db import SCHEMA_VERSION, migrate, schema_version, transaction
+from movierec.storage.db import SCHEMA_VERSION, connect, migrate, schema_version, transaction
 
 __all__ = [
     "build_catalog",
@@ -379,16 +380,75 @@ def catalog_info(conn: sqlite3.Connection) -> dict[str, Any]:
     return info
 
 
+def build_catalog_file(data: Dataset, path: Path | str, *, keep: int = 1) -> dict[str, Any]:
+    """Build the catalogue of ``data`` in a new file and swap it in at ``path`` atomically.
+
+    The catalogue is written to ``PATH.<time>-<pid>`` beside ``path``; then ``path``
+    becomes (or is replaced by) a symbolic link to it with one ``rename``, so a server
+    reading the old catalogue never sees a half-built one nor waits for the build, and
+    SQLite keeps each file's WAL beside its target. Sessions that an older release kept
+    in a catalogue file are first moved to their own file
+    (:func:`~movierec.storage.sessions.sessions_path_for`). Of the previous catalogue
+    files, the ``keep`` newest stay (a running server may still read one; it serves the new
+    one after a reload or a restart); older ones are removed. Returns what
+    :func:`build_catalog` returns, plus ``file``: the new catalogue file.
+    """
+    from movierec.storage.sessions import SessionStore, sessions_path_for
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if path.is_file() and not path.is_symlink():  # a catalogue of an older release: its sessions move out
+        store = SessionStore(sessions_path_for(path))
+        try:
+            store.adopt(path)
+        finally:
+            store.close()
+    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S%f")
+    target = path.with_name(f"{path.name}.{stamp}-{os.getpid()}")
+    conn = connect(target)
+    try:
+        migrate(conn)
+        counts = build_catalog(data, conn)
+        conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")  # one self-contained file before the swap
+    except BaseException:
+        conn.close()
+        for leftover in (target, Path(f"{target}-wal"), Path(f"{target}-shm")):
+            leftover.unlink(missing_ok=True)
+        raise
+    conn.close()
+    link = path.with_name(f".{path.name}.link-{os.getpid()}")
+    link.unlink(missing_ok=True)
+    link.symlink_to(target.name)
+    os.replace(link, path)
+    previous = sorted(
+        (
+            p
+            for p in path.parent.glob(f"{path.name}.*-*")
+            if p != target and not p.name.endswith(("-wal", "-shm"))
+        ),
+        key=lambda p: p.name,
+    )
+    for old in previous[: max(0, len(previous) - keep)]:
+        for f in (old, Path(f"{old}-wal"), Path(f"{old}-shm")):
+            f.unlink(missing_ok=True)
+    return {**counts, "file": str(target)}
+
+
 def open_catalog(data: Dataset, path: Path | str) -> sqlite3.Connection:
     """A connection to the catalogue at ``path``, (re)built from ``data`` if it is
-    missing or was built from other data (fingerprint differs)."""
-    from movierec.storage.db import connect, migrate
-
+    missing or was built from other data (fingerprint differs); a rebuild goes through
+    :func:`build_catalog_file`, so a server reading the old catalogue is never held up."""
     conn = connect(path)
-    migrate(conn)
-    info = catalog_info(conn)
+    try:
+        migrate(conn)
+        info = catalog_info(conn)
+    except BaseException:
+        conn.close()
+        raise
     if info.get("movies", 0) == 0 or info.get("fingerprint") != data.fingerprint():
-        build_catalog(data, conn)
+        conn.close()
+        build_catalog_file(data, path)
+        conn = connect(path)
     return conn
 
 

@@ -54,6 +54,7 @@ __all__ = [
     "StoreBackend",
     "StoreBusy",
     "UnknownSessionError",
+    "sessions_path_for",
     "sqlite_url_path",
 ]
 
@@ -153,6 +154,19 @@ def _value(kind: str, value: Any) -> int | str:
     if not tag:
         raise ValueError("a tag must not be empty")
     return tag
+
+
+def sessions_path_for(catalogue: Path | str) -> Path:
+    """The SQLite file that holds the sessions of the catalogue at ``catalogue`` when no
+    database URL is set: beside it, ``movierec.sqlite3`` -> ``movierec.sessions.sqlite3``.
+
+    Sessions and the catalogue live in two files so that a catalogue rebuild can write a
+    new file and swap it in (:func:`movierec.storage.catalog.build_catalog_file`) while
+    visitors keep writing. (Until this release both lived in one file;
+    :meth:`SessionStore.adopt` moves such sessions over.)
+    """
+    path = Path(catalogue)
+    return path.with_name(f"{path.stem}.sessions{path.suffix or '.sqlite3'}")
 
 
 def sqlite_url_path(url: str) -> str:
@@ -487,6 +501,52 @@ class SessionStore:
             return
         with self._use(write=True) as conn:
             conn.execute("DELETE FROM sessions WHERE token = ?", (token,))
+
+    def adopt(self, other: Path | str) -> int:
+        """Move every session (items and favourites too) of the SQLite file ``other`` into
+        this SQLite store, in one transaction; returns how many sessions moved.
+
+        For files that held the catalogue and the sessions together (before the two were
+        split): the sessions go, the catalogue stays. A token already here keeps this store's
+        version. A missing file, or one without sessions, moves nothing.
+        """
+        path = Path(other)
+        if self.backend != "sqlite" or not path.is_file():
+            return 0
+        with self._lock:
+            conn = self._db.conn
+            conn.execute("ATTACH DATABASE ? AS old", (str(path),))
+            try:
+                has = conn.execute(
+                    "SELECT count(*) FROM old.sqlite_master WHERE type = 'table' AND name = 'sessions'"
+                ).fetchone()[0]
+                if not has or not conn.execute("SELECT 1 FROM old.sessions LIMIT 1").fetchone():
+                    return 0
+                new = "token IN (SELECT token FROM temp.adopted)"
+                with db.transaction(conn):
+                    conn.execute(
+                        "CREATE TEMP TABLE adopted AS SELECT token FROM old.sessions "
+                        "WHERE token NOT IN (SELECT token FROM main.sessions)"
+                    )
+                    moved = conn.execute(
+                        "INSERT INTO main.sessions (token, created_at, updated_at, filters) "
+                        f"SELECT token, created_at, updated_at, filters FROM old.sessions WHERE {new}"
+                    ).rowcount
+                    conn.execute(
+                        "INSERT INTO main.session_items (token, kind, value, feedback, position) "
+                        f"SELECT token, kind, value, feedback, position FROM old.session_items WHERE {new}"
+                    )
+                    conn.execute(
+                        "INSERT INTO main.favourites (token, movie_id, seq, added_at) "
+                        f"SELECT token, movie_id, seq, added_at FROM old.favourites WHERE {new}"
+                    )
+                    conn.execute("DROP TABLE temp.adopted")
+                    conn.execute("DELETE FROM old.favourites")
+                    conn.execute("DELETE FROM old.session_items")
+                    conn.execute("DELETE FROM old.sessions")
+                return moved
+            finally:
+                conn.execute("DETACH DATABASE old")
 
     def count(self) -> int:
         """How many sessions the database holds."""
