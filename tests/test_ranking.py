@@ -112,7 +112,8 @@ def test_catalog_from_dataset() -> None:
     assert cat.rating_count.tolist() == [3, 2, 1, 0, 0]
     assert cat.genre_names == ("Action", "Comedy", "Drama")
     assert cat.genres[0].tolist() == [False, True, True] and not cat.genres[4].any()
-    assert np.isnan(cat.mean_rating[3])
+    assert np.isnan(cat.mean_rating[3]) and np.isnan(cat.rating[3])
+    assert cat.rating[:3].tolist() == pytest.approx([47 / 13, 39 / 12, 40 / 11])
     assert int(np.argmax(cat.popularity_scores)) == 0
 
 
@@ -124,8 +125,11 @@ def test_catalog_from_dataset() -> None:
         (Filters(year_max=2000), [0, 1]),  # unknown year (0) is not "before 2000"
         (Filters(genres=("Comedy",)), [0, 2]),
         (Filters(genres=("Action", "Drama")), [0, 1, 3]),
-        (Filters(min_rating=4.0), [0, 2]),
-        (Filters(min_rating=4.0, min_count=2), [0]),
+        # shrunk means on a 3.5 prior, 10 ratings' weight: 47/13 = 3.615, 39/12 = 3.25, 40/11 = 3.636
+        (Filters(min_rating=3.6), [0, 2]),
+        (Filters(min_rating=3.6, min_count=2), [0]),
+        (Filters(min_rating=3.62), [2]),
+        (Filters(min_rating=4.0), []),  # the raw means 4.0 and 5.0 would pass; one or three ratings do not
     ],
 )
 def test_filters(filters: Filters, allowed: list[int] | None) -> None:

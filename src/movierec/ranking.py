@@ -30,6 +30,9 @@ class Catalog:
         Release year per movie index, ``(n_movies,)`` int32, 0 if unknown.
     mean_rating:
         Mean rating, ``(n_movies,)`` float32, NaN if unrated.
+    rating:
+        The shrunk mean rating (:func:`movierec.data.dataset.shrunk_mean`), ``(n_movies,)``
+        float32, NaN if unrated: what the minimum-rating filter and the page use.
     rating_count:
         Number of ratings, ``(n_movies,)`` int64.
     genres:
@@ -40,6 +43,7 @@ class Catalog:
 
     year: np.ndarray
     mean_rating: np.ndarray
+    rating: np.ndarray
     rating_count: np.ndarray
     genres: np.ndarray
     genre_names: tuple[str, ...]
@@ -55,6 +59,7 @@ class Catalog:
         return cls(
             year=data.movie_info["year"].to_numpy(np.int32),
             mean_rating=np.asarray(data.movie_mean_rating, np.float32),
+            rating=np.asarray(data.movie_rating, np.float32),
             rating_count=np.asarray(data.movie_popularity, np.int64),
             genres=genres,
             genre_names=names,
@@ -78,7 +83,8 @@ class Filters:
     """Constraints on recommended movies; ``None`` means no constraint.
 
     ``genres`` keeps movies having any of the named genres; ``min_rating``
-    applies to the mean rating and needs at least ``min_count`` ratings.
+    applies to the shrunk mean rating (:attr:`Catalog.rating`: a film with two 5-star
+    ratings stays under 4), ``min_count`` to the number of ratings.
     """
 
     min_rating: float | None = None
@@ -93,7 +99,7 @@ class Filters:
             return None
         ok = np.ones(catalog.n_movies, dtype=bool)
         if self.min_rating is not None:
-            ok &= np.nan_to_num(catalog.mean_rating, nan=-np.inf) >= self.min_rating
+            ok &= np.nan_to_num(catalog.rating, nan=-np.inf) >= self.min_rating
         if self.min_count:
             ok &= catalog.rating_count >= self.min_count
         if self.year_min is not None:

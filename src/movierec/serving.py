@@ -50,6 +50,7 @@ CARD_FIELDS = (
     "year",
     "genres",
     "mean_rating",
+    "rating",
     "rating_count",
     "poster_path",
 )
@@ -373,10 +374,17 @@ class Engine:
         year[have] = full.year[didx[have]]
         mean = np.full(n, np.nan, np.float32)
         mean[have] = full.mean_rating[didx[have]]
+        rating = np.full(n, np.nan, np.float32)
+        rating[have] = full.rating[didx[have]]
         count = np.zeros(n, np.int64)
         count[have] = full.rating_count[didx[have]]
         catalog = Catalog(
-            year=year, mean_rating=mean, rating_count=count, genres=genres, genre_names=full.genre_names
+            year=year,
+            mean_rating=mean,
+            rating=rating,
+            rating_count=count,
+            genres=genres,
+            genre_names=full.genre_names,
         )
         titles = np.full(n, "", dtype=object)
         titles[have] = data.movie_info["display_title"].to_numpy(object)[didx[have]]
@@ -423,7 +431,8 @@ class Engine:
         """Engine over ``model`` from catalogue rows (dicts as the storage layer returns them).
 
         Each row needs ``movie_id``; optional ``display_title``, ``year``, ``genres``
-        (list of str), ``mean_rating``, ``rating_count`` and ``tags`` (list of str, or of
+        (list of str), ``mean_rating``, ``rating`` (the shrunk mean; ``mean_rating`` if absent),
+        ``rating_count`` and ``tags`` (list of str, or of
         dicts with ``tag``/``name`` and ``weight``). Genres count as tags too. Movies of the
         model missing from ``rows`` get empty rows (never recommended by filters on year).
         The ``ann_*`` options are the attributes.
@@ -436,6 +445,7 @@ class Engine:
         idx = model.movies.index(ids, missing="mask") if len(ids) else np.zeros(0, np.int64)
         year = np.zeros(n, np.int32)
         mean = np.full(n, np.nan, np.float32)
+        rating = np.full(n, np.nan, np.float32)
         count = np.zeros(n, np.int64)
         titles = np.full(n, "", dtype=object)
         genre_names = sorted({str(g) for r in rows for g in (r.get("genres") or ())})
@@ -451,6 +461,8 @@ class Engine:
             year[i] = int(row.get("year") or 0)
             mr = row.get("mean_rating")
             mean[i] = np.nan if mr is None else float(mr)
+            shrunk = row.get("rating", mr)
+            rating[i] = np.nan if shrunk is None else float(shrunk)
             count[i] = int(row.get("rating_count") or 0)
             titles[i] = str(row.get("display_title") or row.get("title") or "")
             for g in row.get("genres") or ():
@@ -481,7 +493,12 @@ class Engine:
         )
         movie_tags.sum_duplicates()
         catalog = Catalog(
-            year=year, mean_rating=mean, rating_count=count, genres=genres, genre_names=tuple(genre_names)
+            year=year,
+            mean_rating=mean,
+            rating=rating,
+            rating_count=count,
+            genres=genres,
+            genre_names=tuple(genre_names),
         )
         return cls(
             model=model,

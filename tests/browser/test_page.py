@@ -335,3 +335,47 @@ def test_banner_when_server_unreachable(browser: Any, live_server: str) -> None:
     page.unroute("**/api/**")
     page.locator("#offline").wait_for(state="hidden", timeout=10_000)
     context.close()
+
+
+def first_rec_top(page: Any) -> float:
+    """Where the first recommendation starts, in CSS pixels from the top of the window."""
+    box = page.locator("#recs li.card").first.bounding_box()
+    assert box is not None
+    return float(box["y"])
+
+
+@pytest.mark.parametrize(
+    ("viewport", "in_sight"),
+    [({"width": 1366, "height": 900}, 200), ({"width": 390, "height": 844}, 420)],
+    ids=["desktop", "phone"],
+)
+def test_the_answer_stays_in_sight(
+    browser: Any, live_server: str, screenshots: Path, viewport: dict[str, int], in_sight: int
+) -> None:
+    """Issue (pictures and page): the first recommendation started at y~460 at 1366x900 and
+    1,120 px down on a phone, and liking from search pushed it further."""
+    context = browser.new_context(viewport=viewport)
+    page = context.new_page()
+    page.goto(live_server + "/")
+    page.wait_for_function("() => Number(document.body.dataset.recVersion || 0) >= 1", timeout=10_000)
+    assert first_rec_top(page) < in_sight
+    # two likes from the list, one from search: the list is still where the eye is
+    for i in range(2):
+        v = version(page)
+        page.locator("#recs li.card").first.locator("button.like").click()
+        page.wait_for_function(f"() => Number(document.body.dataset.recVersion || 0) > {v}", timeout=10_000)
+        assert first_rec_top(page) < in_sight, f"after like {i + 1}"
+    page.fill("#q", "matrix")
+    results = page.locator("#result-movies")
+    v = version(page)
+    results.get_by_role("button", name="Like The Matrix", exact=True).click()
+    page.wait_for_function(f"() => Number(document.body.dataset.recVersion || 0) > {v}", timeout=10_000)
+    top = first_rec_top(page)
+    page.screenshot(path=str(screenshots / f"in-sight-{viewport['width']}.png"))
+    # with search results open, the first card still starts inside the window
+    assert top < viewport["height"] - 150, top
+    page.click("#results-close")
+    assert first_rec_top(page) < in_sight
+    width = page.evaluate("() => document.documentElement.scrollWidth")
+    assert width <= viewport["width"], f"the page scrolls sideways ({width}px)"
+    context.close()

@@ -8,6 +8,7 @@ import sqlite3
 import threading
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
 
@@ -53,7 +54,7 @@ def test_connection_settings(tmp_path: Path) -> None:
 
 def test_versions_are_consecutive() -> None:
     assert [v for v, _, _ in MIGRATIONS] == list(range(1, SCHEMA_VERSION + 1))
-    assert SCHEMA_VERSION == 2
+    assert SCHEMA_VERSION == 3
 
 
 def test_fresh_database_gets_newest_schema(tmp_path: Path) -> None:
@@ -74,7 +75,7 @@ def test_fresh_database_gets_newest_schema(tmp_path: Path) -> None:
     assert integrity_check(conn)
 
 
-def test_v1_to_v2_keeps_the_catalogue(tmp_path: Path) -> None:
+def test_v1_to_newest_keeps_the_catalogue(tmp_path: Path) -> None:
     path = tmp_path / "x.sqlite3"
     conn = connect(path)
     assert migrate(conn, target=1) == 1
@@ -90,7 +91,7 @@ def test_v1_to_v2_keeps_the_catalogue(tmp_path: Path) -> None:
 
     conn = connect(path)
     assert schema_version(conn) == 1
-    assert migrate(conn) == 2
+    assert migrate(conn) == SCHEMA_VERSION
     assert "sessions" in tables(conn)
     assert get_movie(conn, 1)["display_title"] == "The Matrix"  # type: ignore[index]
     assert [m["movie_id"] for m in search_movies(conn, "matrix")] == [1]
@@ -116,13 +117,13 @@ def test_newer_database_is_refused(tmp_path: Path) -> None:
 
 
 def test_failed_step_rolls_back(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    bad = (3, "broken", "CREATE TABLE half_done (a INTEGER);\nSELECT * FROM no_such_table;\n")
+    bad = (4, "broken", "CREATE TABLE half_done (a INTEGER);\nSELECT * FROM no_such_table;\n")
     monkeypatch.setattr(db, "MIGRATIONS", [*MIGRATIONS, bad])
-    monkeypatch.setattr(db, "SCHEMA_VERSION", 3)
+    monkeypatch.setattr(db, "SCHEMA_VERSION", 4)
     conn = connect(tmp_path / "x.sqlite3")
-    with pytest.raises(StorageError, match="v3"):
-        migrate(conn, target=3)
-    assert schema_version(conn) == 2  # the good steps stay, the broken one left nothing behind
+    with pytest.raises(StorageError, match="v4"):
+        migrate(conn, target=4)
+    assert schema_version(conn) == 3  # the good steps stay, the broken one left nothing behind
     assert "half_done" not in tables(conn)
     assert not conn.in_transaction
 
@@ -210,13 +211,13 @@ def test_postgres_newer_database_is_refused(pg_url: str) -> None:
 
 
 def test_postgres_failed_step_rolls_back(pg_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
-    bad = (3, "broken", "CREATE TABLE half_done (a INTEGER);\nSELECT * FROM no_such_table;\n")
+    bad = (4, "broken", "CREATE TABLE half_done (a INTEGER);\nSELECT * FROM no_such_table;\n")
     monkeypatch.setattr(postgres, "MIGRATIONS", [*postgres.MIGRATIONS, bad])
-    monkeypatch.setattr(postgres, "SCHEMA_VERSION", 3)
+    monkeypatch.setattr(postgres, "SCHEMA_VERSION", 4)
     conn = postgres.connect(pg_url)
-    with pytest.raises(StorageError, match="v3"):
-        postgres.migrate(conn, target=3)
-    assert postgres.schema_version(conn) == 2  # the good steps stay, the broken one left nothing behind
+    with pytest.raises(StorageError, match="v4"):
+        postgres.migrate(conn, target=4)
+    assert postgres.schema_version(conn) == 3  # the good steps stay, the broken one left nothing behind
     assert conn.execute("SELECT to_regclass('half_done')").fetchone() == (None,)
     assert conn.execute("SELECT to_regclass('sessions')").fetchone() != (None,)
     conn.close()
@@ -240,7 +241,7 @@ def test_postgres_workers_starting_together_migrate_once(pg_url: str) -> None:
     assert not errors, errors
     assert len(stores) == 4
     rows = stores[0].conn.execute("SELECT version FROM schema_version ORDER BY version").fetchall()
-    assert rows == [(1,), (2,)]
+    assert rows == [(v,) for v in range(1, SCHEMA_VERSION + 1)]
     for s in stores:
         s.close()
 
@@ -259,3 +260,24 @@ def test_postgres_integrity_check_finds_clashing_positions(pg_url: str) -> None:
 def test_postgres_statement_splitter() -> None:
     script = "-- a comment; with a semicolon\nCREATE TABLE a (x INTEGER);\nCREATE INDEX a_x ON a(x);\n"
     assert postgres._statements(script) == ["CREATE TABLE a (x INTEGER)", "CREATE INDEX a_x ON a(x)"]
+
+
+def test_v3_fills_the_shrunk_rating_of_an_older_catalogue(tmp_path: Path) -> None:
+    """A catalogue built before ``movies.rating`` gets it from its means and counts, as
+    :func:`movierec.data.dataset.shrunk_mean` computes it for a rebuild."""
+    from movierec.data.dataset import shrunk_mean
+
+    conn = connect(tmp_path / "old.sqlite3")
+    migrate(conn, target=2)
+    rows = [(1, 5.0, 2), (2, 3.0, 8), (3, None, 0)]
+    conn.executemany(
+        "INSERT INTO movies (movie_id, title, display_title, folded_title, mean_rating, rating_count) "
+        "VALUES (?, 't', 't', 't', ?, ?)",
+        rows,
+    )
+    assert migrate(conn) == 3
+    got = [r[0] for r in conn.execute("SELECT rating FROM movies ORDER BY movie_id")]
+    prior = (5.0 * 2 + 3.0 * 8) / 10
+    want = shrunk_mean(np.array([10.0, 24.0, 0.0]), np.array([2, 8, 0]), prior)
+    assert got[:2] == pytest.approx(want[:2].tolist()) and got[2] is None
+    assert got[0] == pytest.approx((10.0 + 10 * 3.4) / 12)

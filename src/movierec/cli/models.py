@@ -150,7 +150,12 @@ def recommend(
     n_tags: Annotated[
         int, typer.Option("--n-tags", min=0, max=100, help="How many tags (models with a tag head).")
     ] = 10,
-    min_rating: Annotated[float | None, typer.Option(help="Minimum mean rating.")] = None,
+    min_rating: Annotated[
+        float | None,
+        typer.Option(
+            help="Minimum rating: the mean shrunk toward the average of all ratings (10 ratings' weight), so a few 5-star ratings do not pass."
+        ),
+    ] = None,
     year_min: Annotated[int | None, typer.Option(help="Earliest release year.")] = None,
     year_max: Annotated[int | None, typer.Option(help="Latest release year.")] = None,
     genre: Annotated[

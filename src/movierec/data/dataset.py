@@ -82,6 +82,26 @@ def _plain(value: Any) -> Any:
     return value.item() if isinstance(value, np.generic) else value
 
 
+#: Weight, in ratings, of the prior in :func:`shrunk_mean` (the data set's mean rating).
+RATING_PRIOR_WEIGHT = 10.0
+
+
+def shrunk_mean(
+    sums: np.ndarray, counts: np.ndarray, prior: float, weight: float = RATING_PRIOR_WEIGHT
+) -> np.ndarray:
+    """Bayesian (shrunk) mean rating: ``(sum + weight * prior) / (count + weight)``, NaN where
+    ``count`` is 0.
+
+    A movie's mean with few ratings says little; this pulls it toward ``prior`` (the mean
+    of all ratings) as if ``weight`` more ratings of ``prior`` had been given, so two 5-star
+    ratings give 3.75 on a 3.5 prior, while 300 ratings at 4.4 stay at 4.4.
+    """
+    counts = np.asarray(counts, dtype=np.float64)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        out = (np.asarray(sums, dtype=np.float64) + weight * prior) / (counts + weight)
+    return np.where(counts > 0, out, np.nan)
+
+
 @dataclass(frozen=True, eq=False)
 class Dataset:
     """Ratings, movies and tags over contiguous indices. Build with :meth:`build`.
@@ -546,6 +566,15 @@ class Dataset:
         with np.errstate(invalid="ignore", divide="ignore"):
             mean = sums / self.movie_popularity
         return _frozen(mean.astype(np.float32))
+
+    @cached_property
+    def movie_rating(self) -> np.ndarray:
+        """The rating shown and filtered on: the mean pulled toward the data set's mean rating
+        (:func:`shrunk_mean`, :data:`RATING_PRIOR_WEIGHT` ratings' worth), so a film with two
+        5-star ratings does not pass a "4.5+" filter; NaN for unrated movies; float32."""
+        sums = np.bincount(self.movie, weights=self.rating, minlength=self.n_movies)
+        prior = float(self.rating.mean()) if len(self.rating) else float("nan")
+        return _frozen(shrunk_mean(sums, self.movie_popularity, prior).astype(np.float32))
 
     @cached_property
     def genre_names(self) -> list[str]:

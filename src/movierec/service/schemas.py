@@ -114,6 +114,11 @@ class Movie(BaseModel):
     year: int | None = None
     genres: list[str] = []
     mean_rating: float | None = None
+    rating: float | None = Field(
+        None,
+        description="The mean rating shrunk toward the mean of all ratings by 10 ratings' weight "
+        "(what the page shows and the minimum-rating filter uses): two 5-star ratings give about 3.8",
+    )
     rating_count: int = 0
     poster_path: str | None = None
     score: float | None = None

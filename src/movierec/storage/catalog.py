@@ -50,11 +50,11 @@ _PARENS = re.compile(r"\(([^()]*)\)")
 _MAX_KEY = "\U0010ffff"
 _MOVIE_COLUMNS = (
     "movie_id, title, display_title, year, genres, imdb_id, tmdb_id, overview, runtime, "
-    "release_date, vote_average, poster_path, rating_count, mean_rating, popularity_rank"
+    "release_date, vote_average, poster_path, rating_count, mean_rating, rating, popularity_rank"
 )
 _INSERT_COLUMNS = (  # the order of the row tuples built in build_catalog
     "movie_id, title, display_title, folded_title, year, genres, imdb_id, tmdb_id, overview, runtime, "
-    "release_date, vote_average, poster_path, rating_count, mean_rating, popularity_rank"
+    "release_date, vote_average, poster_path, rating_count, mean_rating, rating, popularity_rank"
 )
 _OPTIONAL = ("overview", "runtime", "release_date", "vote_average", "poster_path")
 _TOP_TAGS = 15
@@ -133,6 +133,7 @@ def build_catalog(data: Dataset, conn: sqlite3.Connection) -> dict[str, Any]:
     years = np.asarray(info["year"], dtype=np.int64)
     counts = np.asarray(data.movie_popularity, dtype=np.int64)
     means = np.asarray(data.movie_mean_rating, dtype=np.float64)
+    shrunk = np.asarray(data.movie_rating, dtype=np.float64)
     rank = np.empty(n, np.int64)
     rank[np.argsort(-counts, kind="stable")] = np.arange(1, n + 1)
     optional = {
@@ -154,6 +155,7 @@ def build_catalog(data: Dataset, conn: sqlite3.Connection) -> dict[str, Any]:
             *(optional[c] for c in _OPTIONAL),
             counts.tolist(),
             [None if math.isnan(m) else round(m, 4) for m in means.tolist()],
+            [None if math.isnan(m) else round(m, 4) for m in shrunk.tolist()],
             rank.tolist(),
             strict=True,
         )
@@ -205,7 +207,7 @@ def build_catalog(data: Dataset, conn: sqlite3.Connection) -> dict[str, Any]:
             conn.execute("DELETE FROM movies")
             conn.execute("DELETE FROM meta")
             conn.executemany(
-                f"INSERT INTO movies ({_INSERT_COLUMNS}) VALUES ({', '.join('?' * 16)})",
+                f"INSERT INTO movies ({_INSERT_COLUMNS}) VALUES ({', '.join('?' * len(_INSERT_COLUMNS.split(',')))})",
                 movie_rows,
             )
             conn.executemany("INSERT INTO movie_title_keys (key, movie_id) VALUES (?, ?)", key_rows)

@@ -119,10 +119,22 @@ CREATE TABLE favourites (
 CREATE INDEX favourites_order ON favourites(token, seq);
 """
 
+# the shrunk mean rating (movierec.data.dataset.shrunk_mean, weight 10 ratings, prior the mean of
+# all ratings), filled in for catalogues built before it; a rebuild writes it from the data
+_SCHEMA_V3 = """
+ALTER TABLE movies ADD COLUMN rating REAL;
+UPDATE movies SET rating = (mean_rating * rating_count + 10.0 * (
+    SELECT sum(mean_rating * rating_count) / sum(rating_count) FROM movies
+    WHERE mean_rating IS NOT NULL AND rating_count > 0
+)) / (rating_count + 10.0)
+WHERE mean_rating IS NOT NULL AND rating_count > 0;
+"""
+
 #: Every schema step: (version it brings the database to, description, SQL script).
 MIGRATIONS: list[tuple[int, str, str]] = [
     (1, "catalogue: movies, title keys, tags, movie_tags, full-text index, meta", _SCHEMA_V1),
     (2, "anonymous sessions: liked/disliked items and favourites", _SCHEMA_V2),
+    (3, "catalogue: movies.rating, the shrunk mean rating the page shows and filters on", _SCHEMA_V3),
 ]
 
 #: The version :func:`migrate` brings a database to.

@@ -75,6 +75,7 @@ CREATE INDEX favourites_order ON favourites(token, seq);
 MIGRATIONS: list[tuple[int, str, str]] = [
     (1, "catalogue: kept in SQLite; nothing in PostgreSQL", ""),
     (2, "anonymous sessions: liked/disliked items and favourites", _SCHEMA_V2),
+    (3, "catalogue: kept in SQLite; nothing in PostgreSQL", ""),
 ]
 
 #: The version :func:`migrate` brings a database to.

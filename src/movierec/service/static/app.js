@@ -252,8 +252,11 @@ function poster(m, cls = "poster") {
 }
 
 function fmtRating(m) {
-  if (m.mean_rating === null || m.mean_rating === undefined) return "no ratings";
-  return `★ ${Number(m.mean_rating).toFixed(1)} (${m.rating_count})`;
+  // the shrunk mean (few ratings pull toward the average), with the count it rests on
+  const r = m.rating ?? m.mean_rating;
+  if (r === null || r === undefined) return "no ratings";
+  const n = m.rating_count === 1 ? "1 rating" : `${m.rating_count} ratings`;
+  return `★ ${Number(r).toFixed(1)} (${n})`;
 }
 
 function isFav(id) {
