@@ -4,7 +4,10 @@ Shapes follow ml-25m: by default 25,000,000 ratings by 162,541 users of 62,423
 movies (movie ids sparse in ``1..209171``), power-law movie popularity and
 user activity, half-star ratings, timestamps 1995-2019, ``ratings.csv`` sorted
 by (userId, movieId) like the real file; plus ``movies.csv`` (titles with
-years, trailing articles, commas, genres), ``tags.csv`` and ``links.csv``.
+years, trailing articles, commas, genres), ``tags.csv``, ``links.csv`` and the
+tag genome as ml-25m ships it: ``genome-tags.csv`` (1,128 tags) and
+``genome-scores.csv`` (a relevance for every genome tag of the most rated 22% of
+the movies: 13,816 x 1,128 = 15,584,448 rows at full size).
 
 Usage::
 
@@ -25,6 +28,8 @@ N_USERS = 162_541
 N_MOVIES = 62_423
 MAX_MOVIE_ID = 209_171
 N_TAGS_PER_RATING = 1_093_360 / 25_000_095  # ml-25m's tag applications per rating
+N_GENOME_TAGS = 1_128
+GENOME_MOVIE_SHARE = 13_816 / 62_423  # ml-25m's movies with genome scores
 GENRES = np.array(
     ["Action", "Adventure", "Animation", "Children", "Comedy", "Crime", "Documentary", "Drama", "Fantasy",
      "Film-Noir", "Horror", "IMAX", "Musical", "Mystery", "Romance", "Sci-Fi", "Thriller", "War", "Western"],
@@ -48,8 +53,9 @@ def log(msg: str) -> None:
     print(msg, flush=True)
 
 
-def generate(out: Path, n_ratings: int = 25_000_000, seed: int = 25) -> Path:
-    """Write ``ratings.csv``, ``movies.csv``, ``tags.csv``, ``links.csv`` under ``out``; return ``out``.
+def generate(out: Path, n_ratings: int = 25_000_000, seed: int = 25, *, genome: bool = True) -> Path:
+    """Write ``ratings.csv``, ``movies.csv``, ``tags.csv``, ``links.csv`` (and with ``genome``
+    ``genome-tags.csv`` and ``genome-scores.csv``) under ``out``; return ``out``.
 
     Parameters
     ----------
@@ -149,7 +155,33 @@ def generate(out: Path, n_ratings: int = 25_000_000, seed: int = 25) -> Path:
         pa.table({"movieId": movie_ids, "imdbId": imdb, "tmdbId": rng.integers(1, 600_000, n_movies)}),
         out / "links.csv",
     )
-    (out / ".complete").write_text(f"{n_ratings} {seed}\n")
+    if genome:
+        # the genome: every genome tag's relevance for the most rated movies, sorted by (movieId,
+        # tagId) like the real file; relevance mostly low, a few percent above 0.8
+        words = np.array(["dark", "funny", "space", "heist", "romance", "noir", "robots", "war",
+                          "family", "twist", "music", "sports", "magic", "crime", "satire", "epic"],
+                         dtype=object)  # fmt: skip
+        names = (
+            words[np.arange(N_GENOME_TAGS) % len(words)]
+            + " "
+            + np.arange(N_GENOME_TAGS).astype(str).astype(object)
+        )
+        _write(pa.table({"tagId": np.arange(1, N_GENOME_TAGS + 1), "tag": names}), out / "genome-tags.csv")
+        n_scored = max(1, round(n_movies * GENOME_MOVIE_SHARE))
+        scored = np.sort(movie_ids[np.argsort(-pop, kind="stable")[:n_scored]])
+        rows = n_scored * N_GENOME_TAGS
+        relevance = np.round(rng.beta(0.6, 5.0, rows), 5)
+        _write(
+            pa.table(
+                {
+                    "movieId": np.repeat(scored, N_GENOME_TAGS),
+                    "tagId": np.tile(np.arange(1, N_GENOME_TAGS + 1, dtype=np.int32), n_scored),
+                    "relevance": relevance,
+                }
+            ),
+            out / "genome-scores.csv",
+        )
+    (out / ".complete").write_text(f"{n_ratings} {seed} {'genome' if genome else 'no-genome'}\n")
     return out
 
 
@@ -160,9 +192,10 @@ def main() -> None:
     parser.add_argument("out", type=Path)
     parser.add_argument("--ratings", type=int, default=25_000_000)
     parser.add_argument("--seed", type=int, default=25)
+    parser.add_argument("--no-genome", action="store_true", help="skip genome-tags.csv and genome-scores.csv")
     args = parser.parse_args()
     start = time.perf_counter()
-    generate(args.out, args.ratings, args.seed)
+    generate(args.out, args.ratings, args.seed, genome=not args.no_genome)
     print(f"wrote {args.out} in {time.perf_counter() - start:.1f} s")
 
 
