@@ -130,6 +130,8 @@ def test_catalog_from_dataset() -> None:
         (Filters(min_rating=3.6, min_count=2), [0]),
         (Filters(min_rating=3.62), [2]),
         (Filters(min_rating=4.0), []),  # the raw means 4.0 and 5.0 would pass; one or three ratings do not
+        (Filters(exclude=(1, 3)), [0, 2, 4]),  # saved movies
+        (Filters(year_min=2000, exclude=(4,)), [1, 2]),
     ],
 )
 def test_filters(filters: Filters, allowed: list[int] | None) -> None:

@@ -92,6 +92,8 @@ class Filters:
     year_min: int | None = None
     year_max: int | None = None
     genres: tuple[str, ...] = ()
+    #: movie indices never shown (a visitor's saved movies: they have them already)
+    exclude: tuple[int, ...] = ()
 
     def mask(self, catalog: Catalog) -> np.ndarray | None:
         """Allowed movies as a bool array ``(n_movies,)``, or ``None`` if nothing is filtered."""
@@ -112,6 +114,8 @@ class Filters:
                 raise ValueError(f"unknown genre(s) {unknown}; known: {list(catalog.genre_names)}")
             cols = [catalog.genre_names.index(g) for g in self.genres]
             ok &= catalog.genres[:, cols].any(axis=1)
+        if self.exclude:
+            ok[np.asarray(self.exclude, np.int64)] = False
         return ok
 
 

@@ -10,6 +10,7 @@ get plain JSON-ready dicts out, so it can run in a worker thread.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import threading
@@ -170,7 +171,8 @@ class RememberedScores:
 
 
 class SessionLike(Protocol):
-    """What the engine reads from a stored session (``storage.sessions.SessionState``)."""
+    """What the engine reads from a stored session (``storage.sessions.SessionState``); a
+    ``favourites`` sequence of movie ids, when there is one, is left out of the answers."""
 
     @property
     def liked(self) -> Sequence[int]: ...
@@ -192,13 +194,18 @@ def _row_normalise(m: sp.csr_matrix) -> sp.csr_matrix:
     return sp.csr_matrix(sp.diags(inv.astype(np.float32)) @ m)
 
 
+def _favourites(state: SessionLike) -> Sequence[int]:
+    return getattr(state, "favourites", None) or ()
+
+
 def session_key(state: SessionLike) -> tuple[Hashable, ...]:
     """Everything in a session that its recommendations depend on, as a hashable key.
 
-    Two sessions with equal keys get equal recommendations from one engine
-    (favourites do not count), so the key is the session's state version.
+    Two sessions with equal keys get equal recommendations from one engine, so the key is
+    the session's state version (favourites count: they are left out of the answers).
     """
     return (
+        tuple(int(m) for m in _favourites(state)),
         tuple(int(m) for m in state.liked),
         tuple(int(m) for m in state.disliked),
         tuple(str(t) for t in state.liked_tags),
@@ -613,7 +620,8 @@ class Engine:
             disliked_tags = self._tag_indices(list(state.disliked_tags), nt, "disliked")
             queries.append(Query.session(liked, disliked, liked_tags, disliked_tags))
             f, fnotes = filters_from_dict(state.filters, self.catalog)
-            filters.append(f)
+            saved = self._movie_indices(list(_favourites(state)), [], "saved")  # unknown ones: no note
+            filters.append(dataclasses.replace(f, exclude=tuple(saved.tolist())) if saved.size else f)
             notes.append(nt + fnotes)
         recs = recommend(
             self._scoring,  # type: ignore[arg-type]  # the model, its score rows remembered

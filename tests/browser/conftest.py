@@ -53,43 +53,55 @@ def chromium_path() -> str:
     return CHROMIUM
 
 
-@pytest.fixture(scope="session")
-def live_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+def start_live_server(home: Path, model: Any, *, watch_model_s: float | None = None) -> tuple[str, Any]:
+    """Save ``model`` and the tiny catalogue under ``home`` and serve them (uvicorn in a thread)
+    on 127.0.0.1; returns the base URL and a function that stops the server."""
     import uvicorn
 
     from movierec.models.artifacts import save_model
-    from movierec.models.registry import available, create
     from movierec.service.app import create_app
     from movierec.service.config import ServiceSettings
     from movierec.settings import Settings
     from movierec.storage.catalog import build_catalog
     from movierec.storage.db import connect
 
-    tmp = tmp_path_factory.mktemp("live")
-    data = _service_data().small_dataset()
-    model = create("itemknn" if "itemknn" in available() else "pop").fit(data)
-    save_model(model, tmp / "model")
-    conn = connect(tmp / "db.sqlite3")
-    build_catalog(data, conn)
+    save_model(model, home / "model")
+    conn = connect(home / "db.sqlite3")
+    build_catalog(_service_data().small_dataset(), conn)
     conn.close()
     app = create_app(
         ServiceSettings(
-            settings=Settings(home=tmp), model_dir=tmp / "model", database_path=tmp / "db.sqlite3"
-        )
+            settings=Settings(home=home), model_dir=home / "model", database_path=home / "db.sqlite3"
+        ),
+        watch_model_s=watch_model_s,
     )
     port = _free_port()
     server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
+
+    def stop() -> None:
+        server.should_exit = True
+        thread.join(timeout=10)
+
     deadline = time.monotonic() + 20
     while not server.started:
         if time.monotonic() > deadline or not thread.is_alive():
-            server.should_exit = True
+            stop()
             pytest.fail("the movierec server did not start within 20 s")
         time.sleep(0.05)
-    yield f"http://127.0.0.1:{port}"
-    server.should_exit = True
-    thread.join(timeout=10)
+    return f"http://127.0.0.1:{port}", stop
+
+
+@pytest.fixture(scope="session")
+def live_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    from movierec.models.registry import available, create
+
+    data = _service_data().small_dataset()
+    model = create("itemknn" if "itemknn" in available() else "pop").fit(data)
+    url, stop = start_live_server(tmp_path_factory.mktemp("live"), model)
+    yield url
+    stop()
 
 
 @pytest.fixture(scope="session")

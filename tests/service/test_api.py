@@ -165,6 +165,18 @@ def test_recommendations_change_after_like_and_exclude_held(client: TestClient) 
     assert tags[0] not in after
 
 
+def test_saved_movies_leave_the_recommendations(client: TestClient) -> None:
+    """Issue (pictures and page): a saved movie kept coming back in the list."""
+    client.post("/api/session/items", json={"kind": "movie", "value": MATRIX, "feedback": "like"})
+    before = rec_ids(client, 10)
+    assert client.post("/api/favourites", json={"movie_id": before[0]}).status_code == 200
+    after = rec_ids(client, 10)
+    assert before[0] not in after and after[:9] == before[1:]  # the rest keep their order
+    assert len(rec_ids(client, 100)) == 28  # all but the liked and the saved movie
+    assert client.request("DELETE", "/api/favourites", json={"movie_id": before[0]}).status_code == 200
+    assert rec_ids(client, 10) == before  # unsaved: back in its place
+
+
 def test_session_items_order_and_removal(client: TestClient) -> None:
     for mid in (MATRIX, 10, 11):
         assert (
@@ -476,6 +488,59 @@ def test_run_prepares_catalogue_and_model_once(
     assert served and served[0][1:] == ("127.0.0.1", 8765, 2, 5.0, None)  # type: ignore[index]
     with TestClient(served[0][0]) as c:  # type: ignore[index]
         assert c.get("/api/movies/search", params={"q": "matrix"}).json()[0]["movie_id"] == MATRIX
+
+
+def test_a_first_run_serves_at_once_and_swaps_the_trained_model_in(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, tiny_frames: dict[str, pd.DataFrame]
+) -> None:
+    """Issue (pictures and page): ``make run`` served nothing until the default model had
+    trained (115 s on an idle machine). Now a popularity stand-in serves at once, the default
+    trains in a child process, and the model watch swaps it in."""
+    import time
+
+    from typer.testing import CliRunner
+
+    from movierec.cli import serve as serve_cmd
+    from movierec.models.artifacts import read_meta
+
+    folder = tmp_path / "tiny"
+    folder.mkdir()
+    for name, frame in tiny_frames.items():
+        frame.to_csv(folder / f"{name}.csv", index=False)
+    monkeypatch.setenv("MOVIEREC_HOME", str(tmp_path / "home"))
+    model_dir = tmp_path / "home" / "models" / "default"
+    seen: dict[str, Any] = {}
+
+    def serve_until_trained(svc: ServiceSettings, host: str, port: int, *rest: Any) -> None:
+        seen["args"] = rest
+        seen["meta"] = read_meta(model_dir)
+        with TestClient(create_app(svc, watch_model_s=0.1)) as c:
+            seen["first"] = c.get("/api/health").json()
+            deadline = time.monotonic() + 120
+            while time.monotonic() < deadline:  # the server's lifetime: until the swap
+                health = c.get("/api/health").json()
+                if health["model"] == "ease":
+                    seen["after"] = health
+                    return
+                time.sleep(0.1)
+
+    monkeypatch.setattr(serve_cmd, "_uvicorn", serve_until_trained)
+    start = time.monotonic()
+    r = CliRunner().invoke(_cli(), ["run", "--dataset", str(folder), "--model", "ease"])  # type: ignore[arg-type]
+    assert r.exit_code == 0, r.output
+    assert "serving popular movies until ease has trained" in r.output
+    # the stand-in served first, and the server watched for the trained model
+    assert seen["meta"]["model"] == "pop" and seen["meta"]["extra"] == {"standin_for": "ease"}
+    assert seen["args"][1] == serve_cmd.STANDIN_WATCH_S
+    assert seen["first"]["model"] == "pop" and seen["first"]["model_standin_for"] == "ease"
+    # then the background training replaced it, and the page hears that nothing stands in
+    assert seen.get("after", {}).get("model_standin_for", "missing") is None, (
+        seen,
+        (model_dir.parent / "default.training.log").read_text(),
+    )
+    assert read_meta(model_dir)["model"] == "ease" and serve_cmd.standin_for(model_dir) is None
+    assert "trained in" in (model_dir.parent / "default.training.log").read_text()
+    assert time.monotonic() - start < 120
 
 
 # ------------------------------------------------------------ speed: caches, batches

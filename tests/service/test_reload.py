@@ -157,6 +157,33 @@ def test_watch_reloads_on_change_and_survives_a_broken_write(svc: ServiceSetting
         assert app.state.reloader.last_error is None
 
 
+def test_a_model_saved_while_the_service_starts_is_picked_up(
+    svc: ServiceSettings, tiny: Dataset, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The watch compares with the directory as it was before the first load: a model saved
+    between that load and the watch's start (a first run's background training) was missed."""
+    from movierec.service import app as app_module
+
+    real = app_module.build_engine
+    calls: list[int] = []
+
+    def build_then_save(*args: Any, **kwargs: Any) -> Any:
+        engine = real(*args, **kwargs)
+        if not calls:  # the start-up load: the trained model lands right after it
+            save_model(create("itemknn").fit(tiny), svc.resolved_model_dir)
+        calls.append(1)
+        return engine
+
+    monkeypatch.setattr(app_module, "build_engine", build_then_save)
+    app: Any = create_app(svc, watch_model_s=0.05)
+    with TestClient(app, client=LOCAL) as c:
+        deadline = time.monotonic() + 10
+        while c.get("/api/health").json()["model"] != "itemknn" and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert c.get("/api/health").json()["model"] == "itemknn"
+        assert app.state.reloader.reloads == 1
+
+
 def test_watch_interval_must_be_positive(svc: ServiceSettings) -> None:
     with pytest.raises(ValueError, match="watch_model_s"):
         create_app(svc, watch_model_s=0)

@@ -240,6 +240,35 @@ def test_cli_build(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     conn.close()
 
 
+def test_cli_search(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Issue (pictures and page): an error message sent users to `movierec search`, which did not exist."""
+    import json
+
+    from typer.testing import CliRunner
+
+    from movierec.cli import app
+
+    folder = tmp_path / "tiny"
+    folder.mkdir()
+    pd.DataFrame(MOVIES, columns=["movieId", "title", "genres"]).to_csv(folder / "movies.csv", index=False)
+    rows = [(u, m, 4.0, 1000 + u) for m, n in RATING_COUNTS.items() for u in range(1, n + 1)]
+    pd.DataFrame(rows, columns=["userId", "movieId", "rating", "timestamp"]).to_csv(
+        folder / "ratings.csv", index=False
+    )
+    monkeypatch.setenv("MOVIEREC_HOME", str(tmp_path / "home"))
+    monkeypatch.delenv("MOVIEREC_METADATA", raising=False)
+    runner = CliRunner()
+    r = runner.invoke(app, ["search", "matrix", "--dataset", str(folder), "--json"])
+    assert r.exit_code == 0, r.output
+    found = json.loads(r.output)
+    assert [m["movie_id"] for m in found["movies"]][:1] == [1] and found["movies"][0]["match"] == "exact"
+    assert {t["name"] for t in found["tags"]} == set()
+    r = runner.invoke(app, ["search", "heat (1986)", "--dataset", str(folder), "-n", "1"])
+    assert r.exit_code == 0 and "Heat (1986)" in r.output and r.output.count("\n") == 1, r.output
+    r = runner.invoke(app, ["search", "zzqx", "--dataset", str(folder)])
+    assert r.exit_code == 0 and "nothing matches 'zzqx'" in r.output
+
+
 def test_movie_fields(conn: sqlite3.Connection) -> None:
     m = get_movie(conn, 1)
     assert m is not None

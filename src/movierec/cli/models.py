@@ -263,8 +263,43 @@ def similar(
         typer.echo(f"{k:>3}. {r['title']} ({r['year']})")
 
 
+def search(
+    text: Annotated[
+        str, typer.Argument(help="Words of a title (the last one may be a prefix), or of a tag.")
+    ],
+    limit: Annotated[int, typer.Option("--limit", "-n", min=1, max=100, help="How many of each.")] = 10,
+    dataset: DatasetOpt = "ml-latest-small",
+    mirror: MirrorOpt = None,
+    json_out: JsonOpt = False,
+) -> None:
+    """Search the catalogue as the page's search box does: movies by title, and tags."""
+    from movierec.data.load import load_dataset
+    from movierec.storage.catalog import open_catalog, search_movies, search_tags
+
+    s = settings(mirror)
+    conn = open_catalog(load_dataset(dataset, s), s.database_path)
+    try:
+        movies, tags = search_movies(conn, text, limit), search_tags(conn, text, limit)
+    finally:
+        conn.close()
+    if json_out:
+        keep = ("movie_id", "display_title", "year", "genres", "rating", "rating_count", "match")
+        echo_json({"movies": [{k: m.get(k) for k in keep} for m in movies], "tags": tags})
+        return
+    if not movies and not tags:
+        typer.echo(f"nothing matches {text!r}")
+        return
+    for m in movies:
+        stars = f"  ★ {m['rating']:.1f} ({m['rating_count']})" if m.get("rating") is not None else ""
+        year = f" ({m['year']})" if m.get("year") else ""
+        typer.echo(f"{m['movie_id']:>7}  {m['display_title']}{year}  {' · '.join(m['genres'])}{stars}")
+    if tags:
+        typer.echo("tags: " + ", ".join(f"#{t['name']} ({t['movie_count']})" for t in tags))
+
+
 def register(app: typer.Typer) -> None:
     """Attach the model commands to the top-level app."""
     app.command("train")(train)
     app.command("recommend")(recommend)
     app.command("similar")(similar)
+    app.command("search")(search)

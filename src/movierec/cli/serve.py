@@ -6,7 +6,11 @@ none exists, then serve): the product's main job in one command.
 from __future__ import annotations
 
 import dataclasses
+import json
 import logging
+import os
+import subprocess
+import sys
 import time
 from pathlib import Path
 from typing import Annotated, Any
@@ -139,9 +143,6 @@ def _uvicorn(
     forwarded_allow_ips: str | None = None,
 ) -> None:
     """Run the app under uvicorn (uvloop and httptools when installed), in ``workers`` processes."""
-    import json
-    import os
-
     svc = _answering(svc, host)
     proxy = _proxy_options(svc, forwarded_allow_ips)
 
@@ -215,16 +216,58 @@ def serve(
     _uvicorn(svc, host, port, workers, watch_model, forwarded_allow_ips)
 
 
-def prepare(dataset: str, mirror: Path | None = None, *, model_name: str | None = None) -> tuple[Path, Path]:
+#: Models ``run`` trains before serving (seconds on ml-latest-small). Any other default model
+#: trains in the background while a popularity stand-in serves; the model watch swaps it in.
+QUICK_MODELS = frozenset({"pop", "itemknn"})
+#: How often the server checks the model directory while a background training runs.
+STANDIN_WATCH_S = 5.0
+
+
+def train_default(
+    dataset: str, mirror: str | None, name: str, model_dir: str, *, standin: bool = False
+) -> float:
+    """Train ``name`` (with :data:`SERVED_CONFIGS`) on ``dataset`` and save it to ``model_dir``
+    atomically; returns the seconds taken. ``standin``: train popularity instead and mark it as
+    standing in for ``name`` (the page then says "personalising soon")."""
+    from movierec.data.load import load_dataset
+    from movierec.models.artifacts import STANDIN_KEY, save_model
+    from movierec.models.registry import create
+
+    data = load_dataset(dataset, settings(Path(mirror) if mirror else None))
+    start = time.perf_counter()
+    rec = create("pop") if standin else create(name, **_served_overrides(name))
+    rec.fit(data, np.random.default_rng(0))
+    if standin:
+        rec.fit_info.extra[STANDIN_KEY] = name
+    save_model(rec, model_dir)
+    return time.perf_counter() - start
+
+
+def standin_for(model_dir: Path) -> str | None:
+    """The model training to replace the stand-in in ``model_dir``; None if it is no stand-in
+    (or unreadable)."""
+    from movierec.models.artifacts import STANDIN_KEY, ArtifactError, read_meta
+
+    try:
+        name = read_meta(model_dir).get("extra", {}).get(STANDIN_KEY)
+    except ArtifactError:
+        return None
+    return str(name) if name else None
+
+
+def prepare(
+    dataset: str, mirror: Path | None = None, *, model_name: str | None = None, background: bool = False
+) -> tuple[Path, Path]:
     """Everything ``run`` does before serving: data, catalogue, default model.
 
     Returns the model directory and the database path. The catalogue is rebuilt
     when missing or built from other data (fingerprint differs); the model is
-    trained only when ``HOME/models/default`` holds none.
+    trained only when ``HOME/models/default`` holds none. With ``background``, a model
+    not in :data:`QUICK_MODELS` is left to :func:`train_in_background`: a popularity
+    stand-in is saved now, so the page answers at once.
     """
     from movierec.data.load import load_dataset
-    from movierec.models.artifacts import ArtifactError, read_meta, save_model
-    from movierec.models.registry import create
+    from movierec.models.artifacts import ArtifactError, read_meta
     from movierec.storage.catalog import build_catalog_file, catalog_info
     from movierec.storage.db import connect, migrate
 
@@ -249,14 +292,48 @@ def prepare(dataset: str, mirror: Path | None = None, *, model_name: str | None 
             typer.echo(f"note: the model in {model_dir} was trained on other data; delete it to retrain")
     except ArtifactError:
         name = model_name or default_model_name()
-        overrides = _served_overrides(name)
-        typer.echo(f"training the default model ({name}) on {data.name} ...")
-        start = time.perf_counter()
-        rec = create(name, **overrides)
-        rec.fit(data, np.random.default_rng(0))
-        save_model(rec, model_dir)
-        typer.echo(f"  trained in {time.perf_counter() - start:.1f} s -> {model_dir}")
+        mirror_arg = str(mirror) if mirror else None
+        if background and name not in QUICK_MODELS:
+            train_default(dataset, mirror_arg, name, str(model_dir), standin=True)
+            typer.echo(f"serving popular movies until {name} has trained (in the background)")
+        else:
+            typer.echo(f"training the default model ({name}) on {data.name} ...")
+            seconds = train_default(dataset, mirror_arg, name, str(model_dir))
+            typer.echo(f"  trained in {seconds:.1f} s -> {model_dir}")
     return model_dir, s.database_path
+
+
+def train_in_background(dataset: str, mirror: Path | None, model_dir: Path) -> subprocess.Popen[bytes] | None:
+    """If ``model_dir`` holds a stand-in, start training the model it stands in for, in a child
+    process at low priority that replaces it when done (the server's model watch then swaps it in);
+    returns the process (None: nothing to train). Its output goes to ``model_dir``'s
+    ``.training.log`` beside it."""
+    name = standin_for(model_dir)
+    if name is None:
+        return None
+    log_path = model_dir.with_name(f"{model_dir.name}.training.log")
+    args = {
+        "dataset": dataset,
+        "mirror": str(mirror) if mirror else None,
+        "name": name,
+        "model_dir": str(model_dir),
+    }
+    code = (
+        "import json, sys\n"
+        "from movierec.cli.serve import train_default\n"
+        "s = train_default(**json.loads(sys.argv[1]))\n"
+        "print(f'trained in {s:.1f} s', flush=True)\n"
+    )
+    with open(log_path, "wb") as out:
+        proc = subprocess.Popen(
+            [sys.executable, "-c", code, json.dumps(args)],
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            preexec_fn=lambda: os.nice(10),  # the page's server keeps the CPU it needs
+        )
+    typer.echo(f"training {name} in the background (pid {proc.pid}, log {log_path})")
+    return proc
 
 
 def run(
@@ -281,7 +358,10 @@ def run(
     """Fetch the data, build the catalogue, train a default model if there is none, and serve the web app."""
     from movierec.service.config import ServiceSettings
 
-    model_dir, db = prepare(dataset, mirror, model_name=model)
+    model_dir, db = prepare(dataset, mirror, model_name=model, background=True)
+    trainer = train_in_background(dataset, mirror, model_dir)
+    if trainer is not None and not watch_model:
+        watch_model = STANDIN_WATCH_S  # the trained model replaces the stand-in by itself
     svc = ServiceSettings(
         settings=settings(mirror),
         model_dir=model_dir,
@@ -290,7 +370,12 @@ def run(
         int8_heads=int8_heads,
     )
     typer.echo(f"movierec: http://{host}:{port}/  (API docs: http://{host}:{port}/docs)")
-    _uvicorn(svc, host, port, workers, watch_model, forwarded_allow_ips)
+    try:
+        _uvicorn(svc, host, port, workers, watch_model, forwarded_allow_ips)
+    finally:
+        if trainer is not None and trainer.poll() is None:
+            trainer.terminate()  # the stand-in stays; the next run trains again
+            trainer.wait(10)
 
 
 def register(app: typer.Typer) -> None:

@@ -40,6 +40,11 @@ def _sha256(path: Path) -> str:
     return h.hexdigest()
 
 
+#: ``fit_info.extra`` key (``meta.json``'s ``extra``) of a stand-in model: the name of the model
+#: training in the background to replace it (``movierec run`` on a first start).
+STANDIN_KEY = "standin_for"
+
+
 def save_model(model: Recommender, path: str | Path, *, metrics: dict[str, Any] | None = None) -> Path:
     """Write ``model`` to directory ``path`` atomically (replacing an older one)."""
     model._check_fitted()

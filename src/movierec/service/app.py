@@ -64,6 +64,7 @@ log = logging.getLogger(__name__)
 __all__ = [
     "SETTINGS_ENV",
     "ModelReloader",
+    "model_signature",
     "ReloadBusy",
     "ReloadError",
     "ServiceSettings",
@@ -303,6 +304,19 @@ def check_engine(engine: Any) -> None:
             raise RuntimeError("the model gives non-finite scores (broken weights?)")
 
 
+def model_signature(root: Path) -> tuple[Any, ...]:
+    """What changes when a model directory is rewritten: its inode and its files' sizes and times."""
+    try:
+        files = sorted(
+            (p.name, st.st_ino, st.st_size, st.st_mtime_ns)
+            for p in root.iterdir()
+            if p.is_file() and (st := p.stat())
+        )
+        return (root.stat().st_ino, tuple(files))
+    except OSError as exc:
+        return ("unreadable", str(exc))
+
+
 class ReloadError(RuntimeError):
     """A model reload failed; the previous engine keeps serving."""
 
@@ -324,26 +338,22 @@ class ModelReloader:
     :attr:`last_error`, and :class:`ReloadError` is raised.
     """
 
-    def __init__(self, app: FastAPI, settings: ServiceSettings) -> None:
+    def __init__(
+        self, app: FastAPI, settings: ServiceSettings, *, seen: tuple[Any, ...] | None = None
+    ) -> None:
         self.app = app
         self.settings = settings
         self.loaded_at = time.time()
         self.last_error: str | None = None
         self.reloads = 0
         self._running = False
+        #: :meth:`signature` of the directory as it was just before the served model was read
+        #: (pass the one taken before the first load: a change during start-up is then seen)
+        self.seen = self.signature() if seen is None else seen
 
     def signature(self) -> tuple[Any, ...]:
-        """What changes when the model directory is rewritten: its inode and its files' sizes and times."""
-        root = self.settings.resolved_model_dir
-        try:
-            files = sorted(
-                (p.name, st.st_ino, st.st_size, st.st_mtime_ns)
-                for p in root.iterdir()
-                if p.is_file() and (st := p.stat())
-            )
-            return (root.stat().st_ino, tuple(files))
-        except OSError as exc:
-            return ("unreadable", str(exc))
+        """:func:`model_signature` of the model directory now."""
+        return model_signature(self.settings.resolved_model_dir)
 
     def _build(self) -> tuple[Any, Any, Any]:
         """The new engine, checked, (with ``inference_process``) its scoring process, started,
@@ -372,6 +382,7 @@ class ModelReloader:
         self._running = True
         start = time.perf_counter()
         old = self.app.state.engine
+        seen = self.signature()
         try:
             engine, scorer, conn = await anyio.to_thread.run_sync(self._build)
         except Exception as exc:
@@ -388,6 +399,7 @@ class ModelReloader:
             ) from exc
         finally:
             self._running = False
+        self.seen = seen
         # the swap: reference assignments, the scorer first (see score_batch)
         old_scorer = getattr(self.app.state, "scorer", None)
         old_conn = self.app.state.conn
@@ -422,13 +434,12 @@ class ModelReloader:
 
         A failed reload is retried only after the directory changes again.
         """
-        seen = self.signature()
+        tried = self.seen
         while True:
-            await anyio.sleep(interval_s)
-            now = self.signature()
-            if now != seen:
-                seen = now
+            if self.signature() not in (self.seen, tried):
+                tried = self.signature()
                 await self.reload_quietly()
+            await anyio.sleep(interval_s)
 
 
 def start_scorer(settings: ServiceSettings) -> Any:
@@ -485,6 +496,8 @@ def create_app(settings: ServiceSettings | None = None, *, watch_model_s: float 
         store = None
         try:
             migrate(conn)
+            # before the model is read: a model saved while the service starts is reloaded
+            seen = model_signature(settings.resolved_model_dir)
             app.state.engine = build_engine(
                 settings.resolved_model_dir,
                 conn,
@@ -510,7 +523,7 @@ def create_app(settings: ServiceSettings | None = None, *, watch_model_s: float 
             app.state.prefetches = set()  # running prefetch tasks (a reference keeps each alive)
             app.state.service_settings = settings
             app.state.catalog_cache = LRUCache(4096)  # search results and movie views; emptied on reload
-            reloader = app.state.reloader = ModelReloader(app, settings)
+            reloader = app.state.reloader = ModelReloader(app, settings, seen=seen)
             if watch_model_s is not None:
                 background.append(asyncio.create_task(reloader.watch(watch_model_s)))
             if threading.current_thread() is threading.main_thread() and hasattr(signal, "SIGHUP"):

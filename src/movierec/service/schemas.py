@@ -184,6 +184,11 @@ class SessionOut(BaseModel):
 class Health(BaseModel):
     status: Literal["ok"]
     model: str
+    model_standin_for: str | None = Field(
+        default=None,
+        description="Set while a stand-in serves (popular movies, on a first start): the model "
+        "training in the background that will replace it by itself.",
+    )
     movies: int
     tags: int
     genres: list[str]

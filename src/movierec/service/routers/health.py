@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 
+from movierec.models.artifacts import STANDIN_KEY
 from movierec.service.deps import ServicesDep
 from movierec.service.schemas import Health
 
@@ -18,6 +19,7 @@ async def health(svc: ServicesDep) -> Health:
     return Health(
         status="ok",
         model=engine.model.name,
+        model_standin_for=engine.model.fit_info.extra.get(STANDIN_KEY),
         movies=engine.model.n_movies,
         tags=engine.model.n_tags,
         genres=list(engine.genre_names),

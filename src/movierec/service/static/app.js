@@ -10,6 +10,7 @@ const state = {
   recVersion: 0,
   recSeq: 0,
   offline: false,
+  standin: null, // the model training to replace the stand-in now serving, if any
 };
 
 // ------------------------------------------------------------------ network
@@ -53,6 +54,8 @@ function setOffline(off) {
         setOffline(false);
         if (!state.genres.length) await loadGenres();
         refresh();
+        const q = $("#q").value;
+        if (q.trim()) searchNow(q); // what was typed while the server was away
       } catch (_) { /* still down */ }
     }, 3000);
   }
@@ -302,6 +305,14 @@ function updateActions(box, m) {
   setText(save, fav ? "★" : "☆");
 }
 
+// A card names three genres: those the genre filter asked for first, so that a card never
+// looks as if it ignored the filter (The Lion King is a Drama too, but not its first genre).
+function shownGenres(m) {
+  const chosen = new Set(state.session.filters?.genres || []);
+  const gs = m.genres || [];
+  return [...gs.filter((g) => chosen.has(g)), ...gs.filter((g) => !chosen.has(g))].slice(0, 3);
+}
+
 function movieCard(m) {
   const name = movieName(m);
   const li = el("li", { class: "card", dataset: { movieId: String(m.movie_id) } });
@@ -309,7 +320,7 @@ function movieCard(m) {
     poster(m));
   const body = el("div", { class: "card-body" },
     el("h3", { class: "card-title" }, el("button", { type: "button", class: "linkish", text: name, onclick: () => openMovie(m.movie_id) })),
-    el("p", { class: "meta", text: [m.year || "", (m.genres || []).slice(0, 3).join(" · ")].filter(Boolean).join(" — ") }),
+    el("p", { class: "meta", text: [m.year || "", shownGenres(m).join(" · ")].filter(Boolean).join(" — ") }),
     el("p", { class: "meta rating", text: fmtRating(m) }),
     movieActions(m));
   li.append(open, body);
@@ -511,7 +522,7 @@ async function toggleFav(id) {
 // state are unchanged keeps its DOM node; only new or changed cards are built.
 function cardSig(m) {
   const { reason: _r, score: _s, ...shown } = m; // what updateCard patches is not part of the signature
-  return JSON.stringify(shown);
+  return JSON.stringify([shown, shownGenres(m)]);
 }
 
 function renderCards(ul, movies) {
@@ -647,10 +658,32 @@ function renderFilters() {
   $("#f-genre-count").textContent = chosen.size ? String(chosen.size) : "any";
 }
 
+// On a first start the server answers with a stand-in (popular movies) while the real
+// model trains in the background; say so, and look again until it has been swapped in.
+const STANDIN_POLL_MS = 10000;
+let standinTimer = null;
+
+function noteModel(h) {
+  const name = h.model_standin_for || null;
+  const note = $("#standin");
+  const was = state.standin;
+  state.standin = name;
+  note.hidden = !name;
+  if (name) note.textContent = `Personalising soon: the ${name} model is still training, so these are popular movies. The list updates by itself when it is ready.`;
+  if (was && !name) refresh(); // the trained model is in: new recommendations
+  if (name && !standinTimer) {
+    standinTimer = setTimeout(async () => {
+      standinTimer = null;
+      try { noteModel(await api("GET", "/api/health")); } catch (_) { /* banner shows; the retry looks again */ }
+    }, STANDIN_POLL_MS);
+  }
+}
+
 async function loadGenres() {
   try {
     const h = await api("GET", "/api/health");
     state.genres = h.genres || [];
+    noteModel(h);
   } catch (_) { return; /* banner shows; the retry loads them */ }
   const fs = $("#f-genres");
   fs.replaceChildren(el("legend", { class: "sr-only", text: "Genres (any of)" }));
