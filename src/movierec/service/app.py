@@ -64,7 +64,6 @@ log = logging.getLogger(__name__)
 __all__ = [
     "SETTINGS_ENV",
     "ModelReloader",
-    "model_signature",
     "ReloadBusy",
     "ReloadError",
     "ServiceSettings",
@@ -72,6 +71,7 @@ __all__ = [
     "build_engine",
     "check_engine",
     "create_app",
+    "model_signature",
     "score_batch",
     "start_scorer",
 ]
