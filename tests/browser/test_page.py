@@ -412,3 +412,63 @@ def test_a_stand_in_says_so_and_the_trained_model_takes_over(
     finally:
         context.close()
         stop()
+
+
+def serious_violations(page: Any) -> list[str]:
+    """axe-core's serious and critical findings on the page as it is now, one line each."""
+    from axe_playwright_python.sync_playwright import Axe
+
+    found = Axe().run(page).response["violations"]
+    return [
+        f"{v['id']} ({v['impact']}): {v['help']} at {[n['target'] for n in v['nodes']][:4]}"
+        for v in found
+        if v["impact"] in ("serious", "critical")
+    ]
+
+
+@pytest.mark.parametrize(
+    "viewport", [{"width": 1366, "height": 900}, {"width": 390, "height": 844}], ids=["desktop", "phone"]
+)
+def test_no_serious_accessibility_violations(
+    browser: Any, live_server: str, viewport: dict[str, int]
+) -> None:
+    """axe-core (WCAG 2.x A/AA rules) on the page with a session, search results and the
+    movie view open: no serious or critical violation."""
+    context = browser.new_context(viewport=viewport)
+    page = context.new_page()
+    page.goto(live_server + "/")
+    page.wait_for_function("() => Number(document.body.dataset.recVersion || 0) >= 1", timeout=10_000)
+    # a skip link first, and from it a few Tab presses to the first Like (once 21 presses)
+    page.keyboard.press("Tab")
+    assert page.evaluate("() => document.activeElement.classList.contains('skip')")
+    page.keyboard.press("Enter")
+    presses = 0
+    while presses < 10 and not page.evaluate("() => document.activeElement.matches('#recs button.like')"):
+        page.keyboard.press("Tab")
+        presses += 1
+    assert presses <= 3, presses
+    v = version(page)
+    page.locator("#recs li.card").first.locator("button.like").click()
+    page.wait_for_function(f"() => Number(document.body.dataset.recVersion || 0) > {v}", timeout=10_000)
+    page.locator("#suggested-tags li.chip").first.wait_for()
+    problems = serious_violations(page)
+    page.fill("#q", "matrix")
+    page.locator("#result-movies li.card").first.wait_for()
+    problems += serious_violations(page)
+    page.locator("#result-movies li.card").first.locator("button.card-open").click()
+    page.locator("#mv-similar li.card").first.wait_for()
+    problems += serious_violations(page)
+    assert not problems, "\n".join(problems)
+    # every control a finger or a pointer aims at is at least 24 x 24 px (WCAG 2.2 target size)
+    page.keyboard.press("Escape")
+    small = page.evaluate(
+        """() => [...document.querySelectorAll('button, select, input, summary, a')]
+            .filter(b => b.checkVisibility({ contentVisibilityAuto: true, visibilityProperty: true }))
+            // a checkbox's target is its whole label
+            .map(b => [b.tagName + ' ' + (b.getAttribute('aria-label') || b.value || b.textContent.trim()),
+                       (b.type === 'checkbox' && b.closest('label') || b).getBoundingClientRect()])
+            .filter(([, r]) => r.width > 0 && (r.width < 24 || r.height < 24))
+            .map(([name, r]) => `${name} ${Math.round(r.width)}x${Math.round(r.height)}`)"""
+    )
+    assert not small, small
+    context.close()
