@@ -83,6 +83,38 @@ class Settings(BaseSettings):
         ),
     )
 
+    tmdb_api_key: str | None = Field(
+        default=None,
+        description=(
+            "TMDB API read access token (v4, sent as a Bearer token) or API key (v3): with it the "
+            "web app looks up posters, stills and trailers of the movies it shows, in the background, "
+            "and caches them beside the catalogue. Unset: no request leaves the machine for artwork."
+        ),
+    )
+    tmdb_api_url: str = Field(
+        default="https://api.themoviedb.org/3", description="The TMDB API the artwork lookups ask."
+    )
+    tmdb_image_url: str = Field(
+        default="https://image.tmdb.org/t/p",
+        description="Where the page loads TMDB images from (+ a size and the image path); the page's "
+        "Content-Security-Policy allows images from this origin.",
+    )
+
+    @field_validator("tmdb_api_url", "tmdb_image_url")
+    @classmethod
+    def _check_url(cls, value: str) -> str:
+        from urllib.parse import urlsplit
+
+        parts = urlsplit(value.strip())
+        if parts.scheme not in ("http", "https") or not parts.netloc or any(c in value for c in " ;,'\""):
+            raise ValueError(f"{value!r} is not an http(s) URL")
+        return value.strip().rstrip("/")
+
+    @field_validator("tmdb_api_key")
+    @classmethod
+    def _check_tmdb_key(cls, value: str | None) -> str | None:
+        return value.strip() if value and value.strip() else None
+
     @field_validator("allowed_hosts")
     @classmethod
     def _check_allowed_hosts(cls, value: str) -> str:

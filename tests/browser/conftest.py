@@ -53,9 +53,12 @@ def chromium_path() -> str:
     return CHROMIUM
 
 
-def start_live_server(home: Path, model: Any, *, watch_model_s: float | None = None) -> tuple[str, Any]:
+def start_live_server(
+    home: Path, model: Any, *, watch_model_s: float | None = None, **settings: Any
+) -> tuple[str, Any]:
     """Save ``model`` and the tiny catalogue under ``home`` and serve them (uvicorn in a thread)
-    on 127.0.0.1; returns the base URL and a function that stops the server."""
+    on 127.0.0.1 (``settings``: more :class:`Settings` fields); returns the base URL and a
+    function that stops the server."""
     import uvicorn
 
     from movierec.models.artifacts import save_model
@@ -71,7 +74,9 @@ def start_live_server(home: Path, model: Any, *, watch_model_s: float | None = N
     conn.close()
     app = create_app(
         ServiceSettings(
-            settings=Settings(home=home), model_dir=home / "model", database_path=home / "db.sqlite3"
+            settings=Settings(home=home, **settings),
+            model_dir=home / "model",
+            database_path=home / "db.sqlite3",
         ),
         watch_model_s=watch_model_s,
     )
@@ -91,6 +96,18 @@ def start_live_server(home: Path, model: Any, *, watch_model_s: float | None = N
             pytest.fail("the movierec server did not start within 20 s")
         time.sleep(0.05)
     return f"http://127.0.0.1:{port}", stop
+
+
+@pytest.fixture(scope="session")
+def serve_home() -> Any:
+    """:func:`start_live_server`, for tests that need a server of their own."""
+    return start_live_server
+
+
+@pytest.fixture(scope="session")
+def small_dataset() -> Any:
+    """The service tests' tiny data set."""
+    return _service_data().small_dataset()
 
 
 @pytest.fixture(scope="session")

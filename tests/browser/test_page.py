@@ -383,18 +383,17 @@ def test_the_answer_stays_in_sight(
 
 
 def test_a_stand_in_says_so_and_the_trained_model_takes_over(
-    browser: Any, tmp_path: Path, screenshots: Path
+    browser: Any, tmp_path: Path, screenshots: Path, serve_home: Any, small_dataset: Any
 ) -> None:
     """On a first start a popularity stand-in serves while the default model trains: the page
     says so, and replaces its list by itself once the trained model is in."""
-    from conftest import _service_data, start_live_server
     from movierec.models.artifacts import STANDIN_KEY, save_model
     from movierec.models.registry import create
 
-    data = _service_data().small_dataset()
+    data = small_dataset
     standin = create("pop").fit(data)
     standin.fit_info.extra[STANDIN_KEY] = "itemknn"
-    url, stop = start_live_server(tmp_path, standin, watch_model_s=0.2)
+    url, stop = serve_home(tmp_path, standin, watch_model_s=0.2)
     context = browser.new_context(viewport=DESKTOP)
     try:
         page = context.new_page()
@@ -472,3 +471,64 @@ def test_no_serious_accessibility_violations(
     )
     assert not small, small
     context.close()
+
+
+def test_posters_stills_and_the_trailer_come_from_tmdb(
+    browser: Any, tmp_path: Path, screenshots: Path, serve_home: Any, small_dataset: Any
+) -> None:
+    """With a TMDB key (here a fake TMDB on 127.0.0.1) every card's poster loads, the movie
+    view shows stills, and the trailer plays in the page only when asked (youtube-nocookie)."""
+    from movierec.models.registry import create
+    from tmdb_fake import TOKEN, TRAILER, fake_tmdb
+
+    data = small_dataset
+    with fake_tmdb() as fake:
+        url, stop = serve_home(
+            tmp_path, create("itemknn").fit(data), tmdb_api_key=TOKEN, tmdb_api_url=fake.api_url,
+            tmdb_image_url=fake.image_url,
+        )  # fmt: skip
+        context = browser.new_context(viewport=DESKTOP)
+        try:
+            page = context.new_page()
+            page.route(
+                "https://www.youtube-nocookie.com/**",
+                lambda route: route.fulfill(body="trailer", content_type="text/html"),
+            )
+            page.goto(url + "/")
+            page.wait_for_function("() => Number(document.body.dataset.recVersion || 0) >= 1", timeout=10_000)
+            every_card_has_one = """() => document.querySelectorAll('#recs li.card .poster img').length
+                === document.querySelectorAll('#recs li.card').length"""
+            for _ in range(10):  # the lookups run in the background: a later answer has them
+                page.wait_for_timeout(1000)
+                page.reload()
+                page.wait_for_function(
+                    "() => Number(document.body.dataset.recVersion || 0) >= 1", timeout=10_000
+                )
+                if page.evaluate(every_card_has_one):
+                    break
+            assert page.evaluate(every_card_has_one), "a card has no poster"
+            # posters load lazily: bring each card into view, then every image must have loaded
+            page.evaluate(
+                "() => document.querySelectorAll('#recs li.card').forEach(li => li.scrollIntoView())"
+            )
+            page.wait_for_function(
+                "() => [...document.querySelectorAll('#recs li.card .poster img')].every(i => i.complete && i.naturalWidth > 0)",
+                timeout=10_000,
+            )
+            page.evaluate("window.scrollTo(0, 0)")
+            assert page.locator("#recs li.card.has-img, #recs li.card .poster.has-img").count() > 0
+            page.screenshot(path=str(screenshots / "desktop-posters.png"))
+            page.locator("#recs li.card").first.locator("button.card-open").click()
+            page.wait_for_function(
+                "() => [...document.querySelectorAll('#mv-stills img')].some(i => i.complete && i.naturalWidth > 0)",
+                timeout=10_000,
+            )
+            assert page.locator("#mv-trailer iframe").count() == 0  # nothing from YouTube until asked
+            page.get_by_role("button", name="▶ Play the trailer here").click()
+            frame = page.locator("#mv-trailer iframe")
+            assert (frame.get_attribute("src") or "") == f"https://www.youtube-nocookie.com/embed/{TRAILER}"
+            page.screenshot(path=str(screenshots / "desktop-movie-view-artwork.png"))
+            assert fake.images > 0
+        finally:
+            context.close()
+            stop()

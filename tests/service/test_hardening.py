@@ -95,14 +95,13 @@ def test_a_held_database_lock_gives_503_and_stalls_nothing(home: Path) -> None: 
         proc.wait(10.0)
 
 
-def test_data_build_on_a_live_home_stalls_nothing(home: Path) -> None:  # noqa: F811
+def test_data_build_on_a_live_home_stalls_nothing(home: Path, tiny_frames: dict[str, pd.DataFrame]) -> None:  # noqa: F811
     """Issue: ``movierec data build`` on the live database held its write lock for the whole
     build (every request stalled ~1 s on ml-latest-small). Now the catalogue is built in a new
     file and swapped in; the sessions have a file of their own."""
-    from conftest import small_frames
     from movierec.storage.catalog import build_catalog_file
 
-    f = small_frames()
+    f = tiny_frames
     new_movie = int(f["movies"]["movieId"].max()) + 1
     movies = pd.concat(
         [

@@ -34,6 +34,7 @@ import logging
 import math
 import os
 import signal
+import sqlite3
 import threading
 import time
 from collections.abc import AsyncIterator
@@ -52,6 +53,7 @@ from starlette.middleware.trustedhost import TrustedHostMiddleware
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from swagger_ui_bundle import swagger_ui_path
 
+from movierec.service.artwork import Artwork, ArtworkCache, TmdbClient, artwork_path_for
 from movierec.service.config import ServiceSettings
 from movierec.service.gate import Batcher, Busy, InferenceGate
 from movierec.service.ratelimit import RateLimit, TokenBuckets
@@ -84,12 +86,25 @@ CONN_GRACE_S = 30.0
 
 STATIC_DIR = Path(str(resources.files("movierec.service") / "static"))
 
+#: Where the page may embed a trailer from (youtube-nocookie: no cookies until it plays).
+TRAILER_ORIGIN = "https://www.youtube-nocookie.com"
+
+
+def page_csp(image_url: str = "https://image.tmdb.org/t/p") -> bytes:
+    """The page's Content-Security-Policy: images from this origin and the artwork's image
+    origin only, trailers framed from :data:`TRAILER_ORIGIN` only, scripts and styles from here."""
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(image_url)
+    images = f"{parts.scheme}://{parts.netloc}"
+    return (
+        f"default-src 'self'; img-src 'self' {images} data:; frame-src {TRAILER_ORIGIN}; script-src 'self'; "
+        "style-src 'self'; object-src 'none'; base-uri 'self'; frame-ancestors 'none'"
+    ).encode()
+
+
 SECURITY_HEADERS: list[tuple[bytes, bytes]] = [
-    (
-        b"content-security-policy",
-        b"default-src 'self'; img-src 'self' https://image.tmdb.org data:; script-src 'self'; "
-        b"style-src 'self'; object-src 'none'; base-uri 'self'; frame-ancestors 'none'",
-    ),
+    (b"content-security-policy", page_csp()),
     (b"x-content-type-options", b"nosniff"),
     (b"referrer-policy", b"same-origin"),
     (b"x-frame-options", b"DENY"),
@@ -120,8 +135,12 @@ class SecurityHeaders:
     carry a visitor's session, favourites or recommendations, which no shared cache (nor
     the browser's back button on a shared machine) may keep."""
 
-    def __init__(self, app: ASGIApp) -> None:
+    def __init__(self, app: ASGIApp, *, csp: bytes | None = None) -> None:
         self.app = app
+        self.headers = [
+            (k, csp if csp is not None and k == b"content-security-policy" else v)
+            for k, v in SECURITY_HEADERS
+        ]
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -137,7 +156,7 @@ class SecurityHeaders:
                 names = {k.lower() for k, _ in message.get("headers", [])}
                 message["headers"] = list(message.get("headers", [])) + [
                     (k, DOCS_CSP if docs and k == b"content-security-policy" else v)
-                    for k, v in [*SECURITY_HEADERS, *extra]
+                    for k, v in [*self.headers, *extra]
                     if k not in names
                 ]
             await send(message)
@@ -411,6 +430,7 @@ class ModelReloader:
         if old_scorer is not None:
             old_scorer.close()  # its queued batches finish first
         self.app.state.catalog_cache.clear()
+        self.app.state.artwork.tmdb_ids = tmdb_ids(conn)  # data build may have changed the links
         del old
         freeze_heap(full=True)
         self.loaded_at = time.time()
@@ -440,6 +460,29 @@ class ModelReloader:
                 tried = self.signature()
                 await self.reload_quietly()
             await anyio.sleep(interval_s)
+
+
+def tmdb_ids(conn: sqlite3.Connection) -> dict[int, int]:
+    """Movie id -> TMDB id of every catalogue movie that has one."""
+    return {int(m): int(t) for m, t in conn.execute("SELECT movie_id, tmdb_id FROM movies WHERE tmdb_id > 0")}
+
+
+def open_artwork(settings: ServiceSettings, conn: sqlite3.Connection) -> Artwork:
+    """The app's :class:`~movierec.service.artwork.Artwork`: with ``tmdb_api_key``, its cache
+    beside the catalogue and a TMDB client (start :meth:`Artwork.run`); without, one that
+    leaves cards as they are and sends nothing anywhere."""
+    s = settings.settings
+    if s.tmdb_api_key is None:
+        return Artwork({})
+    return Artwork(
+        tmdb_ids(conn),
+        ArtworkCache(artwork_path_for(settings.resolved_database_path)),
+        TmdbClient(s.tmdb_api_key, s.tmdb_api_url, timeout_s=settings.tmdb_timeout_s),
+        rate=settings.tmdb_rate,
+        concurrency=settings.tmdb_concurrency,
+        refresh_s=settings.artwork_refresh_days * 86400.0,
+        missing_s=settings.artwork_missing_days * 86400.0,
+    )
 
 
 def start_scorer(settings: ServiceSettings) -> Any:
@@ -523,6 +566,9 @@ def create_app(settings: ServiceSettings | None = None, *, watch_model_s: float 
             app.state.prefetches = set()  # running prefetch tasks (a reference keeps each alive)
             app.state.service_settings = settings
             app.state.catalog_cache = LRUCache(4096)  # search results and movie views; emptied on reload
+            app.state.artwork = open_artwork(settings, conn)
+            if app.state.artwork.client is not None:
+                background.append(asyncio.create_task(app.state.artwork.run()))
             reloader = app.state.reloader = ModelReloader(app, settings, seen=seen)
             if watch_model_s is not None:
                 background.append(asyncio.create_task(reloader.watch(watch_model_s)))
@@ -545,6 +591,8 @@ def create_app(settings: ServiceSettings | None = None, *, watch_model_s: float 
                 await anyio.to_thread.run_sync(app.state.scorer.close, True)
             if store is not None:
                 await anyio.to_thread.run_sync(store.close)
+            if getattr(app.state, "artwork", None) is not None and app.state.artwork.cache is not None:
+                app.state.artwork.cache.close()
             getattr(app.state, "conn", conn).close()  # a reload may have opened a newer one
             conn.close()
 
@@ -635,7 +683,7 @@ def create_app(settings: ServiceSettings | None = None, *, watch_model_s: float 
     app.add_middleware(
         TrustedHostMiddleware, allowed_hosts=settings.settings.allowed_host_list, www_redirect=False
     )
-    app.add_middleware(SecurityHeaders)
+    app.add_middleware(SecurityHeaders, csp=page_csp(settings.settings.tmdb_image_url))
     return app
 
 

@@ -55,6 +55,17 @@ class ServiceSettings(BaseModel):
         ),
     )
     prefetch_n_tags: int = Field(default=12, ge=0, le=50, description="Tags of that prefetch.")
+    tmdb_rate: float = Field(default=20.0, gt=0, le=50, description="Artwork lookups per second at most.")
+    tmdb_concurrency: int = Field(default=4, ge=1, le=32, description="Artwork lookups at once at most.")
+    tmdb_timeout_s: float = Field(
+        default=5.0, gt=0, le=60, description="Longest wait for one artwork lookup."
+    )
+    artwork_refresh_days: float = Field(
+        default=30.0, gt=0, description="Artwork found on TMDB is looked up again after this many days."
+    )
+    artwork_missing_days: float = Field(
+        default=7.0, gt=0, description="A movie TMDB did not know is asked for again after this many days."
+    )
     max_body_bytes: int = Field(default=64 * 1024, ge=1024, description="Largest request body; larger: 413.")
     body_timeout_s: float = Field(
         default=10.0, gt=0, le=600, description="Longest wait for a request body to arrive in full; then 408."

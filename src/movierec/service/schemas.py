@@ -137,6 +137,13 @@ class MovieDetail(Movie):
     imdb_url: str | None = None
     tmdb_url: str | None = None
     trailer_url: str = ""
+    stills: list[str] = Field(
+        default=[], description="Image paths of stills (TMDB backdrops), for the health's image_base."
+    )
+    trailer_youtube_key: str | None = Field(
+        default=None,
+        description="The official trailer's YouTube id, when TMDB gave one (embed it from youtube-nocookie.com).",
+    )
 
 
 def movie_detail(row: dict[str, Any]) -> MovieDetail:
@@ -192,6 +199,10 @@ class Health(BaseModel):
     movies: int
     tags: int
     genres: list[str]
+    image_base: str = Field(
+        default="https://image.tmdb.org/t/p",
+        description="Prefix of image URLs: image_base + '/w342' (a TMDB size) + a poster_path or still.",
+    )
     inference_pending: int
     model_loaded_at: float | None = Field(
         default=None, description="When the model being served was loaded (seconds since the epoch)."

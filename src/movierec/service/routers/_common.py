@@ -38,27 +38,25 @@ def card_rows(conn: sqlite3.Connection, engine: Engine | None, ids: list[int]) -
     return [{k: row[k] for k in CARD_FIELDS if k in row} for row in get_movies(conn, ids)]
 
 
-def cards(
-    conn: sqlite3.Connection,
-    ids: list[int],
-    extra: dict[int, dict[str, Any]] | None = None,
-    engine: Engine | None = None,
-) -> list[Movie]:
-    """Movie cards of ``ids`` in that order (ids the catalogue lacks are skipped).
+def cards(svc: Services, ids: list[int], extra: dict[int, dict[str, Any]] | None = None) -> list[Movie]:
+    """Movie cards of ``ids`` in that order (ids the catalogue lacks are skipped), with the
+    posters the artwork cache holds (:class:`~movierec.service.artwork.Artwork`; never waits).
 
-    ``extra`` adds fields (``score``, ``reason``) per movie id; ``engine``: see :func:`card_rows`.
-    Cards from the engine's catalogue copy (typed when it was read) and the engine's
-    scores skip validation (``model_construct``): it was most of a response's cost.
+    ``extra`` adds fields (``score``, ``reason``) per movie id. Cards from the engine's
+    catalogue copy (typed when it was read) and the engine's scores skip validation
+    (``model_construct``): it was most of a response's cost.
     """
     extra = extra or {}
-    make = Movie.model_construct if engine is not None and engine.cards is not None else Movie
-    return [make(**row, **extra.get(row["movie_id"], {})) for row in card_rows(conn, engine, ids)]
+    engine = svc.engine
+    make = Movie.model_construct if engine.cards is not None else Movie
+    rows = svc.state.artwork.overlay(card_rows(svc.conn, engine, ids))
+    return [make(**row, **extra.get(row["movie_id"], {})) for row in rows]
 
 
-def session_out(conn: sqlite3.Connection, state: SessionState, engine: Engine | None = None) -> SessionOut:
+def session_out(svc: Services, state: SessionState) -> SessionOut:
     return SessionOut(
-        liked=cards(conn, state.liked, engine=engine),
-        disliked=cards(conn, state.disliked, engine=engine),
+        liked=cards(svc, state.liked),
+        disliked=cards(svc, state.disliked),
         liked_tags=state.liked_tags,
         disliked_tags=state.disliked_tags,
         filters=state.filters,
@@ -85,7 +83,7 @@ async def recommendations_out(
     rec = await recommendations_for(v, state, n, n_tags)
     extra = {m["movie_id"]: {"score": m["score"], "reason": m["reason"]} for m in rec["movies"]}
     return RecommendationsOut(
-        movies=cards(v.conn, [m["movie_id"] for m in rec["movies"]], extra, engine=v.engine),
+        movies=cards(v, [m["movie_id"] for m in rec["movies"]], extra),
         tags=[Tag(**t) for t in rec["tags"]],
         fallback=rec["fallback"],
         notes=rec["notes"],
@@ -102,7 +100,7 @@ async def changed_session(v: Writer, state: SessionState, n: int | None, n_tags:
     answers 503 with Retry-After) rather than failing a write that succeeded. Without
     ``n`` the recommendations are prefetched (:func:`prefetch`).
     """
-    out = session_out(v.conn, state, v.engine)
+    out = session_out(v, state)
     if n is None:
         prefetch(v, state)
     else:

@@ -16,26 +16,20 @@ router = APIRouter(tags=["favourites"])
 @router.get("/favourites", response_model=list[Movie])
 async def list_favourites(v: VisitDep) -> list[Movie]:
     """Saved movies, most recent first."""
-    return cards(v.conn, (await store_call(v.store.get(v.token))).favourites, engine=v.engine)
+    return cards(v, (await store_call(v.store.get(v.token))).favourites)
 
 
 @router.post("/favourites", response_model=list[Movie], responses={404: {"description": "Unknown movie"}})
 async def add_favourite(body: FavouriteIn, v: WriterDep) -> list[Movie]:
     """Save a movie."""
     require_movie(v.conn, body.movie_id, v.engine)
-    return cards(
-        v.conn, (await store_call(v.store.add_favourite(v.token, body.movie_id))).favourites, engine=v.engine
-    )
+    return cards(v, (await store_call(v.store.add_favourite(v.token, body.movie_id))).favourites)
 
 
 @router.delete("/favourites", response_model=list[Movie])
 async def remove_favourite(body: FavouriteIn, v: WriterDep) -> list[Movie]:
     """Unsave a movie (no error if it was not saved)."""
-    return cards(
-        v.conn,
-        (await store_call(v.store.remove_favourite(v.token, body.movie_id))).favourites,
-        engine=v.engine,
-    )
+    return cards(v, (await store_call(v.store.remove_favourite(v.token, body.movie_id))).favourites)
 
 
 @router.delete("/favourites/{movie_id}", response_model=list[Movie])
@@ -44,6 +38,4 @@ async def remove_favourite_path(
     v: WriterDep,
 ) -> list[Movie]:
     """Path form of ``DELETE /favourites``."""
-    return cards(
-        v.conn, (await store_call(v.store.remove_favourite(v.token, movie_id))).favourites, engine=v.engine
-    )
+    return cards(v, (await store_call(v.store.remove_favourite(v.token, movie_id))).favourites)

@@ -23,6 +23,7 @@ async def health(svc: ServicesDep) -> Health:
         movies=engine.model.n_movies,
         tags=engine.model.n_tags,
         genres=list(engine.genre_names),
+        image_base=svc.settings.settings.tmdb_image_url,
         inference_pending=svc.gate.pending,
         model_loaded_at=reloader.loaded_at if reloader else None,
         last_reload_error=reloader.last_error if reloader else None,

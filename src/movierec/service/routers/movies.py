@@ -25,7 +25,7 @@ async def movies_search(svc: ServicesDep, q: SearchText = "", limit: Limit = 20)
     ids: list[int] = svc.state.catalog_cache.get_or_compute(  # only ids: a few bytes per entry
         ("search", q, limit), lambda: [int(r["movie_id"]) for r in search_movies(svc.conn, q, limit)]
     )
-    return cards(svc.conn, ids, engine=svc.engine)
+    return cards(svc, ids)
 
 
 @router.get("/tags/search", response_model=list[Tag])
@@ -38,13 +38,22 @@ async def tags_search(svc: ServicesDep, q: SearchText = "", limit: Limit = 20) -
     "/movies/{movie_id}", response_model=MovieDetail, responses={404: {"description": "Unknown movie"}}
 )
 async def movie(svc: ServicesDep, movie_id: MoviePath) -> MovieDetail:
-    """One movie with overview, runtime, tags and IMDb / TMDB / trailer links."""
+    """One movie with overview, runtime, tags and IMDb / TMDB / trailer links, and its
+    stills and trailer when the artwork lookups (a TMDB key) have found them."""
     detail: MovieDetail | None = svc.state.catalog_cache.get_or_compute(
         ("movie", movie_id), lambda: _detail(svc.conn, movie_id)
     )
     if detail is None:
         raise HTTPException(status_code=404, detail=f"no movie with id {movie_id} in the catalogue")
-    return detail
+    art = svc.state.artwork.art(movie_id)  # what the cache holds now; a lookup if it holds nothing
+    if art is None:
+        return detail
+    update: dict[str, object] = {"stills": list(art.backdrops), "trailer_youtube_key": art.trailer_key}
+    if art.poster_path:
+        update["poster_path"] = art.poster_path
+    if art.trailer_key:
+        update["trailer_url"] = f"https://www.youtube.com/watch?v={art.trailer_key}"
+    return detail.model_copy(update=update)
 
 
 def _detail(conn: sqlite3.Connection, movie_id: int) -> MovieDetail | None:
@@ -69,4 +78,4 @@ async def similar(
         return []
     found = await svc.gate.run(svc.engine.similar, movie_id, n)
     scores = {f["movie_id"]: {"score": f["score"]} for f in found}
-    return cards(svc.conn, [f["movie_id"] for f in found], scores, engine=svc.engine)
+    return cards(svc, [f["movie_id"] for f in found], scores)

@@ -29,7 +29,7 @@ RecsN = Annotated[
 @router.get("/session", response_model=SessionOut)
 async def get_session(v: VisitDep) -> SessionOut:
     """Everything the visitor has said so far (a new visitor gets an empty session)."""
-    return session_out(v.conn, await store_call(v.store.get(v.token)), v.engine)
+    return session_out(v, await store_call(v.store.get(v.token)))
 
 
 @router.post(

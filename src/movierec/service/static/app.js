@@ -2,7 +2,11 @@
 // Every piece of data is rendered with textContent / attributes, never innerHTML.
 
 const $ = (sel) => document.querySelector(sel);
-const POSTER_BASE = "https://image.tmdb.org/t/p/w185";
+// image URLs: the server's image_base (/api/health) + a TMDB size + the image's path
+const IMAGE_PATH = /^\/[\w.-]+$/;
+function imageUrl(size, path) {
+  return `${state.imageBase}/${size}${path}`;
+}
 
 const state = {
   session: { liked: [], disliked: [], liked_tags: [], disliked_tags: [], filters: {}, favourites: [] },
@@ -11,6 +15,7 @@ const state = {
   recSeq: 0,
   offline: false,
   standin: null, // the model training to replace the stand-in now serving, if any
+  imageBase: "https://image.tmdb.org/t/p", // replaced by the server's (/api/health)
 };
 
 // ------------------------------------------------------------------ network
@@ -245,8 +250,9 @@ function poster(m, cls = "poster") {
     el("span", { class: "ph-title", text: movieName(m) }),
     el("span", { class: "ph-year", text: m.year ? String(m.year) : "" }));
   box.append(ph);
-  if (m.poster_path && /^\/[\w.-]+$/.test(m.poster_path)) {
-    const img = el("img", { src: POSTER_BASE + m.poster_path, alt: "", loading: "lazy", decoding: "async" });
+  if (m.poster_path && IMAGE_PATH.test(m.poster_path)) {
+    const size = cls.includes("big") ? "w342" : "w185";
+    const img = el("img", { src: imageUrl(size, m.poster_path), alt: "", loading: "lazy", decoding: "async" });
     img.addEventListener("error", () => img.remove());
     img.addEventListener("load", () => box.classList.add("has-img"));
     box.append(img);
@@ -683,6 +689,7 @@ async function loadGenres() {
   try {
     const h = await api("GET", "/api/health");
     state.genres = h.genres || [];
+    if (typeof h.image_base === "string" && /^https?:\/\/[^\s"'<>]+$/.test(h.image_base)) state.imageBase = h.image_base;
     noteModel(h);
   } catch (_) { return; /* banner shows; the retry loads them */ }
   const fs = $("#f-genres");
@@ -749,6 +756,18 @@ async function openMovie(id) {
   if (m.tmdb_url) links.push(el("a", { href: m.tmdb_url, target: "_blank", rel: "noopener noreferrer", text: "TMDB" }));
   links.push(el("a", { href: m.trailer_url, target: "_blank", rel: "noopener noreferrer", text: "Trailer (YouTube)" }));
   $("#mv-links").replaceChildren(...links);
+  // stills, and the trailer embedded only when the visitor asks (youtube-nocookie, no autoplay)
+  $("#mv-stills").replaceChildren(...(m.stills || []).filter((p) => IMAGE_PATH.test(p)).map((p) =>
+    el("li", {}, el("img", { src: imageUrl("w300", p), alt: `Still from ${movieName(m)}`, loading: "lazy", decoding: "async" }))));
+  const trailer = $("#mv-trailer");
+  trailer.replaceChildren();
+  if (m.trailer_youtube_key && /^[\w-]{6,20}$/.test(m.trailer_youtube_key)) {
+    trailer.append(el("button", { type: "button", class: "btn", text: "▶ Play the trailer here", onclick: () => {
+      trailer.replaceChildren(el("iframe", {
+        src: `https://www.youtube-nocookie.com/embed/${m.trailer_youtube_key}`,
+        title: `Trailer of ${movieName(m)}`, allow: "encrypted-media; picture-in-picture; fullscreen", referrerpolicy: "strict-origin-when-cross-origin" }));
+    } }));
+  }
   $("#mv-similar").replaceChildren();
   if (!dlg.open) dlg.showModal();
   try {
