@@ -54,6 +54,7 @@ CARD_FIELDS = (
     "rating",
     "rating_count",
     "poster_path",
+    "overview",
 )
 
 K = TypeVar("K", bound=Hashable)
@@ -218,7 +219,8 @@ def filters_from_dict(raw: Mapping[str, Any] | None, catalog: Catalog) -> tuple[
     """:class:`Filters` of a session's stored filter dict, and notes on what was ignored.
 
     Keys: ``min_rating`` (float), ``year_min``, ``year_max`` (int), ``genres``
-    (list of names). Genres the catalogue does not know are dropped with a note.
+    (list of names). Genres the catalogue does not know are dropped with a note. (A ``text``
+    key, the taste in words, is no filter: the engine hands it to the model's query.)
     """
     raw = raw or {}
     notes: list[str] = []
@@ -618,7 +620,12 @@ class Engine:
             disliked = self._movie_indices(list(state.disliked), nt, "disliked")
             liked_tags = self._tag_indices(list(state.liked_tags), nt, "liked")
             disliked_tags = self._tag_indices(list(state.disliked_tags), nt, "disliked")
-            queries.append(Query.session(liked, disliked, liked_tags, disliked_tags))
+            text = (state.filters or {}).get("text")  # the taste in words, kept with the filters
+            queries.append(
+                Query.session(
+                    liked, disliked, liked_tags, disliked_tags, text=text if isinstance(text, str) else None
+                )
+            )
             f, fnotes = filters_from_dict(state.filters, self.catalog)
             saved = self._movie_indices(list(_favourites(state)), [], "saved")  # unknown ones: no note
             filters.append(dataclasses.replace(f, exclude=tuple(saved.tolist())) if saved.size else f)

@@ -532,3 +532,29 @@ def test_posters_stills_and_the_trailer_come_from_tmdb(
         finally:
             context.close()
             stop()
+
+
+def test_words_genres_and_quieter_chips(browser: Any, live_server: str) -> None:
+    """The taste in words steers the list (kept with the session), the taste panel names the
+    liked movies' top genres, and a disliked movie's chip has one control, not three."""
+    context = browser.new_context(viewport=PHONE)
+    page = context.new_page()
+    page.goto(live_server + "/")
+    page.wait_for_function("() => Number(document.body.dataset.recVersion || 0) >= 1", timeout=10_000)
+    v = version(page)
+    page.fill("#f-text", "dark space")
+    page.press("#f-text", "Enter")
+    page.wait_for_function(f"() => Number(document.body.dataset.recVersion || 0) > {v}", timeout=10_000)
+    assert session(page)["filters"]["text"] == "dark space"
+    for feedback in ("like", "dislike"):
+        v = version(page)
+        page.locator("#recs li.card").first.locator(f"button.{feedback}").click()
+        page.wait_for_function(f"() => Number(document.body.dataset.recVersion || 0) > {v}", timeout=10_000)
+    liked = session(page)["liked"][0]
+    assert page.locator("#top-genres").inner_text() == "Mostly " + " · ".join(sorted(liked["genres"])[:3])
+    assert page.locator("#disliked li.chip button").count() == 1  # remove only: dislikes have no order
+    assert page.locator("#liked li.chip button").count() == 3  # ◀ ▶ × (order matters)
+    page.reload()
+    page.wait_for_function("() => Number(document.body.dataset.recVersion || 0) >= 1", timeout=10_000)
+    assert page.input_value("#f-text") == "dark space"  # kept with the session
+    context.close()

@@ -177,6 +177,31 @@ def test_saved_movies_leave_the_recommendations(client: TestClient) -> None:
     assert rec_ids(client, 10) == before  # unsaved: back in its place
 
 
+def test_the_taste_in_words_is_kept_and_reaches_the_model(
+    client: TestClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Issue (pictures and page): the API and CLI took free text, the page did not."""
+    from movierec import serving
+
+    seen: list[str | None] = []
+    real = serving.Query.session
+
+    def spy(*args: Any, **kwargs: Any) -> Any:
+        seen.append(kwargs.get("text"))
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(serving.Query, "session", spy)
+    r = client.put(
+        "/api/session/filters", json={"text": "  slow-burn dystopia with a detective ", "genres": []}
+    )
+    assert r.status_code == 200 and r.json()["filters"]["text"] == "slow-burn dystopia with a detective"
+    client.get("/api/recommendations")
+    assert seen[-1] == "slow-burn dystopia with a detective"
+    assert client.put("/api/session/filters", json={"text": ""}).json()["filters"]["text"] is None
+    assert client.put("/api/session/filters", json={"text": "x" * 201}).status_code == 422
+    assert client.put("/api/session/filters", json={"text": "dark\u202ecomedy"}).status_code == 422
+
+
 def test_session_items_order_and_removal(client: TestClient) -> None:
     for mid in (MATRIX, 10, 11):
         assert (

@@ -280,10 +280,29 @@ def test_movie_fields(conn: sqlite3.Connection) -> None:
     assert m["mean_rating"] == pytest.approx(4.0)
     assert m["popularity_rank"] == 1
     assert m["overview"] == "A hacker learns the truth."
-    # cyberpunk was applied twice: heaviest first; then weight-1 tags by name
-    assert m["tags"] == ["cyberpunk", "action", "philosophy", "sci-fi", "virtual reality"]
+    # too few tags worth steering by here (on 5+ movies, not a genre): all of them, heaviest
+    # first (cyberpunk was applied twice), then the more specific
+    assert m["tags"] == ["cyberpunk", "philosophy", "virtual reality", "sci-fi", "action"]
     assert get_movie(conn, 999) is None
     assert get_movie(conn, 5)["overview"] is None  # type: ignore[index]
+
+
+def test_the_movie_view_curates_its_tags(tmp_path: Path) -> None:
+    """Issue (pictures and page): the movie view listed one viewer's notes ("bubba gump
+    shrimp", "hugging") beside the tags worth steering by."""
+    movies = pd.DataFrame(
+        {"movieId": range(1, 9), "title": [f"M{i} (2000)" for i in range(1, 9)], "genres": "Drama"}
+    )
+    ratings = pd.DataFrame({"userId": 1, "movieId": range(1, 9), "rating": 4.0, "timestamp": 1})
+    rows = [(u, m, t, 1) for m in range(1, 9) for u, t in ((1, "heist"), (2, "twist"), (3, "dark"))]
+    rows += [(4, 1, "bubba gump shrimp", 1), (5, 1, "heist", 2), (6, 1, "drama", 3)]
+    rows += [(u, m, "slow", 1) for m in range(1, 6) for u in (7,)]
+    tags = pd.DataFrame(rows, columns=["userId", "movieId", "tag", "timestamp"])
+    c = connect(tmp_path / "c.sqlite3")
+    build_catalog(Dataset.build("t", ratings, movies, tags=tags), c)
+    # heaviest first (heist twice), then the more specific (slow: 5 movies), no one-off, no genre
+    assert get_movie(c, 1)["tags"] == ["heist", "slow", "dark", "twist"]  # type: ignore[index]
+    c.close()
 
 
 def test_get_movies_keeps_order_and_skips_unknown(conn: sqlite3.Connection) -> None:

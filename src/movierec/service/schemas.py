@@ -32,6 +32,13 @@ def _printable(text: str) -> str:
     return text
 
 
+def _printable_text(text: str | None) -> str | None:
+    bad = sorted({f"U+{ord(c):04X}" for c in text or "" if unicodedata.category(c) in _UNPRINTABLE})
+    if bad:
+        raise ValueError(f"the text must be printable; it holds {', '.join(bad[:5])}")
+    return text or None
+
+
 TagName = Annotated[
     str,
     StringConstraints(strip_whitespace=True, min_length=1, max_length=MAX_STR),
@@ -93,6 +100,15 @@ class FiltersIn(_In):
     genres: Annotated[
         list[Annotated[str, StringConstraints(min_length=1, max_length=50)]], Field(max_length=40)
     ] = []
+    text: Annotated[
+        str | None,
+        StringConstraints(strip_whitespace=True, max_length=MAX_STR),
+        AfterValidator(_printable_text),
+        Field(
+            description="The taste in words ('slow-burn dystopia with a detective'): the tags it names "
+            "join the liked tags of models that read text (the sequence models; content models embed it)."
+        ),
+    ] = None
 
     @model_validator(mode="after")
     def _years_in_order(self) -> FiltersIn:
@@ -121,6 +137,7 @@ class Movie(BaseModel):
     )
     rating_count: int = 0
     poster_path: str | None = None
+    overview: str | None = Field(None, description="What the movie is about (from the metadata), when known.")
     score: float | None = None
     reason: str | None = None
 
@@ -128,7 +145,6 @@ class Movie(BaseModel):
 class MovieDetail(Movie):
     """The movie view: a card plus overview, runtime, tags and outside links."""
 
-    overview: str | None = None
     runtime: float | None = None
     release_date: str | None = None
     imdb_id: int | None = None

@@ -57,7 +57,10 @@ _INSERT_COLUMNS = (  # the order of the row tuples built in build_catalog
     "release_date, vote_average, poster_path, rating_count, mean_rating, rating, popularity_rank"
 )
 _OPTIONAL = ("overview", "runtime", "release_date", "vote_average", "poster_path")
-_TOP_TAGS = 15
+#: tags the movie view shows at most
+_TOP_TAGS = 10
+#: a tag on fewer movies than this is one viewer's note ("bubba gump shrimp"), not a taste to steer by
+_MIN_TAG_MOVIES = 5
 
 
 def _fold(text: str) -> str:
@@ -337,18 +340,24 @@ def has_tag(conn: sqlite3.Connection, name: str) -> bool:
 
 
 def get_movie(conn: sqlite3.Connection, movie_id: int) -> dict[str, Any] | None:
-    """One movie by MovieLens id, with ``tags``: up to 15 tag names by weight; None if unknown."""
+    """One movie by MovieLens id, with ``tags``: up to 10 tag names worth steering by; None if unknown.
+
+    The tags are curated: most applied first (weight: user applications, genome relevance),
+    then the more specific; tags that only repeat a genre (the card names genres) and tags on
+    fewer than 5 movies of the catalogue are left out, unless that leaves fewer than 3.
+    """
     row = conn.execute(f"SELECT {_MOVIE_COLUMNS} FROM movies WHERE movie_id = ?", (int(movie_id),)).fetchone()
     if row is None:
         return None
     movie = _movie_dict(row)
-    movie["tags"] = [
-        r[0]
-        for r in conn.execute(
-            "SELECT tag FROM movie_tags WHERE movie_id = ? ORDER BY weight DESC, tag LIMIT ?",
-            (int(movie_id), _TOP_TAGS),
-        )
-    ]
+    rows = conn.execute(
+        "SELECT mt.tag, t.movie_count >= ? AND ',' || t.sources || ',' NOT LIKE '%,genre,%' AS curated "
+        "FROM movie_tags mt JOIN tags t ON t.name = mt.tag WHERE mt.movie_id = ? "
+        "ORDER BY curated DESC, mt.weight DESC, t.movie_count, mt.tag LIMIT ?",
+        (_MIN_TAG_MOVIES, int(movie_id), _TOP_TAGS),
+    ).fetchall()
+    curated = [r[0] for r in rows if r[1]]
+    movie["tags"] = curated if len(curated) >= 3 else [r[0] for r in rows]
     return movie
 
 

@@ -84,7 +84,8 @@ async def reorder(order: OrderIn, v: WriterDep, n: RecsN = None, n_tags: TagsN =
 
 @router.put("/session/filters", response_model=SessionOut)
 async def set_filters(filters: FiltersIn, v: WriterDep, n: RecsN = None, n_tags: TagsN = 12) -> SessionOut:
-    """Filters on recommendations: minimum mean rating, year range, genres (any of)."""
+    """Filters on recommendations: minimum rating, year range, genres (any of); and the taste in
+    words (``text``), which steers the list like liked tags."""
     unknown = [g for g in filters.genres if g not in v.engine.genre_names]
     if unknown:
         raise HTTPException(

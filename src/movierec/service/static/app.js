@@ -328,6 +328,7 @@ function movieCard(m) {
     el("h3", { class: "card-title" }, el("button", { type: "button", class: "linkish", text: name, onclick: () => openMovie(m.movie_id) })),
     el("p", { class: "meta", text: [m.year || "", shownGenres(m).join(" · ")].filter(Boolean).join(" — ") }),
     el("p", { class: "meta rating", text: fmtRating(m) }),
+    ...(m.overview ? [el("p", { class: "blurb", text: m.overview })] : []),
     movieActions(m));
   li.append(open, body);
   updateCard(li, m);
@@ -389,7 +390,8 @@ function renderSession() {
   for (const [sel, list, fb] of [["#liked", s.liked, "like"], ["#disliked", s.disliked, "dislike"]]) {
     const ul = $(sel);
     const label = (li, m) => setAttr(li, "aria-label", `${movieName(m)}, ${list.indexOf(m) + 1} of ${list.length}`);
-    const build = (m) => { const li = sortableChip(m, fb); label(li, m); return li; };
+    // liked movies are in order of importance (drag, keys or ◀ ▶); dislikes have no order
+    const build = (m) => { const li = fb === "like" ? sortableChip(m, fb) : dislikedChip(m); label(li, m); return li; };
     places.push(reconcile(ul, list, (m) => `m${m.movie_id}`, (m) => `${fb}|${JSON.stringify(m)}`, build, label));
     places.push(() => { if (!list.length) ul.append(el("li", { class: "empty", text: fb === "like" ? "Like a movie with the thumbs-up button" : "Nothing disliked" })); });
   }
@@ -400,7 +402,32 @@ function renderSession() {
   }
   for (const place of places) place();
   setText($("#fav-count"), String(s.favourites.length));
+  setText($("#top-genres"), topGenres(s.liked));
   renderFilters();
+}
+
+// "Mostly Sci-Fi · Action · Thriller": the genres of the liked movies, most frequent first
+function topGenres(liked) {
+  const counts = new Map();
+  for (const m of liked) for (const g of m.genres || []) counts.set(g, (counts.get(g) || 0) + 1);
+  const top = [...counts].sort((a, b) => b[1] - a[1] || a[0].localeCompare(b[0])).slice(0, 3).map(([g]) => g);
+  return top.length ? `Mostly ${top.join(" · ")}` : "";
+}
+
+function dislikedChip(m) {
+  const name = movieName(m);
+  const li = el("li", { class: "chip movie", tabindex: "0", dataset: { value: String(m.movie_id) } });
+  li.append(
+    el("span", { class: "chip-label", text: name }),
+    el("button", { type: "button", class: "btn icon tiny", "aria-label": `Remove ${name}`, text: "×", onclick: (ev) => removeItem("movie", m.movie_id, beginTiming("remove movie", ev)) }));
+  li.addEventListener("keydown", (ev) => {
+    if (ev.target === li && (ev.key === "Delete" || ev.key === "Backspace")) {
+      ev.preventDefault();
+      removeItem("movie", m.movie_id, beginTiming("remove movie", ev));
+    }
+  });
+  li.addEventListener("click", (ev) => { if (ev.target === li || ev.target.classList.contains("chip-label")) openMovie(m.movie_id); });
+  return li;
 }
 
 // drag and drop over the sortable lists: the chip moves while it is dragged, and the
@@ -662,6 +689,7 @@ function renderFilters() {
   const chosen = new Set(f.genres || []);
   for (const box of document.querySelectorAll("#f-genres input")) box.checked = chosen.has(box.value);
   $("#f-genre-count").textContent = chosen.size ? String(chosen.size) : "any";
+  if (document.activeElement !== $("#f-text")) $("#f-text").value = f.text || "";
 }
 
 // On a first start the server answers with a stand-in (popular movies) while the real
@@ -710,6 +738,7 @@ async function sendFilters(ev) {
     year_min: yMin,
     year_max: yMax,
     genres: [...document.querySelectorAll("#f-genres input:checked")].map((b) => b.value),
+    text: $("#f-text").value.trim() || null, // the taste in words, kept with the filters
   };
   await mutate("PUT", "/api/session/filters", body, timing);
 }
@@ -726,6 +755,7 @@ function setupFilters() {
   $("#f-to").addEventListener("change", sendFilters);
   $("#f-genres").addEventListener("change", sendFilters);
   $("#filter-form").addEventListener("submit", (ev) => { ev.preventDefault(); sendFilters(ev); });
+  $("#text-form").addEventListener("submit", (ev) => { ev.preventDefault(); sendFilters(ev); });
   $("#f-clear").addEventListener("click", (ev) => {
     $("#f-rating").value = "";
     $("#f-decade").value = "";
