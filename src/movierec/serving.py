@@ -23,6 +23,7 @@ from typing import Any, Generic, Protocol, TypeVar
 import numpy as np
 import scipy.sparse as sp
 
+from movierec.asking import TOP_M, Question, QuestionSpace, apply_answer, candidate_questions, choose_question
 from movierec.data.dataset import Dataset
 from movierec.models.base import Query, Recommender
 from movierec.ranking import Catalog, Filters, Recommendations, Retrieval, recommend, supports_retrieval
@@ -322,6 +323,7 @@ class Engine:
         self._similar = LRUCache(self.cache_size)
         self._scoring = RememberedScores(self.model, self.score_cache_size)
         self._retrieval = self._build_retrieval()
+        self._question_space: QuestionSpace | None = None
 
     def _build_retrieval(self) -> Retrieval | None:
         """The ANN index for :meth:`recommend`, or ``None`` (small catalogue, no vectors, no FAISS)."""
@@ -609,27 +611,182 @@ class Engine:
                     out[i] = answer
         return [_copy_rec(out[i]) if copy else out[i] for i in range(len(requests))]
 
+    # -------------------------------------------------------------- questions
+    @property
+    def question_space(self) -> QuestionSpace:
+        """What questions are built from (:class:`movierec.asking.QuestionSpace`), made once."""
+        if self._question_space is None:
+            genre_tags = [
+                self._tag_pos[g.lower()] for g in self.catalog.genre_names if g.lower() in self._tag_pos
+            ]
+            self._question_space = QuestionSpace(
+                tags=self.movie_tags,
+                years=self.catalog.year,
+                genres=self.catalog.genres,
+                genre_names=self.catalog.genre_names,
+                genre_tags=np.asarray(genre_tags, np.int64),
+            )
+        return self._question_space
+
+    def question(
+        self, state: SessionLike, avoid: Sequence[tuple[str, Sequence[int | str]]] = ()
+    ) -> dict[str, Any] | None:
+        """The question to ask this session next (:mod:`movierec.asking`), ``None`` if there is
+        nothing left to ask. ``avoid``: questions (kind, values) not to ask again.
+
+        Returns ``{"kind", "prompt", "values", "options": [{"label", ...}], "gain",
+        "probabilities"}``; ``values`` (movie ids, tag names, a year or a genre) and an answer
+        go back to :meth:`answer_change`.
+        """
+        query, filters, _ = self._query(state)
+        rec = recommend(
+            self._scoring,  # type: ignore[arg-type]
+            [query],
+            TOP_M,
+            catalog=self.catalog,
+            filters=filters,
+            retrieval=self._retrieval,
+        )[0]
+        f = state.filters or {}
+        asked = []
+        for kind, values in avoid:
+            try:
+                asked.append(Question(kind, self._question_options(kind, values), (), 0.0))  # type: ignore[arg-type]
+            except ValueError:
+                continue  # a question about something this model does not know: nothing to avoid
+        chosen = choose_question(
+            candidate_questions(
+                rec.movies,
+                self.question_space,
+                held_movies=query.movies.tolist(),
+                held_tags=np.concatenate([query.liked_tags, query.disliked_tags]).tolist(),
+                asked=asked,
+                year_filtered=f.get("year_min") is not None or f.get("year_max") is not None,
+                genre_filtered=bool(f.get("genres")),
+            )
+        )
+        return None if chosen is None else self._question_out(chosen)
+
+    def _question_options(self, kind: str, values: Sequence[int | str]) -> tuple[int | str, ...]:
+        """A question's options as indices (movies, tags) or as they are (a year, a genre)."""
+        if kind == "movies":
+            idx = [self._movie_pos.get(int(v), -1) for v in values]
+            if len(idx) != 2 or min(idx) < 0:
+                raise ValueError(f"a movie question names two movies the model knows; got {list(values)}")
+            return tuple(idx)
+        if kind == "tags":
+            tags = [self._tag_pos.get(str(v).strip().lower(), -1) for v in values]
+            if len(tags) != 2 or min(tags) < 0:
+                raise ValueError(f"a tag question names two tags the model knows; got {list(values)}")
+            return tuple(tags)
+        if kind == "era":
+            if len(values) != 1 or not 1800 <= int(values[0]) <= 2200:
+                raise ValueError(f"an era question names one year (1800-2200); got {list(values)}")
+            return (int(values[0]),)
+        if kind == "genre":
+            if len(values) != 1 or str(values[0]) not in self.catalog.genre_names:
+                raise ValueError(f"a genre question names one genre of {list(self.catalog.genre_names)}")
+            return (str(values[0]),)
+        raise ValueError(f"unknown question kind {kind!r}; one of movies, tags, era, genre")
+
+    def _question_out(self, q: Question) -> dict[str, Any]:
+        assert self.model.movies is not None
+        if q.kind == "movies":
+            ids = [int(self.model.movies.ids[int(i)]) for i in q.options]
+            names = [self._movie_label(int(i)) for i in q.options]
+            values: list[int | str] = list(ids)
+            options = [{"label": n, "movie_id": m} for n, m in zip(names, ids, strict=True)]
+            prompt = f"More like {names[0]} or more like {names[1]}?"
+        elif q.kind == "tags":
+            assert self.model.tags is not None
+            tags = [str(self.model.tags.ids[int(i)]) for i in q.options]
+            values = list(tags)
+            options = [{"label": f"#{t}", "tag": t} for t in tags]
+            prompt = f"In the mood for #{tags[0]} or #{tags[1]}?"
+        elif q.kind == "era":
+            year = int(q.options[0])
+            values = [year]
+            options = [
+                {"label": f"Before {year}", "year_max": year - 1},
+                {"label": f"{year} or later", "year_min": year},
+            ]
+            prompt = f"Older or newer: before {year}, or {year} and after?"
+        else:
+            genre = str(q.options[0])
+            values = [genre]
+            options = [{"label": f"Yes, {genre}", "genre": genre}, {"label": f"No {genre}", "genre": genre}]
+            prompt = f"In the mood for {genre}?"
+        return {
+            "kind": q.kind,
+            "prompt": prompt,
+            "values": values,
+            "options": options,
+            "gain": round(q.gain, 4),
+            "probabilities": [round(m, 4) for m in q.masses],
+        }
+
+    def _movie_label(self, i: int) -> str:
+        year = int(self.catalog.year[i])
+        return f"{self.titles[i]} ({year})" if year else str(self.titles[i])
+
+    def movie_label(self, movie_id: int) -> str:
+        """ "Title (year)" of a movie the model knows (external id)."""
+        return self._movie_label(self._movie_pos[int(movie_id)])
+
+    def answer_change(self, kind: str, values: Sequence[int | str], answer: int | str) -> dict[str, Any]:
+        """What ``answer`` to the question ``(kind, values)`` does to a session, in ids: keys
+        ``like_movies``, ``dislike_movies`` (movie ids), ``like_tags``, ``dislike_tags`` (names),
+        ``year_min``, ``year_max``, ``genres``. Raises ``ValueError`` for a question or an
+        answer that is not one (:func:`movierec.asking.apply_answer` documents the effects)."""
+        options = self._question_options(kind, values)
+        genre_tag = self._tag_pos.get(str(options[0]).lower()) if kind == "genre" else None
+        change = apply_answer(Question(kind, options, (), 0.0), answer, genre_tag=genre_tag)  # type: ignore[arg-type]
+        assert self.model.movies is not None
+        tag_ids = self.model.tags.ids if self.model.tags is not None else np.zeros(0, object)
+
+        def tag_name(i: int) -> str:
+            return str(tag_ids[i])
+
+        return {
+            "like_movies": [int(self.model.movies.ids[i]) for i in change.like_movies],
+            "dislike_movies": [int(self.model.movies.ids[i]) for i in change.dislike_movies],
+            "like_tags": [tag_name(i) for i in change.like_tags],
+            "dislike_tags": [tag_name(i) for i in change.dislike_tags],
+            "year_min": change.year_min,
+            "year_max": change.year_max,
+            "genres": list(change.genres),
+        }
+
+    def _query(self, state: SessionLike) -> tuple[Query, Filters, list[str]]:
+        """The model's query for a session, its filters (saved movies left out) and notes on
+        what was ignored."""
+        nt: list[str] = []
+        liked = self._movie_indices(list(state.liked), nt, "liked")
+        disliked = self._movie_indices(list(state.disliked), nt, "disliked")
+        liked_tags = self._tag_indices(list(state.liked_tags), nt, "liked")
+        disliked_tags = self._tag_indices(list(state.disliked_tags), nt, "disliked")
+        text = (state.filters or {}).get("text")  # the taste in words, kept with the filters
+        query = Query.session(
+            liked, disliked, liked_tags, disliked_tags, text=text if isinstance(text, str) else None
+        )
+        f, fnotes = filters_from_dict(state.filters, self.catalog)
+        saved = self._movie_indices(list(_favourites(state)), [], "saved")  # unknown ones: no note
+        return (
+            query,
+            (dataclasses.replace(f, exclude=tuple(saved.tolist())) if saved.size else f),
+            nt + fnotes,
+        )
+
     def _recommend_batch(self, states: Sequence[SessionLike], n: int, n_tags: int) -> list[dict[str, Any]]:
         """Uncached answers for ``states``: one model call for the whole batch."""
         queries: list[Query] = []
         filters: list[Filters] = []
         notes: list[list[str]] = []
         for state in states:
-            nt: list[str] = []
-            liked = self._movie_indices(list(state.liked), nt, "liked")
-            disliked = self._movie_indices(list(state.disliked), nt, "disliked")
-            liked_tags = self._tag_indices(list(state.liked_tags), nt, "liked")
-            disliked_tags = self._tag_indices(list(state.disliked_tags), nt, "disliked")
-            text = (state.filters or {}).get("text")  # the taste in words, kept with the filters
-            queries.append(
-                Query.session(
-                    liked, disliked, liked_tags, disliked_tags, text=text if isinstance(text, str) else None
-                )
-            )
-            f, fnotes = filters_from_dict(state.filters, self.catalog)
-            saved = self._movie_indices(list(_favourites(state)), [], "saved")  # unknown ones: no note
-            filters.append(dataclasses.replace(f, exclude=tuple(saved.tolist())) if saved.size else f)
-            notes.append(nt + fnotes)
+            q, f, nt = self._query(state)
+            queries.append(q)
+            filters.append(f)
+            notes.append(nt)
         recs = recommend(
             self._scoring,  # type: ignore[arg-type]  # the model, its score rows remembered
             queries,

@@ -558,3 +558,52 @@ def test_words_genres_and_quieter_chips(browser: Any, live_server: str) -> None:
     page.wait_for_function("() => Number(document.body.dataset.recVersion || 0) >= 1", timeout=10_000)
     assert page.input_value("#f-text") == "dark space"  # kept with the session
     context.close()
+
+
+@pytest.mark.parametrize("viewport", [DESKTOP, PHONE], ids=["desktop", "phone"])
+def test_help_me_choose(browser: Any, live_server: str, screenshots: Path, viewport: dict[str, int]) -> None:
+    """ "Help me choose": a question, an answer by keyboard, the list and the taste panel change,
+    the answer can be undone, and Done closes the questions."""
+    context = browser.new_context(viewport=viewport)
+    page = context.new_page()
+    errors: list[str] = []
+    page.on("pageerror", lambda e: errors.append(str(e)))
+    page.goto(live_server + "/")
+    page.wait_for_function("() => Number(document.body.dataset.recVersion || 0) >= 1", timeout=10_000)
+    before = snapshot_of(page)
+    page.click("#ask-open")
+    option = page.locator("#ask-options button.ask-option").first
+    option.wait_for()
+    assert page.locator("#ask-q").inner_text().startswith("1. ")
+    assert page.evaluate("() => document.activeElement.classList.contains('ask-option')")  # keyboard-ready
+    v = version(page)
+    page.keyboard.press("Enter")  # answers the first option
+    page.wait_for_function(f"() => Number(document.body.dataset.recVersion || 0) > {v}", timeout=10_000)
+    page.wait_for_function(
+        "() => document.querySelector('#ask-q').textContent.startsWith('2. ')", timeout=10_000
+    )
+    after = snapshot_of(page)
+    assert after != before, "the answer changed nothing in the session"
+    page.screenshot(path=str(screenshots / f"ask-{viewport['width']}.png"))
+    page.click("#ask-undo")
+    page.wait_for_function(
+        "() => document.querySelector('#ask-note').textContent === 'Undone.'", timeout=10_000
+    )
+    assert snapshot_of(page) == before
+    page.click("#ask-close")
+    assert page.locator("#ask").is_hidden()
+    width = page.evaluate("() => document.documentElement.scrollWidth")
+    assert width <= viewport["width"], f"the page scrolls sideways ({width}px)"
+    assert not errors, errors
+    context.close()
+
+
+def snapshot_of(page: Any) -> dict[str, Any]:
+    s = session(page)
+    return {
+        "liked": [m["movie_id"] for m in s["liked"]],
+        "disliked": [m["movie_id"] for m in s["disliked"]],
+        "liked_tags": s["liked_tags"],
+        "disliked_tags": s["disliked_tags"],
+        "filters": {k: v for k, v in s["filters"].items() if v not in (None, [])},
+    }

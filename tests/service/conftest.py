@@ -127,3 +127,16 @@ def tiny() -> Dataset:
 @pytest.fixture
 def tiny_frames() -> dict[str, pd.DataFrame]:
     return small_frames()
+
+
+@pytest.fixture
+def tiny_folder(
+    tmp_path: Path, tiny_frames: dict[str, pd.DataFrame], monkeypatch: pytest.MonkeyPatch
+) -> Path:
+    """The tiny data set as a folder of MovieLens CSV files, with MOVIEREC_HOME at ``tmp_path/home``."""
+    folder = tmp_path / "tiny"
+    folder.mkdir()
+    for name, frame in tiny_frames.items():
+        frame.to_csv(folder / f"{name}.csv", index=False)
+    monkeypatch.setenv("MOVIEREC_HOME", str(tmp_path / "home"))
+    return folder

@@ -10,7 +10,6 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
-import pandas as pd
 import pytest
 from fastapi.testclient import TestClient
 
@@ -480,16 +479,12 @@ def test_cli_serve_without_model_is_a_clear_error(tmp_path: Path, monkeypatch: p
 
 
 def test_run_prepares_catalogue_and_model_once(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, tiny_frames: dict[str, pd.DataFrame]
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, tiny_folder: Path
 ) -> None:
     from movierec.cli import serve as serve_cmd
     from movierec.storage.catalog import catalog_info
 
-    folder = tmp_path / "tiny"
-    folder.mkdir()
-    for name, frame in tiny_frames.items():
-        frame.to_csv(folder / f"{name}.csv", index=False)
-    monkeypatch.setenv("MOVIEREC_HOME", str(tmp_path / "home"))
+    folder = tiny_folder
     model_dir, db = serve_cmd.prepare(str(folder), model_name="pop")
     assert (model_dir / "meta.json").exists() and model_dir == tmp_path / "home" / "models" / "default"
     conn = connect(db)
@@ -516,7 +511,7 @@ def test_run_prepares_catalogue_and_model_once(
 
 
 def test_a_first_run_serves_at_once_and_swaps_the_trained_model_in(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, tiny_frames: dict[str, pd.DataFrame]
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, tiny_folder: Path
 ) -> None:
     """Issue (pictures and page): ``make run`` served nothing until the default model had
     trained (115 s on an idle machine). Now a popularity stand-in serves at once, the default
@@ -528,11 +523,7 @@ def test_a_first_run_serves_at_once_and_swaps_the_trained_model_in(
     from movierec.cli import serve as serve_cmd
     from movierec.models.artifacts import read_meta
 
-    folder = tmp_path / "tiny"
-    folder.mkdir()
-    for name, frame in tiny_frames.items():
-        frame.to_csv(folder / f"{name}.csv", index=False)
-    monkeypatch.setenv("MOVIEREC_HOME", str(tmp_path / "home"))
+    folder = tiny_folder
     model_dir = tmp_path / "home" / "models" / "default"
     seen: dict[str, Any] = {}
 

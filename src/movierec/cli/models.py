@@ -297,9 +297,104 @@ def search(
         typer.echo("tags: " + ", ".join(f"#{t['name']} ({t['movie_count']})" for t in tags))
 
 
+def ask(
+    model_dir: Annotated[
+        Path, typer.Option("--model", "-m", help="Model directory written by `movierec train`.")
+    ],
+    like: Annotated[
+        list[str] | None, typer.Option("--like", help="A movie liked before the questions start; repeatable.")
+    ] = None,
+    questions: Annotated[
+        int, typer.Option("--questions", min=1, max=50, help="Questions to ask at most.")
+    ] = 5,
+    answers: Annotated[
+        str | None,
+        typer.Option(
+            "--answers",
+            help="Answer without asking, for scripts: a comma list of 1, 2, n (neither), s (skip).",
+        ),
+    ] = None,
+    n: Annotated[int, typer.Option("-n", min=1, max=100, help="How many movies to show.")] = 10,
+    dataset: Annotated[
+        str | None,
+        typer.Option("--dataset", "-d", help="Data set (default: the one the model was trained on)."),
+    ] = None,
+    mirror: MirrorOpt = None,
+) -> None:
+    """Find tonight's movie by answering questions (the page's "Help me choose", in a terminal).
+
+    Each question is the one whose answer tells the model the most; 1 or 2 picks an option,
+    n says neither, s skips, q stops. The list after every answer, and at the end.
+    """
+    from movierec.data.load import load_dataset
+    from movierec.models.artifacts import load_model
+    from movierec.serving import Engine
+    from movierec.storage.catalog import open_catalog
+    from movierec.storage.sessions import SessionState
+
+    s = settings(mirror)
+    model = load_model(model_dir)
+    data = load_dataset(dataset or model.fit_info.dataset, s)
+    conn = open_catalog(data, s.database_path)
+    try:
+        liked = _resolve_movies(conn, like or [], data)
+    finally:
+        conn.close()
+    engine = Engine.from_dataset(model, data)
+    ids = data.movies.ids
+    state = SessionState(liked=[int(ids[i]) for i in liked])
+    scripted = [a.strip().lower() for a in answers.split(",")] if answers is not None else None
+    avoid: list[tuple[str, list[int | str]]] = []
+
+    def show() -> None:
+        rec = engine.recommend(state, n, 0)
+        titles = {
+            int(m): engine._movie_label(i)
+            for m, i in ((m["movie_id"], engine._movie_pos[m["movie_id"]]) for m in rec["movies"])
+        }
+        for k, m in enumerate(rec["movies"], 1):
+            typer.echo(f"{k:>3}. {titles[m['movie_id']]}")
+
+    for number in range(1, questions + 1):
+        q = engine.question(state, avoid)
+        if q is None:
+            typer.echo("nothing left worth asking")
+            break
+        avoid.append((q["kind"], q["values"]))
+        typer.echo(f"\n{number}. {q['prompt']}")
+        for k, option in enumerate(q["options"], 1):
+            typer.echo(f"   {k}) {option['label']}")
+        typer.echo("   n) neither   s) skip   q) stop")
+        if scripted is not None:
+            if not scripted:
+                break
+            reply = scripted.pop(0)
+            typer.echo(f"> {reply}")
+        else:
+            reply = typer.prompt(">", default="s").strip().lower()
+        if reply in ("q", "quit"):
+            break
+        replies: dict[str, int | str] = {"1": 0, "2": 1, "n": "neither", "neither": "neither"}
+        choice = replies.get(reply, "skip")
+        change = engine.answer_change(q["kind"], q["values"], choice)
+        state.disliked.extend(m for m in change["dislike_movies"] if m not in state.disliked)
+        state.liked.extend(m for m in change["like_movies"] if m not in state.liked)
+        state.disliked_tags.extend(t for t in change["dislike_tags"] if t not in state.disliked_tags)
+        state.liked_tags.extend(t for t in change["like_tags"] if t not in state.liked_tags)
+        for key in ("year_min", "year_max"):
+            if change[key] is not None:
+                state.filters[key] = change[key]
+        if change["genres"]:
+            state.filters["genres"] = change["genres"]
+        show()
+    typer.echo("\nyour list:")
+    show()
+
+
 def register(app: typer.Typer) -> None:
     """Attach the model commands to the top-level app."""
     app.command("train")(train)
     app.command("recommend")(recommend)
     app.command("similar")(similar)
     app.command("search")(search)
+    app.command("ask")(ask)

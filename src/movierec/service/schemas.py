@@ -250,3 +250,55 @@ class ErrorOut(BaseModel):
     """An error: a message, or (request validation) one entry per invalid field."""
 
     detail: str | list[ValidationIssue]
+
+
+QuestionKind = Literal["movies", "tags", "era", "genre"]
+
+
+class QuestionOption(BaseModel):
+    """One answer a question offers (besides "neither" and "skip")."""
+
+    label: str
+    movie_id: int | None = None
+    tag: str | None = None
+    year_min: int | None = None
+    year_max: int | None = None
+    genre: str | None = None
+
+
+class QuestionOut(BaseModel):
+    """A question chosen for the session: send ``kind``, ``values`` and the answer to
+    ``POST /api/session/answer``."""
+
+    kind: QuestionKind
+    prompt: str
+    values: list[int | str]
+    options: list[QuestionOption]
+    gain: float = Field(
+        description="Expected information of the answer, in bits (an even two-way split: about 1.4)."
+    )
+    probabilities: list[float] = Field(
+        description="The model's probability of each option, then of 'neither'."
+    )
+
+
+class NextQuestion(BaseModel):
+    """The next question, or ``null`` when there is nothing left worth asking."""
+
+    question: QuestionOut | None
+
+
+class AnswerIn(_In):
+    """An answer to a question: the option's position (0 or 1), ``"neither"`` or ``"skip"``.
+
+    Two movies: the chosen one is liked ("neither": nothing). Two tags: the chosen one is
+    liked, "neither" dislikes both. Era (before the year, the year and after): a year filter.
+    Genre (yes, no): yes filters on the genre, no dislikes its tag. "neither" on era and
+    genre, and "skip" on any question, change nothing.
+    """
+
+    kind: QuestionKind
+    values: Annotated[
+        list[Annotated[int, Field(ge=1, le=2**62)] | TagName], Field(min_length=1, max_length=2)
+    ]
+    answer: Annotated[int, Field(ge=0, le=1)] | Literal["neither", "skip"]

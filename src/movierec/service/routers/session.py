@@ -15,7 +15,18 @@ from movierec.service.routers._common import (
     session_out,
     store_call,
 )
-from movierec.service.schemas import FiltersIn, ItemIn, ItemRef, Kind, OrderIn, SessionOut, TagName
+from movierec.service.schemas import (
+    AnswerIn,
+    FiltersIn,
+    ItemIn,
+    ItemRef,
+    Kind,
+    NextQuestion,
+    OrderIn,
+    QuestionOut,
+    SessionOut,
+    TagName,
+)
 
 router = APIRouter(tags=["session"])
 
@@ -94,3 +105,68 @@ async def set_filters(filters: FiltersIn, v: WriterDep, n: RecsN = None, n_tags:
     return await changed_session(
         v, await store_call(v.store.set_filters(v.token, filters.model_dump())), n, n_tags
     )
+
+
+#: questions a page may ask the server not to repeat (``avoid=movies:318,2571``)
+MAX_AVOID = 30
+
+
+@router.get(
+    "/session/question",
+    response_model=NextQuestion,
+    responses={503: {"description": "Busy"}},
+)
+async def next_question(
+    v: VisitDep,
+    avoid: Annotated[
+        list[str],
+        Query(
+            max_length=MAX_AVOID,
+            description="Questions not to ask again: KIND:VALUE,VALUE (as the question's values).",
+        ),
+    ] = [],  # noqa: B006 - FastAPI copies query defaults
+) -> NextQuestion:
+    """The question whose answer tells the most about what to show this session next
+    ("more like Heat or more like Amélie?", "#dystopia or #romance?", "before or after 2000?",
+    "in the mood for Comedy?"), chosen from the model's ranking for the session now."""
+    pairs: list[tuple[str, list[int | str]]] = []
+    for item in avoid:
+        kind, _, rest = item[:500].partition(":")
+        values: list[int | str] = [int(x) if x.strip().isdigit() else x for x in rest.split(",") if x.strip()]
+        pairs.append((kind, values))
+    state = await store_call(v.store.get(v.token))
+    q = await v.gate.run(v.engine.question, state, pairs)
+    return NextQuestion(question=None if q is None else QuestionOut(**q))
+
+
+@router.post(
+    "/session/answer",
+    response_model=SessionOut,
+    responses={422: {"description": "Not a question this model asks, or not an answer"}},
+)
+async def answer_question(body: AnswerIn, v: WriterDep, n: RecsN = None, n_tags: TagsN = 12) -> SessionOut:
+    """Answer a question: the answer becomes likes, dislikes or a filter of the session (the
+    taste panel shows them, and each can be undone like any other)."""
+    try:
+        change = v.engine.answer_change(body.kind, body.values, body.answer)
+    except ValueError as exc:
+        raise HTTPException(status_code=422, detail=str(exc)) from exc
+    state = await store_call(v.store.get(v.token))
+    for kind, key, feedback in (
+        ("movie", "dislike_movies", "dislike"),
+        ("movie", "like_movies", "like"),
+        ("tag", "dislike_tags", "dislike"),
+        ("tag", "like_tags", "like"),
+    ):
+        for value in change[key]:
+            state = await store_call(v.store.add(v.token, kind, value, feedback))  # type: ignore[arg-type]
+    filters = dict(state.filters or {})
+    if change["year_min"] is not None:
+        filters["year_min"] = change["year_min"]
+    if change["year_max"] is not None:
+        filters["year_max"] = change["year_max"]
+    if change["genres"]:
+        filters["genres"] = change["genres"]
+    if filters != (state.filters or {}):
+        state = await store_call(v.store.set_filters(v.token, filters))
+    return await changed_session(v, state, n, n_tags)

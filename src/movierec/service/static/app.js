@@ -820,6 +820,98 @@ async function openFavs() {
   $("#fav-view").showModal();
 }
 
+// ------------------------------------------------------------------ help me choose
+// Questions chosen by the server from the model's ranking for the session now; each answer
+// becomes likes, dislikes or a filter (the taste panel shows them), and the list below
+// updates with it. Up to ASK_MAX questions, or until the visitor is done or nothing is left.
+const ASK_MAX = 5;
+const ask = { avoid: [], count: 0, undo: null };
+
+function recIds() {
+  return [...document.querySelectorAll("#recs li.card")].map((li) => li.dataset.movieId);
+}
+
+function snapshot() {
+  const s = state.session;
+  return {
+    liked: s.liked.map((m) => m.movie_id), disliked: s.disliked.map((m) => m.movie_id),
+    liked_tags: [...s.liked_tags], disliked_tags: [...s.disliked_tags], filters: { ...(s.filters || {}) },
+  };
+}
+
+async function askNext() {
+  const panel = $("#ask");
+  panel.hidden = false;
+  $("#ask-open").setAttribute("aria-expanded", "true");
+  if (ask.count >= ASK_MAX) return askDone(`That was ${ASK_MAX} questions: the list is yours.`);
+  const params = ask.avoid.map((a) => `avoid=${encodeURIComponent(a)}`).join("&");
+  let q;
+  try {
+    q = (await api("GET", `/api/session/question${params ? `?${params}` : ""}`)).question;
+  } catch (err) {
+    return askDone(err instanceof ApiError ? `Could not ask: ${err.message}` : "Could not ask.");
+  }
+  if (!q) return askDone("Nothing left worth asking: the list has settled.");
+  ask.avoid.push(`${q.kind}:${q.values.join(",")}`);
+  $("#ask-q").textContent = `${ask.count + 1}. ${q.prompt}`;
+  const choices = q.options.map((o, i) => el("button", { type: "button", class: "btn ask-option", text: o.label, onclick: (ev) => answer(q, i, ev) }));
+  choices.push(el("button", { type: "button", class: "btn small", text: "Neither", onclick: (ev) => answer(q, "neither", ev) }));
+  choices.push(el("button", { type: "button", class: "btn small", text: "Skip", onclick: (ev) => answer(q, "skip", ev) }));
+  $("#ask-options").replaceChildren(...choices);
+  choices[0].focus();
+}
+
+async function answer(q, a, ev) {
+  const before = recIds();
+  const was = snapshot();
+  for (const b of document.querySelectorAll("#ask-options button")) b.disabled = true;
+  const ok = await mutate("POST", "/api/session/answer", { kind: q.kind, values: q.values, answer: a }, beginTiming("answer", ev));
+  ask.count += 1;
+  if (ok) {
+    const now = recIds();
+    const fresh = now.filter((id) => !before.includes(id)).length;
+    $("#ask-note").textContent = a === "skip" ? "Skipped." : fresh ? `${fresh} new in the list.` : "The list kept its movies; the order may have moved.";
+    ask.undo = a === "skip" ? null : was;
+    $("#ask-undo").hidden = !ask.undo;
+  }
+  await askNext();
+}
+
+// Put the session back as it was before the last answer: remove what it added, restore the filters.
+async function undoAnswer(ev) {
+  const was = ask.undo;
+  if (!was) return;
+  ask.undo = null;
+  $("#ask-undo").hidden = true;
+  const now = snapshot();
+  for (const [key, kind] of [["liked", "movie"], ["disliked", "movie"], ["liked_tags", "tag"], ["disliked_tags", "tag"]]) {
+    for (const v of now[key]) if (!was[key].includes(v)) await mutate("DELETE", "/api/session/items", { kind, value: v }, null);
+  }
+  if (JSON.stringify(now.filters) !== JSON.stringify(was.filters)) {
+    const f = was.filters;
+    await mutate("PUT", "/api/session/filters", { min_rating: f.min_rating ?? null, year_min: f.year_min ?? null, year_max: f.year_max ?? null, genres: f.genres || [], text: f.text ?? null }, beginTiming("undo", ev));
+  }
+  $("#ask-note").textContent = "Undone.";
+}
+
+function askDone(message) {
+  $("#ask-q").textContent = message;
+  $("#ask-options").replaceChildren();
+  ask.count = 0;
+  ask.avoid = [];
+}
+
+function askClose() {
+  $("#ask").hidden = true;
+  $("#ask-open").setAttribute("aria-expanded", "false");
+  ask.count = 0;
+  ask.avoid = [];
+  ask.undo = null;
+  $("#ask-undo").hidden = true;
+  $("#ask-note").textContent = "";
+  $("#ask-open").focus();
+}
+
 // ------------------------------------------------------------------ start
 async function refresh() {
   try {
@@ -847,6 +939,9 @@ async function start() {
   });
   $("#results-close").addEventListener("click", () => { q.value = ""; closeResults(); q.focus(); });
   $("#fav-open").addEventListener("click", openFavs);
+  $("#ask-open").addEventListener("click", () => { ask.count = 0; ask.avoid = []; askNext(); });
+  $("#ask-close").addEventListener("click", askClose);
+  $("#ask-undo").addEventListener("click", undoAnswer);
   for (const dlg of document.querySelectorAll("dialog")) {
     dlg.addEventListener("click", (ev) => { if (ev.target === dlg) dlg.close(); });
   }

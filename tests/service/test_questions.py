@@ -1,0 +1,166 @@
+"""``GET /api/session/question`` and ``POST /api/session/answer`` (issue "The recommender asks"):
+a question comes from the session's own ranking, every answer changes the session as
+documented, questions are not repeated when asked not to, and a visitor who always skips
+still gets recommendations."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from fastapi.testclient import TestClient
+
+from movierec.data.dataset import Dataset
+from movierec.service.app import create_app
+from movierec.service.config import ServiceSettings
+from movierec.settings import Settings
+
+
+@pytest.fixture
+def client(tmp_path: Path, tiny: Dataset, make_home: Callable[..., Path]) -> Iterator[TestClient]:
+    root = make_home(tmp_path, tiny, "itemknn")
+    svc = ServiceSettings(
+        settings=Settings(home=root), model_dir=root / "model", database_path=root / "db.sqlite3"
+    )
+    with TestClient(create_app(svc)) as c:
+        yield c
+
+
+def ask(c: TestClient, *avoid: str) -> dict[str, Any]:
+    r = c.get("/api/session/question", params=[("avoid", a) for a in avoid])
+    assert r.status_code == 200, r.text
+    q: dict[str, Any] = r.json()["question"]
+    return q
+
+
+def answer(c: TestClient, q: dict[str, Any], a: int | str) -> dict[str, Any]:
+    r = c.post(
+        "/api/session/answer", json={"kind": q["kind"], "values": q["values"], "answer": a}, params={"n": 10}
+    )
+    assert r.status_code == 200, r.text
+    out: dict[str, Any] = r.json()
+    return out
+
+
+def avoid_key(q: dict[str, Any]) -> str:
+    return f"{q['kind']}:{','.join(str(v) for v in q['values'])}"
+
+
+def test_a_question_and_its_answers(client: TestClient) -> None:
+    q = ask(client)
+    assert q["kind"] in ("movies", "tags", "era", "genre") and len(q["options"]) == 2 and q["prompt"]
+    assert q["gain"] > 0 and sum(q["probabilities"]) == pytest.approx(1.0, abs=1e-3)
+    # the session of a new visitor is created by its first answer, not by the question
+    assert "movierec_session" not in client.cookies
+    seen: list[str] = []
+    changes: dict[str, dict[str, Any]] = {}
+    for _ in range(12):  # bounded: answer option 0 of each kind of question once
+        q = ask(client, *seen)
+        if q is None:
+            break
+        seen.append(avoid_key(q))
+        if q["kind"] not in changes:
+            changes[q["kind"]] = {"question": q, "after": answer(client, q, 0)}
+    assert changes, "no question was answered"
+    for kind, got in changes.items():
+        qq, after = got["question"], got["after"]
+        if kind == "movies":
+            assert qq["values"][0] in [m["movie_id"] for m in after["liked"]]
+        elif kind == "tags":
+            assert qq["values"][0] in after["liked_tags"]
+        elif kind == "era":
+            assert after["filters"]["year_max"] == qq["values"][0] - 1
+        else:
+            assert after["filters"]["genres"] == qq["values"]
+        assert after["recommendations"]["movies"]  # the list that answer gives, in the same round trip
+
+
+def test_neither_and_skip(client: TestClient) -> None:
+    q = ask(client)
+    for _ in range(6):  # find a movie question (skipping others)
+        if q["kind"] == "movies":
+            break
+        before = client.get("/api/session").json()
+        after = answer(client, q, "skip")
+        assert {k: after[k] for k in ("liked", "disliked", "liked_tags", "disliked_tags", "filters")} == {
+            k: before[k] for k in ("liked", "disliked", "liked_tags", "disliked_tags", "filters")
+        }
+        q = ask(client, avoid_key(q))
+    for _ in range(6):  # a tag question: "neither" dislikes both tags
+        if q is None or q["kind"] == "tags":
+            break
+        q = ask(client, avoid_key(q))
+    if q is not None and q["kind"] == "tags":
+        after = answer(client, q, "neither")
+        assert sorted(after["disliked_tags"]) == sorted(q["values"])
+
+
+def test_a_visitor_who_always_skips_still_gets_recommendations(client: TestClient) -> None:
+    avoid: list[str] = []
+    for _ in range(10):
+        q = ask(client, *avoid)
+        if q is None:
+            break
+        assert answer(client, q, "skip")["recommendations"]["movies"]
+        avoid.append(avoid_key(q))
+    assert len(client.get("/api/recommendations", params={"n": 10}).json()["movies"]) == 10
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        {"kind": "movies", "values": [1], "answer": 0},  # one movie
+        {"kind": "movies", "values": [1, 999999], "answer": 0},  # unknown movie
+        {"kind": "tags", "values": ["no such tag", "space"], "answer": 1},
+        {"kind": "era", "values": [1], "answer": 0},
+        {"kind": "genre", "values": ["Western"], "answer": 0},
+        {"kind": "movies", "values": [1, 2], "answer": 2},
+        {"kind": "movies", "values": [1, 2], "answer": "maybe"},
+        {"kind": "plot", "values": [1, 2], "answer": 0},
+    ],
+)
+def test_bad_answers_are_refused(client: TestClient, body: dict[str, Any]) -> None:
+    r = client.post("/api/session/answer", json=body)
+    assert r.status_code == 422, r.text
+
+
+def test_hostile_avoid_lists_are_harmless(client: TestClient) -> None:
+    assert ask(client, "movies:x,y", "plot:1", ":::", "tags:" + "a," * 300)["kind"]
+    assert client.get("/api/session/question", params=[("avoid", "x")] * 31).status_code == 422
+
+
+def test_movierec_ask_in_a_terminal(tmp_path: Path, tiny_folder: Path) -> None:
+    """`movierec ask`: the same questions and answers as the page, scripted here with --answers."""
+    from typer.testing import CliRunner
+
+    from movierec.cli import app
+    from movierec.models.artifacts import save_model
+    from movierec.models.registry import create
+
+    folder = tiny_folder
+    from movierec.data.load import load_dataset
+
+    data = load_dataset(str(folder), Settings(home=tmp_path / "home"))
+    save_model(create("itemknn").fit(data), tmp_path / "model")
+    args = [
+        "ask",
+        "--model",
+        str(tmp_path / "model"),
+        "--dataset",
+        str(folder),
+        "--questions",
+        "3",
+        "-n",
+        "5",
+    ]
+    r = CliRunner().invoke(app, [*args, "--answers", "1,n,s"])
+    assert r.exit_code == 0, r.output
+    assert r.output.count("   n) neither   s) skip   q) stop") == 3
+    assert "> 1" in r.output and "> n" in r.output and "> s" in r.output
+    listing = r.output.split("your list:")[1].strip().splitlines()
+    assert len(listing) == 5 and listing[0].startswith("1. ")
+    # interactive: a typed q stops at once, and the list still comes
+    r = CliRunner().invoke(app, args, input="q\n")
+    assert r.exit_code == 0 and r.output.count("n) neither") == 1 and "your list:" in r.output
