@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import argparse
 import time
+from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -39,6 +40,7 @@ import numpy as np
 import scipy.sparse as sp
 
 from movierec.asking import (
+    ANSWERS,
     TOP_M,
     Change,
     Question,
@@ -46,6 +48,7 @@ from movierec.asking import (
     apply_answer,
     candidate_questions,
     choose_question,
+    seen_share,
 )
 from movierec.data.dataset import Dataset
 from movierec.data.load import load_dataset
@@ -56,6 +59,8 @@ from movierec.ranking import Catalog, Filters, recommend
 from movierec.settings import Settings
 
 WAYS = ("click", "random", "chosen")
+#: questions asked and answers given, per way: (kind, "option" | "neither" | "skip") -> count
+ANSWERED: dict[str, Counter[tuple[str, str]]] = {w: Counter() for w in WAYS}
 
 
 @dataclass
@@ -178,13 +183,14 @@ def simulate(
                 if q is not None:
                     v.asked.append(q)
                     a = respond(q, v, space)
+                    ANSWERED[way][(q.kind, a if a in ANSWERS else "option")] += 1
                     tag = genre_tag.get(str(q.options[0]).lower()) if q.kind == "genre" else None
                     v.apply(apply_answer(q, a, genre_tag=tag))
                     if q.kind == "movies" and a != "neither" and int(q.options[int(a)]) in v.targets:
-                        found[i] = step + 1  # they found it among the options
+                        found[i] = step + 1  # they found it among the options; they stop here
                         for k in at:
                             if k > step:
-                                at[k][i] = 1.0
+                                at[k][i] = ndcg(top, v.targets)
                         continue
             still.append(i)
         active = still
@@ -222,6 +228,7 @@ def space_of(data: Dataset, train: Dataset) -> tuple[QuestionSpace, dict[str, in
         genres=catalog.genres,
         genre_names=catalog.genre_names,
         genre_tags=np.asarray(sorted(genre_tag.values()), np.int64),
+        seen=seen_share(catalog.rating_count),
     )
     return space, genre_tag, catalog
 
@@ -235,6 +242,11 @@ def main() -> None:
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--timing-calls", type=int, default=200)
     p.add_argument("--home", type=Path, default=None, help="MOVIEREC_HOME (default: the settings')")
+    p.add_argument(
+        "--validation",
+        action="store_true",
+        help="simulate the validation users (for tuning; test users untouched)",
+    )
     args = p.parse_args()
     import torch
 
@@ -247,6 +259,8 @@ def main() -> None:
     for seed in (int(s) for s in args.seeds.split(",")):
         rng = np.random.default_rng(seed)
         prepared = protocol.prepare(data, rng)
+        if args.validation:
+            prepared = protocol.validation(prepared)
         overrides = {"threads": args.threads} if args.model.startswith("sequence") else {}
         start = time.perf_counter()
         model = create(args.model, **overrides).fit(prepared.train, np.random.default_rng(seed))
@@ -276,12 +290,19 @@ def main() -> None:
     cat = {k: np.concatenate(v) for k, v in rows.items()}
     print(f"\n{args.dataset}, {args.model}, seeds {args.seeds}: {cat['click:found'].size} visitors; "
           f"interactions until a held-out like is in the top 10 ({m + 1} = not within {m})")  # fmt: skip
-    print(f"{'way':8} {'median':>6} {'<=3':>6} {'<=5':>6} {'<=10':>6} {'NDCG@24 after 3':>16} {'after 5':>8}")
+    # the visitors the first list did not already serve (the same ones for every way: step 0 is
+    # the same list) are the ones a way of asking can help
+    helped = cat["click:found"] > 0
+    print(
+        f"{'way':8} {'median':>6} {'<=3':>6} {'<=5':>6} {'<=10':>6} {'NDCG@24 after 3':>16} {'after 5':>8}"
+        f"   {'of the ' + str(int(helped.sum())) + ' not served at once: median':>40} {'<=5':>6}"
+    )
     for w in WAYS:
         f = cat[f"{w}:found"]
         print(
             f"{w:8} {np.median(f):6.1f} {np.mean(f <= 3):6.3f} {np.mean(f <= 5):6.3f} {np.mean(f <= 10):6.3f} "
             f"{cat[f'{w}:n3'].mean():16.4f} {cat[f'{w}:n5'].mean():8.4f}"
+            f"   {np.median(f[helped]):40.1f} {np.mean(f[helped] <= 5):6.3f}"
         )
     boot = np.random.default_rng(0)
     for other in ("random", "click"):
@@ -290,6 +311,8 @@ def main() -> None:
             f"NDCG@24 after 3 {paired(cat['chosen:n3'], cat[f'{other}:n3'], boot)}, "
             f"after 5 {paired(cat['chosen:n5'], cat[f'{other}:n5'], boot)}"
         )
+    for w in ("random", "chosen"):
+        print(f"{w} questions (kind, answer): {dict(sorted(ANSWERED[w].items()))}")
     t = np.asarray(times) * 1000
     print(f"choosing one question (scoring the session included): p50 {np.percentile(t, 50):.1f} ms, "
           f"p99 {np.percentile(t, 99):.1f} ms over {t.size} calls")  # fmt: skip

@@ -40,6 +40,7 @@ __all__ = [
     "candidate_questions",
     "choose_question",
     "list_weights",
+    "seen_share",
 ]
 
 Kind = Literal["movies", "tags", "era", "genre"]
@@ -107,6 +108,10 @@ class QuestionSpace:
     genres: np.ndarray
     genre_names: tuple[str, ...]
     genre_tags: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
+    #: ``(n_movies,)`` the chance a visitor has seen each movie, 0-1 (None: everyone has
+    #: seen everything); a movie question is worth its information times the chance the
+    #: visitor can answer it (has seen one of the two)
+    seen: np.ndarray | None = None
     profiles: sp.csr_matrix = field(init=False)
 
     def __post_init__(self) -> None:
@@ -115,6 +120,14 @@ class QuestionSpace:
         inv = np.divide(1.0, norms, out=np.zeros_like(norms), where=norms > 0)
         self.profiles = sp.csr_matrix(sp.diags(inv.astype(np.float32)) @ t)
         self.carries = sp.csr_matrix((t > 0).astype(np.float32))
+
+
+def seen_share(rating_counts: np.ndarray) -> np.ndarray:
+    """The chance a visitor has seen each movie, from how many people rated it: the count
+    over the most-rated movie's count (the best-known film: seen by nearly everyone)."""
+    counts = np.asarray(rating_counts, np.float64)
+    top = counts.max() if counts.size else 0.0
+    return counts / top if top > 0 else np.zeros_like(counts)
 
 
 def list_weights(n: int) -> np.ndarray:
@@ -177,6 +190,12 @@ def candidate_questions(
         ma, mb = to_a @ w, to_b @ w  # (F, S)
         probs = _with_neither(np.stack([ma, mb], axis=-1), 1.0 - ma - mb)
         gain = _entropy(probs)
+        if space.seen is not None:  # worth nothing to a visitor who has seen neither movie
+            can = 1.0 - (1.0 - space.seen[first])[:, None] * (1.0 - space.seen[second])[None, :]
+            gain = gain * can
+            probs = np.concatenate(
+                [probs[..., :2] * can[..., None], (1.0 - can * (1.0 - probs[..., 2]))[..., None]], axis=-1
+            )
         ok = (pair_sim <= MAX_PAIR_SIMILARITY) & (first[:, None] != second[None, :])
         for i, j in np.argwhere(ok):
             if ("movies", frozenset((int(first[i]), int(second[j])))) in seen:

@@ -23,7 +23,15 @@ from typing import Any, Generic, Protocol, TypeVar
 import numpy as np
 import scipy.sparse as sp
 
-from movierec.asking import TOP_M, Question, QuestionSpace, apply_answer, candidate_questions, choose_question
+from movierec.asking import (
+    TOP_M,
+    Question,
+    QuestionSpace,
+    apply_answer,
+    candidate_questions,
+    choose_question,
+    seen_share,
+)
 from movierec.data.dataset import Dataset
 from movierec.models.base import Query, Recommender
 from movierec.ranking import Catalog, Filters, Recommendations, Retrieval, recommend, supports_retrieval
@@ -625,6 +633,7 @@ class Engine:
                 genres=self.catalog.genres,
                 genre_names=self.catalog.genre_names,
                 genre_tags=np.asarray(genre_tags, np.int64),
+                seen=seen_share(self.catalog.rating_count),
             )
         return self._question_space
 
