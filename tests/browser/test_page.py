@@ -359,6 +359,7 @@ def test_the_answer_stays_in_sight(
     page = context.new_page()
     page.goto(live_server + "/")
     page.wait_for_function("() => Number(document.body.dataset.recVersion || 0) >= 1", timeout=10_000)
+    print(f"{viewport['width']}x{viewport['height']}: first recommendation at y={first_rec_top(page):.0f}")
     assert first_rec_top(page) < in_sight
     # two likes from the list, one from search: the list is still where the eye is
     for i in range(2):
@@ -607,3 +608,58 @@ def snapshot_of(page: Any) -> dict[str, Any]:
         "disliked_tags": s["disliked_tags"],
         "filters": {k: v for k, v in s["filters"].items() if v not in (None, [])},
     }
+
+
+def test_reorder_by_touch(browser: Any, live_server: str) -> None:
+    """A finger reorders the liked movies: hold a chip still, carry it, lift (HTML drag and drop
+    works with a mouse only)."""
+    context = browser.new_context(viewport=PHONE, has_touch=True, is_mobile=True)
+    page = context.new_page()
+    page.goto(live_server + "/")
+    page.wait_for_function("() => Number(document.body.dataset.recVersion || 0) >= 1", timeout=10_000)
+    for _ in range(3):
+        v = version(page)
+        page.locator("#recs li.card").first.locator("button.like").tap()
+        page.wait_for_function(f"() => Number(document.body.dataset.recVersion || 0) > {v}", timeout=10_000)
+    liked = [m["movie_id"] for m in session(page)["liked"]]
+    assert len(liked) == 3
+    v = version(page)
+    # the first chip's label, held 400 ms, carried onto the second chip's right half, lifted
+    page.evaluate(
+        """async () => {
+            const chips = [...document.querySelectorAll('#liked li.chip')];
+            const from = chips[0].querySelector('.chip-label').getBoundingClientRect();
+            const to = chips[1].getBoundingClientRect();
+            const touch = (x, y) => new Touch({ identifier: 1, target: chips[0], clientX: x, clientY: y });
+            const fire = (type, x, y) => chips[0].dispatchEvent(new TouchEvent(type, {
+                bubbles: true, cancelable: true,
+                touches: type === 'touchend' ? [] : [touch(x, y)], changedTouches: [touch(x, y)] }));
+            const sx = from.left + from.width / 2, sy = from.top + from.height / 2;
+            fire('touchstart', sx, sy);
+            await new Promise(r => setTimeout(r, 400));
+            fire('touchmove', to.right - 4, to.top + to.height / 2);
+            fire('touchend', to.right - 4, to.top + to.height / 2);
+        }"""
+    )
+    page.wait_for_function(f"() => Number(document.body.dataset.recVersion || 0) > {v}", timeout=10_000)
+    assert [m["movie_id"] for m in session(page)["liked"]] == [liked[1], liked[0], liked[2]]
+    # a quick swipe is a scroll, not a drag: the order stays
+    v = version(page)
+    page.evaluate(
+        """async () => {
+            const chip = document.querySelector('#liked li.chip .chip-label');
+            const r = chip.getBoundingClientRect();
+            const touch = (x) => new Touch({ identifier: 2, target: chip, clientX: x, clientY: r.top + 5 });
+            chip.dispatchEvent(new TouchEvent('touchstart', { bubbles: true, touches: [touch(r.left + 5)], changedTouches: [touch(r.left + 5)] }));
+            chip.dispatchEvent(new TouchEvent('touchmove', { bubbles: true, cancelable: true, touches: [touch(r.left + 60)], changedTouches: [touch(r.left + 60)] }));
+            await new Promise(r => setTimeout(r, 400));
+            chip.dispatchEvent(new TouchEvent('touchend', { bubbles: true, touches: [], changedTouches: [touch(r.left + 60)] }));
+        }"""
+    )
+    page.wait_for_timeout(300)
+    assert version(page) == v and [m["movie_id"] for m in session(page)["liked"]] == [
+        liked[1],
+        liked[0],
+        liked[2],
+    ]
+    context.close()

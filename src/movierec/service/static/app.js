@@ -322,7 +322,8 @@ function shownGenres(m) {
 function movieCard(m) {
   const name = movieName(m);
   const li = el("li", { class: "card", dataset: { movieId: String(m.movie_id) } });
-  const open = el("button", { type: "button", class: "card-open", "aria-label": `Open ${name}`, onclick: () => openMovie(m.movie_id) },
+  // the poster opens the movie too, for a pointer; the keyboard reaches the same through the title
+  const open = el("button", { type: "button", class: "card-open", tabindex: "-1", "aria-label": `Open ${name}`, onclick: () => openMovie(m.movie_id) },
     poster(m));
   const body = el("div", { class: "card-body" },
     el("h3", { class: "card-title" }, el("button", { type: "button", class: "linkish", text: name, onclick: () => openMovie(m.movie_id) })),
@@ -432,6 +433,8 @@ function dislikedChip(m) {
 
 // drag and drop over the sortable lists: the chip moves while it is dragged, and the
 // new order is posted the moment it is dropped (dragend only catches a drop elsewhere).
+const LONG_PRESS_MS = 300;
+
 function setupDrag(ul) {
   let dragged = null;
   let before = "";
@@ -469,6 +472,47 @@ function setupDrag(ul) {
     commit(ev);
   });
   ul.addEventListener("dragend", (ev) => commit(ev));
+
+  // Touch: HTML drag and drop does not work with a finger. A press held still for
+  // LONG_PRESS_MS picks the chip up (a quick swipe still scrolls the strip), the chip follows
+  // the finger among its neighbours, and lifting the finger drops it.
+  let timer = null;
+  let origin = null;
+  const moveTo = (x, y) => {
+    const over = document.elementFromPoint(x, y)?.closest("li.chip");
+    if (!over || over === dragged || over.parentNode !== ul) return;
+    const r = over.getBoundingClientRect();
+    const ref = x > r.left + r.width / 2 ? over.nextSibling : over;
+    if (ref !== dragged && dragged.nextSibling !== ref) ul.insertBefore(dragged, ref);
+  };
+  ul.addEventListener("touchstart", (ev) => {
+    const li = ev.target.closest("li.chip");
+    if (!li || ev.target.closest("button") || ev.touches.length !== 1) return;
+    origin = { x: ev.touches[0].clientX, y: ev.touches[0].clientY };
+    clearTimeout(timer);
+    timer = setTimeout(() => {
+      dragged = li;
+      before = orderOf().join(",");
+      li.classList.add("dragging");
+      if (navigator.vibrate) navigator.vibrate(10);
+    }, LONG_PRESS_MS);
+  }, { passive: true });
+  ul.addEventListener("touchmove", (ev) => {
+    const t = ev.touches[0];
+    if (!dragged) {
+      if (origin && Math.hypot(t.clientX - origin.x, t.clientY - origin.y) > 8) clearTimeout(timer); // a swipe: scroll
+      return;
+    }
+    ev.preventDefault(); // the strip stays put while a chip is carried
+    moveTo(t.clientX, t.clientY);
+  }, { passive: false });
+  const lift = (ev) => {
+    clearTimeout(timer);
+    origin = null;
+    if (dragged) commit(ev);
+  };
+  ul.addEventListener("touchend", lift);
+  ul.addEventListener("touchcancel", lift);
 }
 
 async function move(feedback, id, delta, keepFocus = false, timing = null) {
