@@ -333,8 +333,12 @@ def test_banner_when_server_unreachable(browser: Any, live_server: str) -> None:
     page.route("**/api/**", lambda route: route.abort())
     page.fill("#q", "matrix")
     page.locator("#offline").wait_for(state="visible", timeout=5_000)
+    assert page.locator("#results").is_hidden()
     page.unroute("**/api/**")
     page.locator("#offline").wait_for(state="hidden", timeout=10_000)
+    # what was typed while the server was away is searched once it is back
+    page.locator("#result-movies li.card").first.wait_for(timeout=10_000)
+    assert page.locator("#result-movies li.card .card-title").first.inner_text() == "The Matrix"
     context.close()
 
 
