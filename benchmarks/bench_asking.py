@@ -227,8 +227,8 @@ def space_of(data: Dataset, train: Dataset) -> tuple[QuestionSpace, dict[str, in
         years=catalog.year,
         genres=catalog.genres,
         genre_names=catalog.genre_names,
-        genre_tags=np.asarray(sorted(genre_tag.values()), np.int64),
-        seen=seen_share(catalog.rating_count),
+        genre_tags=np.asarray([genre_tag.get(g.lower(), -1) for g in catalog.genre_names], np.int64),
+        seen=seen_share(catalog.rating_count, train.n_users),
     )
     return space, genre_tag, catalog
 

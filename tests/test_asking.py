@@ -91,9 +91,10 @@ def test_answers_change_the_session_as_documented() -> None:
     era = Question("era", (1995,), (0.45, 0.45, 0.1), 1.37)
     assert apply_answer(era, 0) == Change(year_max=1994) and apply_answer(era, 1) == Change(year_min=1995)
     genre = Question("genre", ("Drama",), (0.45, 0.45, 0.1), 1.37)
-    assert apply_answer(genre, 0) == Change(genres=("Drama",))
+    assert apply_answer(genre, 0, genre_tag=7) == Change(like_tags=(7,))  # a steer, not a filter
     assert apply_answer(genre, 1, genre_tag=7) == Change(dislike_tags=(7,))
-    assert apply_answer(genre, 1) == Change() and apply_answer(genre, "neither").empty
+    assert apply_answer(genre, 0) == Change(genres=("Drama",))  # a model without the genre's tag
+    assert apply_answer(genre, 1) == Change() and apply_answer(genre, "neither", genre_tag=7).empty
     for q in (movies, tags, era, genre):
         assert apply_answer(q, "skip").empty
         with pytest.raises(ValueError):
@@ -121,3 +122,13 @@ def test_random_choice_and_nothing_to_ask() -> None:
     assert picks == {q.kind for q in questions}
     assert choose_question([]) is None
     assert candidate_questions(np.array([3]), space) == []
+
+
+def test_a_genre_whose_tag_the_session_holds_is_not_asked_about() -> None:
+    space = two_clusters()
+    space.genre_tags = np.array([1, 4])  # Drama's tag is 1, Comedy's 4
+    asked = [q for q in candidate_questions(interleaved(), space) if q.kind == "genre"]
+    assert asked and asked[0].options[0] in ("Drama", "Comedy")
+    held = 1 if asked[0].options[0] == "Drama" else 4
+    again = [q for q in candidate_questions(interleaved(), space, held_tags=[held]) if q.kind == "genre"]
+    assert not again or again[0].options != asked[0].options

@@ -624,16 +624,14 @@ class Engine:
     def question_space(self) -> QuestionSpace:
         """What questions are built from (:class:`movierec.asking.QuestionSpace`), made once."""
         if self._question_space is None:
-            genre_tags = [
-                self._tag_pos[g.lower()] for g in self.catalog.genre_names if g.lower() in self._tag_pos
-            ]
+            genre_tags = [self._tag_pos.get(g.lower(), -1) for g in self.catalog.genre_names]
             self._question_space = QuestionSpace(
                 tags=self.movie_tags,
                 years=self.catalog.year,
                 genres=self.catalog.genres,
                 genre_names=self.catalog.genre_names,
                 genre_tags=np.asarray(genre_tags, np.int64),
-                seen=seen_share(self.catalog.rating_count),
+                seen=seen_share(self.catalog.rating_count, max(len(self.model.users or ()), 1)),
             )
         return self._question_space
 

@@ -293,8 +293,9 @@ class AnswerIn(_In):
 
     Two movies: the chosen one is liked ("neither": nothing). Two tags: the chosen one is
     liked, "neither" dislikes both. Era (before the year, the year and after): a year filter.
-    Genre (yes, no): yes filters on the genre, no dislikes its tag. "neither" on era and
-    genre, and "skip" on any question, change nothing.
+    Genre (yes, no): yes likes the genre's tag, no dislikes it (a model without such a tag:
+    yes filters on the genre). "neither" on era and genre, and "skip" on any question,
+    change nothing.
     """
 
     kind: QuestionKind
