@@ -45,7 +45,7 @@ def _exit_with(parent: int) -> None:
 def _child_init(model_dir: str, database_path: str, ann_min_movies: int, int8_heads: bool) -> None:
     """Runs once in the child: follow the parent's death, one torch thread, then load the engine."""
     global _ENGINE
-    from movierec.service.app import build_engine, freeze_heap, limit_torch_threads
+    from movierec.service.engine import build_engine, freeze_heap, limit_torch_threads
     from movierec.storage.db import connect
 
     threading.Thread(target=_exit_with, args=(os.getppid(),), daemon=True).start()

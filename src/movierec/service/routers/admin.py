@@ -25,7 +25,7 @@ from urllib.parse import urlsplit
 
 from fastapi import APIRouter, HTTPException, Request
 
-from movierec.service.app import ReloadBusy, ReloadError
+from movierec.service.engine import ReloadBusy, ReloadError
 from movierec.service.schemas import ReloadOut
 
 router = APIRouter(tags=["admin"])
