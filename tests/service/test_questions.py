@@ -164,3 +164,49 @@ def test_movierec_ask_in_a_terminal(tmp_path: Path, tiny_folder: Path) -> None:
     # interactive: a typed q stops at once, and the list still comes
     r = CliRunner().invoke(app, args, input="q\n")
     assert r.exit_code == 0 and r.output.count("n) neither") == 1 and "your list:" in r.output
+
+
+def test_the_cli_recommends_what_the_page_does(tmp_path: Path, tiny_folder: Path) -> None:
+    """`movierec recommend` goes through the page's engine: for the same session (likes, a
+    disliked tag, a filter) it gives the same movies, in the same order, with the same reasons."""
+    import json
+
+    from typer.testing import CliRunner
+
+    from movierec.cli import app
+    from movierec.data.load import load_dataset
+    from movierec.models.artifacts import save_model
+    from movierec.models.registry import create
+
+    home = tmp_path / "home"
+    data = load_dataset(str(tiny_folder), Settings(home=home))
+    save_model(create("itemknn").fit(data), tmp_path / "model")
+    args = [
+        "recommend",
+        "--model",
+        str(tmp_path / "model"),
+        "--dataset",
+        str(tiny_folder),
+        "--json",
+        "-n",
+        "8",
+        "--n-tags",
+        "5",
+    ]
+    session = ["--like", "The Matrix", "--like", "10", "--dislike-tag", "dark", "--year-min", "1980"]
+    r = CliRunner().invoke(app, [*args, *session])
+    assert r.exit_code == 0, r.output
+    cli = json.loads(r.output)
+    svc = ServiceSettings(settings=Settings(home=home), model_dir=tmp_path / "model")  # the CLI's catalogue
+    with TestClient(create_app(svc)) as c:
+        matrix = c.get("/api/movies/search", params={"q": "the matrix"}).json()[0]["movie_id"]
+        for movie in (matrix, 10):
+            c.post("/api/session/items", json={"kind": "movie", "value": movie, "feedback": "like"})
+        c.post("/api/session/items", json={"kind": "tag", "value": "dark", "feedback": "dislike"})
+        c.put("/api/session/filters", json={"year_min": 1980})
+        page = c.get("/api/recommendations", params={"n": 8, "n_tags": 5}).json()
+    assert [(m["movie_id"], m["reason"]) for m in cli["movies"]] == [
+        (m["movie_id"], m["reason"]) for m in page["movies"]
+    ]
+    assert cli["movies"] and all(m["year"] >= 1980 for m in cli["movies"])
+    assert cli["tags"] and [t["tag"] for t in cli["tags"]] == [t["tag"] for t in page["tags"]]

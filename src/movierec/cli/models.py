@@ -168,51 +168,76 @@ def recommend(
     mirror: MirrorOpt = None,
     json_out: JsonOpt = False,
 ) -> None:
-    """Recommend movies (and tags) for a session of liked and disliked movies and tags."""
+    """Recommend movies (and tags) for a session of liked and disliked movies and tags.
+
+    The answer is the web page's for the same session: the same engine (the model aligned
+    with the catalogue database), filters, reasons and tag suggestions.
+    """
     from movierec.data.load import load_dataset
-    from movierec.models.artifacts import load_model
-    from movierec.models.base import Query
-    from movierec.ranking import Catalog, Filters
-    from movierec.ranking import recommend as rank
+    from movierec.models.artifacts import read_meta
+    from movierec.service.engine import build_engine
     from movierec.storage.catalog import open_catalog
+    from movierec.storage.sessions import SessionState
 
     s = settings(mirror)
-    model = load_model(model_dir)
-    data = load_dataset(dataset or model.fit_info.dataset, s)
-    if model.movies != data.movies:
-        raise typer.BadParameter(f"model {model_dir} was trained on another movie list than {data.name}")
+    meta = read_meta(model_dir)
+    data = load_dataset(dataset or meta.get("dataset") or "ml-latest-small", s)
     conn = open_catalog(data, s.database_path)
-    q = Query.session(
-        _resolve_movies(conn, like or [], data),
-        _resolve_movies(conn, dislike or [], data),
-        _resolve_tags(like_tag or [], data),
-        _resolve_tags(dislike_tag or [], data),
-        text=query,
-    )
-    filters = Filters(min_rating=min_rating, year_min=year_min, year_max=year_max, genres=tuple(genre or ()))
-    result = rank(model, [q], n, catalog=Catalog.from_dataset(data), filters=filters, n_tags=n_tags)[0]
-    info = data.movie_info
+    try:
+        engine = build_engine(model_dir, conn)
+        if engine.model.movies != data.movies:
+            raise typer.BadParameter(f"model {model_dir} was trained on another movie list than {data.name}")
+        ids = data.movies.ids
+        tag_names = data.tags.ids
+        unknown = [g for g in genre or () if g not in engine.genre_names]
+        if unknown:
+            raise typer.BadParameter(f"unknown genre(s) {unknown}; known: {list(engine.genre_names)}")
+        filters: dict[str, Any] = {
+            "min_rating": min_rating,
+            "year_min": year_min,
+            "year_max": year_max,
+            "genres": list(genre or ()),
+        }
+        if query:
+            filters["text"] = query
+        state = SessionState(
+            liked=[int(ids[i]) for i in _resolve_movies(conn, like or [], data)],
+            disliked=[int(ids[i]) for i in _resolve_movies(conn, dislike or [], data)],
+            liked_tags=[str(tag_names[t]) for t in _resolve_tags(like_tag or [], data)],
+            disliked_tags=[str(tag_names[t]) for t in _resolve_tags(dislike_tag or [], data)],
+            filters={k: v for k, v in filters.items() if v not in (None, [])},
+        )
+        answer = engine.recommend(state, n, n_tags)
+    finally:
+        conn.close()
+    cards = engine.cards or {}
     movies: list[dict[str, Any]] = [
         {
-            "movie_id": int(info.at[i, "movie_id"]),
-            "title": str(info.at[i, "display_title"]),
-            "year": int(info.at[i, "year"]),
-            "genres": list(info.at[i, "genres"]),
-            "score": float(sc),
+            "movie_id": m["movie_id"],
+            "title": str(cards.get(m["movie_id"], {}).get("display_title", "")),
+            "year": int(cards.get(m["movie_id"], {}).get("year") or 0),
+            "genres": list(cards.get(m["movie_id"], {}).get("genres") or []),
+            "score": m["score"],
+            "reason": m["reason"],
         }
-        for i, sc in zip(result.movies, result.movie_scores, strict=True)
-    ]
-    tags = [
-        {"tag": str(data.tags.ids[t]), "score": float(sc)}
-        for t, sc in zip(result.tags, result.tag_scores, strict=True)
+        for m in answer["movies"]
     ]
     if json_out:
-        echo_json({"model": model.name, "fallback": result.fallback, "movies": movies, "tags": tags})
+        echo_json(
+            {
+                "model": engine.model.name,
+                "fallback": answer["fallback"],
+                "movies": movies,
+                "tags": answer["tags"],
+                "notes": answer["notes"],
+            }
+        )
         return
     for rank_no, m in enumerate(movies, 1):
-        typer.echo(f"{rank_no:>3}. {m['title']} ({m['year']})  {', '.join(m['genres'])}")
-    if tags:
-        typer.echo("tags: " + ", ".join(str(t["tag"]) for t in tags))
+        why = f"  ({m['reason']})" if m["reason"] else ""
+        typer.echo(f"{rank_no:>3}. {m['title']} ({m['year']})  {', '.join(m['genres'])}{why}")
+    if answer["tags"]:
+        typer.echo("tags: " + ", ".join(str(t["tag"]) for t in answer["tags"]))
 
 
 def similar(
