@@ -224,7 +224,13 @@ STANDIN_WATCH_S = 5.0
 
 
 def train_default(
-    dataset: str, mirror: str | None, name: str, model_dir: str, *, standin: bool = False
+    dataset: str,
+    mirror: str | None,
+    name: str,
+    model_dir: str,
+    *,
+    standin: bool = False,
+    progress: bool = True,
 ) -> float:
     """Train ``name`` (with :data:`SERVED_CONFIGS`) on ``dataset`` and save it to ``model_dir``
     atomically; returns the seconds taken. ``standin``: train popularity instead and mark it as
@@ -235,7 +241,10 @@ def train_default(
 
     data = load_dataset(dataset, settings(Path(mirror) if mirror else None))
     start = time.perf_counter()
-    rec = create("pop") if standin else create(name, **_served_overrides(name))
+    overrides = _served_overrides(name)
+    if "progress" in overrides:
+        overrides["progress"] = progress  # no progress bars in a log file
+    rec = create("pop") if standin else create(name, **overrides)
     rec.fit(data, np.random.default_rng(0))
     if standin:
         rec.fit_info.extra[STANDIN_KEY] = name
