@@ -57,3 +57,11 @@ def test_unknown_dataset_folder_is_a_clear_error(tmp_path) -> None:  # type: ign
     finally:
         sys.argv = argv
     assert exc.value.code == 2
+
+
+def test_evaluate_under_torchrun_is_a_clear_error(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Under torchrun every rank ran the whole evaluation on its own (measured: identical
+    figures printed twice); it now says so at once."""
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    result = runner.invoke(app, ["evaluate", "--models", "pop", "--protocol", "topn"])
+    assert result.exit_code == 2 and "without torchrun" in result.output

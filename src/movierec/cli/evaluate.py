@@ -43,11 +43,19 @@ def evaluate(
 ) -> None:
     """Split the data once, fit every model on the training part and print its metrics,
     with 95% intervals and paired differences against the first model."""
+    import os
+
     from movierec.data.load import load_dataset
     from movierec.evaluation.harness import evaluate as run_evaluation
     from movierec.evaluation.protocols import PROTOCOLS
     from movierec.evaluation.report import format_table, json_lines, write_report
 
+    if int(os.environ.get("WORLD_SIZE", "1") or 1) > 1:
+        # each rank would run the whole evaluation on its own: the same figures, twice the cost
+        raise typer.BadParameter(
+            "evaluate runs in one process; start it without torchrun (`movierec train` is the "
+            "command that trains across processes)"
+        )
     names = [m.strip() for m in models.split(",") if m.strip()]
     if not names:
         raise typer.BadParameter("give at least one model name", param_hint="--models")
