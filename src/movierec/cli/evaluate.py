@@ -50,7 +50,7 @@ def evaluate(
     from movierec.evaluation.protocols import PROTOCOLS
     from movierec.evaluation.report import format_table, json_lines, write_report
 
-    if int(os.environ.get("WORLD_SIZE", "1") or 1) > 1:
+    if os.environ.get("WORLD_SIZE", "").strip() not in ("", "0", "1"):
         # each rank would run the whole evaluation on its own: the same figures, twice the cost
         raise typer.BadParameter(
             "evaluate runs in one process; start it without torchrun (`movierec train` is the "
