@@ -37,7 +37,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import scipy.sparse as sp
 
 from movierec.asking import (
     ANSWERS,
@@ -48,7 +47,7 @@ from movierec.asking import (
     apply_answer,
     candidate_questions,
     choose_question,
-    seen_share,
+    question_space,
 )
 from movierec.data.dataset import Dataset
 from movierec.data.load import load_dataset
@@ -218,19 +217,12 @@ def visitors_of(prepared: Any, protocol: Any, data: Dataset) -> list[Visitor]:
     return out
 
 
-def space_of(data: Dataset, train: Dataset) -> tuple[QuestionSpace, dict[str, int], Catalog]:
+def space_of(train: Dataset) -> tuple[QuestionSpace, dict[str, int], Catalog]:
+    """The questions' space of the training data, genre name -> its tag, and its catalogue."""
     catalog = Catalog.from_dataset(train)
     names = {str(t): i for i, t in enumerate(train.tags.ids.tolist())} if train.tags is not None else {}
     genre_tag = {g.lower(): names[g.lower()] for g in catalog.genre_names if g.lower() in names}
-    space = QuestionSpace(
-        tags=sp.csr_matrix(train.movie_tags),
-        years=catalog.year,
-        genres=catalog.genres,
-        genre_names=catalog.genre_names,
-        genre_tags=np.asarray([genre_tag.get(g.lower(), -1) for g in catalog.genre_names], np.int64),
-        seen=seen_share(catalog.rating_count, train.n_users),
-    )
-    return space, genre_tag, catalog
+    return question_space(catalog, train.movie_tags, names, train.n_users), genre_tag, catalog
 
 
 def main() -> None:
@@ -265,7 +257,7 @@ def main() -> None:
         start = time.perf_counter()
         model = create(args.model, **overrides).fit(prepared.train, np.random.default_rng(seed))
         fit_s = time.perf_counter() - start
-        space, genre_tag, catalog = space_of(data, prepared.train)
+        space, genre_tag, catalog = space_of(prepared.train)
         print(
             f"seed {seed}: {len(prepared.users)} test visitors, {args.model} fitted in {fit_s:.0f} s",
             flush=True,

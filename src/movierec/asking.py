@@ -24,12 +24,14 @@ and sessions, and ``benchmarks/bench_asking.py`` simulates visitors who answer.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Literal
 
 import numpy as np
 import scipy.sparse as sp
+
+from movierec.ranking import Catalog
 
 __all__ = [
     "ANSWERS",
@@ -40,6 +42,7 @@ __all__ = [
     "candidate_questions",
     "choose_question",
     "list_weights",
+    "question_space",
     "seen_share",
 ]
 
@@ -130,6 +133,22 @@ def seen_share(rating_counts: np.ndarray, n_people: int) -> np.ndarray:
     if n_people <= 0:
         raise ValueError(f"n_people must be positive, got {n_people}")
     return np.minimum(np.asarray(rating_counts, np.float64) / float(n_people), 1.0)
+
+
+def question_space(
+    catalog: Catalog, movie_tags: sp.spmatrix, tag_index: Mapping[str, int], n_people: int
+) -> QuestionSpace:
+    """The :class:`QuestionSpace` of a catalogue (:class:`movierec.ranking.Catalog`), its
+    ``(n_movies, n_tags)`` movie x tag weights, tag name -> index, and the number of people
+    behind its rating counts: each genre's tag is the tag of its lower-case name, if any."""
+    return QuestionSpace(
+        tags=sp.csr_matrix(movie_tags),
+        years=catalog.year,
+        genres=catalog.genres,
+        genre_names=catalog.genre_names,
+        genre_tags=np.asarray([tag_index.get(g.lower(), -1) for g in catalog.genre_names], np.int64),
+        seen=seen_share(catalog.rating_count, max(int(n_people), 1)),
+    )
 
 
 def list_weights(n: int) -> np.ndarray:

@@ -18,7 +18,7 @@ import time
 from collections import OrderedDict
 from collections.abc import Callable, Hashable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Generic, Protocol, TypeVar
+from typing import Any, Generic, Literal, Protocol, TypeVar
 
 import numpy as np
 import scipy.sparse as sp
@@ -30,7 +30,7 @@ from movierec.asking import (
     apply_answer,
     candidate_questions,
     choose_question,
-    seen_share,
+    question_space,
 )
 from movierec.data.dataset import Dataset
 from movierec.models.base import Query, Recommender
@@ -42,6 +42,7 @@ log = logging.getLogger(__name__)
 __all__ = [
     "ANN_MIN_MOVIES",
     "CARD_FIELDS",
+    "CHANGE_ITEMS",
     "Engine",
     "LRUCache",
     "SessionLike",
@@ -222,6 +223,27 @@ def session_key(state: SessionLike) -> tuple[Hashable, ...]:
         tuple(str(t) for t in state.disliked_tags),
         json.dumps(state.filters or {}, sort_keys=True, default=str),
     )
+
+
+#: how an answer's change (:meth:`Engine.answer_change`) becomes session items, in this order:
+#: (item kind, key of the change, feedback)
+CHANGE_ITEMS: tuple[tuple[Literal["movie", "tag"], str, Literal["like", "dislike"]], ...] = (
+    ("movie", "dislike_movies", "dislike"),
+    ("movie", "like_movies", "like"),
+    ("tag", "dislike_tags", "dislike"),
+    ("tag", "like_tags", "like"),
+)
+
+
+def changed_filters(filters: Mapping[str, Any] | None, change: Mapping[str, Any]) -> dict[str, Any]:
+    """A session's filters after an answer's change: its year bounds and genres, where set."""
+    out = dict(filters or {})
+    for key in ("year_min", "year_max"):
+        if change.get(key) is not None:
+            out[key] = change[key]
+    if change.get("genres"):
+        out["genres"] = list(change["genres"])
+    return out
 
 
 def filters_from_dict(raw: Mapping[str, Any] | None, catalog: Catalog) -> tuple[Filters, list[str]]:
@@ -624,15 +646,8 @@ class Engine:
     def question_space(self) -> QuestionSpace:
         """What questions are built from (:class:`movierec.asking.QuestionSpace`), made once."""
         if self._question_space is None:
-            genre_tags = [self._tag_pos.get(g.lower(), -1) for g in self.catalog.genre_names]
-            self._question_space = QuestionSpace(
-                tags=self.movie_tags,
-                years=self.catalog.year,
-                genres=self.catalog.genres,
-                genre_names=self.catalog.genre_names,
-                genre_tags=np.asarray(genre_tags, np.int64),
-                seen=seen_share(self.catalog.rating_count, max(len(self.model.users or ()), 1)),
-            )
+            n_people = len(self.model.users or ())
+            self._question_space = question_space(self.catalog, self.movie_tags, self._tag_pos, n_people)
         return self._question_space
 
     def question(

@@ -352,33 +352,33 @@ def ask(
     n says neither, s skips, q stops. The list after every answer, and at the end.
     """
     from movierec.data.load import load_dataset
-    from movierec.models.artifacts import load_model
-    from movierec.serving import Engine
+    from movierec.models.artifacts import read_meta
+    from movierec.service.engine import build_engine
+    from movierec.serving import CHANGE_ITEMS, changed_filters
     from movierec.storage.catalog import open_catalog
-    from movierec.storage.sessions import SessionState
+    from movierec.storage.sessions import SessionStore
 
     s = settings(mirror)
-    model = load_model(model_dir)
-    data = load_dataset(dataset or model.fit_info.dataset, s)
+    data = load_dataset(dataset or read_meta(model_dir).get("dataset") or "ml-latest-small", s)
     conn = open_catalog(data, s.database_path)
     try:
         liked = _resolve_movies(conn, like or [], data)
+        engine = build_engine(model_dir, conn)  # the page's engine: the page's questions and lists
     finally:
         conn.close()
-    engine = Engine.from_dataset(model, data)
-    ids = data.movies.ids
-    state = SessionState(liked=[int(ids[i]) for i in liked])
+    # the session as the page keeps it, in memory: answers change it the way the API's do
+    store = SessionStore(":memory:")
+    token = store.create()
+    for i in liked:
+        store.add(token, "movie", int(data.movies.ids[i]), "like")
+    state = store.get(token)
     scripted = [a.strip().lower() for a in answers.split(",")] if answers is not None else None
     avoid: list[tuple[str, list[int | str]]] = []
 
     def show() -> None:
         rec = engine.recommend(state, n, 0)
-        titles = {
-            int(m): engine._movie_label(i)
-            for m, i in ((m["movie_id"], engine._movie_pos[m["movie_id"]]) for m in rec["movies"])
-        }
         for k, m in enumerate(rec["movies"], 1):
-            typer.echo(f"{k:>3}. {titles[m['movie_id']]}")
+            typer.echo(f"{k:>3}. {engine.movie_label(m['movie_id'])}")
 
     for number in range(1, questions + 1):
         q = engine.question(state, avoid)
@@ -402,15 +402,10 @@ def ask(
         replies: dict[str, int | str] = {"1": 0, "2": 1, "n": "neither", "neither": "neither"}
         choice = replies.get(reply, "skip")
         change = engine.answer_change(q["kind"], q["values"], choice)
-        state.disliked.extend(m for m in change["dislike_movies"] if m not in state.disliked)
-        state.liked.extend(m for m in change["like_movies"] if m not in state.liked)
-        state.disliked_tags.extend(t for t in change["dislike_tags"] if t not in state.disliked_tags)
-        state.liked_tags.extend(t for t in change["like_tags"] if t not in state.liked_tags)
-        for key in ("year_min", "year_max"):
-            if change[key] is not None:
-                state.filters[key] = change[key]
-        if change["genres"]:
-            state.filters["genres"] = change["genres"]
+        for kind, key, feedback in CHANGE_ITEMS:
+            for value in change[key]:
+                state = store.add(token, kind, value, feedback)
+        state = store.set_filters(token, changed_filters(state.filters, change))
         show()
     typer.echo("\nyour list:")
     show()

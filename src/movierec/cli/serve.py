@@ -232,14 +232,22 @@ def train_default(
     standin: bool = False,
     progress: bool = True,
 ) -> float:
-    """Train ``name`` (with :data:`SERVED_CONFIGS`) on ``dataset`` and save it to ``model_dir``
+    """Load ``dataset`` and :func:`fit_default` on it (the background training's entry point)."""
+    from movierec.data.load import load_dataset
+
+    data = load_dataset(dataset, settings(Path(mirror) if mirror else None))
+    return fit_default(data, name, model_dir, standin=standin, progress=progress)
+
+
+def fit_default(
+    data: Any, name: str, model_dir: str, *, standin: bool = False, progress: bool = True
+) -> float:
+    """Train ``name`` (with :data:`SERVED_CONFIGS`) on ``data`` and save it to ``model_dir``
     atomically; returns the seconds taken. ``standin``: train popularity instead and mark it as
     standing in for ``name`` (the page then says "personalising soon")."""
-    from movierec.data.load import load_dataset
     from movierec.models.artifacts import STANDIN_KEY, save_model
     from movierec.models.registry import create
 
-    data = load_dataset(dataset, settings(Path(mirror) if mirror else None))
     start = time.perf_counter()
     overrides = _served_overrides(name)
     if "progress" in overrides:
@@ -277,23 +285,17 @@ def prepare(
     """
     from movierec.data.load import load_dataset
     from movierec.models.artifacts import ArtifactError, read_meta
-    from movierec.storage.catalog import build_catalog_file, catalog_info
-    from movierec.storage.db import connect, migrate
+    from movierec.storage.catalog import ensure_catalog
 
     s = settings(mirror)
     typer.echo(f"loading {dataset} ...")
     data = load_dataset(dataset, s)
     fingerprint = data.fingerprint()
-    conn = connect(s.database_path)
-    try:
-        migrate(conn)
-        info = catalog_info(conn)
-    finally:
-        conn.close()
-    if info.get("movies", 0) == 0 or info.get("fingerprint") != fingerprint:
-        typer.echo(f"building the catalogue in {s.database_path} ...")
-        built = build_catalog_file(data, s.database_path)
-        typer.echo(f"  {built.get('movies')} movies, {built.get('tags')} tags")
+    built = ensure_catalog(data, s.database_path)
+    if built is not None:
+        typer.echo(
+            f"built the catalogue in {s.database_path}: {built.get('movies')} movies, {built.get('tags')} tags"
+        )
     model_dir = s.models_dir / "default"
     try:
         meta = read_meta(model_dir)
@@ -301,13 +303,12 @@ def prepare(
             typer.echo(f"note: the model in {model_dir} was trained on other data; delete it to retrain")
     except ArtifactError:
         name = model_name or default_model_name()
-        mirror_arg = str(mirror) if mirror else None
         if background and name not in QUICK_MODELS:
-            train_default(dataset, mirror_arg, name, str(model_dir), standin=True)
+            fit_default(data, name, str(model_dir), standin=True)
             typer.echo(f"serving popular movies until {name} has trained (in the background)")
         else:
             typer.echo(f"training the default model ({name}) on {data.name} ...")
-            seconds = train_default(dataset, mirror_arg, name, str(model_dir))
+            seconds = fit_default(data, name, str(model_dir))
             typer.echo(f"  trained in {seconds:.1f} s -> {model_dir}")
     return model_dir, s.database_path
 

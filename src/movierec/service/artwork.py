@@ -279,9 +279,11 @@ class Artwork:
 
     def overlay(self, rows: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
         """Card rows with the cached poster where there is one (a new dict for those)."""
+        if self.client is None and not self._known:  # no key, nothing cached: cards as they are
+            return list(rows)
         out = []
         for row in rows:
-            art = self.art(int(row["movie_id"])) if self.client is not None or self._known else None
+            art = self.art(int(row["movie_id"]))
             out.append(
                 {**row, "poster_path": art.poster_path} if art is not None and art.poster_path else row
             )

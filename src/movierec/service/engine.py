@@ -211,7 +211,8 @@ class ModelReloader:
         if old_scorer is not None:
             old_scorer.close()  # its queued batches finish first
         self.app.state.catalog_cache.clear()
-        self.app.state.artwork.tmdb_ids = tmdb_ids(conn)  # data build may have changed the links
+        if self.app.state.artwork.client is not None:  # data build may have changed the links
+            self.app.state.artwork.tmdb_ids = tmdb_ids(conn)
         del old
         freeze_heap(full=True)
         self.loaded_at = time.time()

@@ -445,22 +445,26 @@ def build_catalog_file(data: Dataset, path: Path | str, *, keep: int = 1) -> dic
     return {**counts, "file": str(target)}
 
 
-def open_catalog(data: Dataset, path: Path | str) -> sqlite3.Connection:
-    """A connection to the catalogue at ``path``, (re)built from ``data`` if it is
-    missing or was built from other data (fingerprint differs); a rebuild goes through
-    :func:`build_catalog_file`, so a server reading the old catalogue is never held up."""
+def ensure_catalog(data: Dataset, path: Path | str) -> dict[str, Any] | None:
+    """(Re)build the catalogue of ``data`` at ``path`` through :func:`build_catalog_file` if it
+    is missing or was built from other data (fingerprint differs); returns what the build
+    returned, ``None`` if the catalogue was already current."""
     conn = connect(path)
     try:
         migrate(conn)
         info = catalog_info(conn)
-    except BaseException:
+    finally:
         conn.close()
-        raise
-    if info.get("movies", 0) == 0 or info.get("fingerprint") != data.fingerprint():
-        conn.close()
-        build_catalog_file(data, path)
-        conn = connect(path)
-    return conn
+    if info.get("movies", 0) and info.get("fingerprint") == data.fingerprint():
+        return None
+    return build_catalog_file(data, path)
+
+
+def open_catalog(data: Dataset, path: Path | str) -> sqlite3.Connection:
+    """A connection to the catalogue at ``path``, (re)built from ``data`` first if need be
+    (:func:`ensure_catalog`: never in place, so a server reading the old one is not held up)."""
+    ensure_catalog(data, path)
+    return connect(path)
 
 
 def all_movies_with_tags(conn: sqlite3.Connection) -> list[dict[str, Any]]:

@@ -27,6 +27,7 @@ from movierec.service.schemas import (
     SessionOut,
     TagName,
 )
+from movierec.serving import CHANGE_ITEMS, changed_filters
 
 router = APIRouter(tags=["session"])
 
@@ -152,21 +153,10 @@ async def answer_question(body: AnswerIn, v: WriterDep, n: RecsN = None, n_tags:
     except ValueError as exc:
         raise HTTPException(status_code=422, detail=str(exc)) from exc
     state = await store_call(v.store.get(v.token))
-    for kind, key, feedback in (
-        ("movie", "dislike_movies", "dislike"),
-        ("movie", "like_movies", "like"),
-        ("tag", "dislike_tags", "dislike"),
-        ("tag", "like_tags", "like"),
-    ):
+    for kind, key, feedback in CHANGE_ITEMS:
         for value in change[key]:
-            state = await store_call(v.store.add(v.token, kind, value, feedback))  # type: ignore[arg-type]
-    filters = dict(state.filters or {})
-    if change["year_min"] is not None:
-        filters["year_min"] = change["year_min"]
-    if change["year_max"] is not None:
-        filters["year_max"] = change["year_max"]
-    if change["genres"]:
-        filters["genres"] = change["genres"]
+            state = await store_call(v.store.add(v.token, kind, value, feedback))
+    filters = changed_filters(state.filters, change)
     if filters != (state.filters or {}):
         state = await store_call(v.store.set_filters(v.token, filters))
     return await changed_session(v, state, n, n_tags)
