@@ -23,11 +23,11 @@ $(BIN)/activate:
 
 $(VENV)/.installed: pyproject.toml | $(BIN)/activate
 	$(PIP) install -q "torch==2.13.0"
-	$(PIP) install -q -e ".[content,baselines]"
+	$(PIP) install -q -e ".[serve,content,baselines]"
 	touch $@
 
 $(VENV)/.installed-test: $(VENV)/.installed pyproject.toml
-	$(PIP) install -q -e ".[content,baselines,test]"
+	$(PIP) install -q -e ".[serve,content,baselines,test]"
 	touch $@
 
 install: $(VENV)/.installed

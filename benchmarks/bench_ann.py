@@ -25,8 +25,8 @@ from collections.abc import Callable
 
 import numpy as np
 
-from movierec.ranking import top_n
 from movierec.retrieval import MipsConfig, MipsIndex, candidates_then_rescore
+from movierec.topn import top_n
 
 
 def synthetic_catalogue(

@@ -34,8 +34,8 @@ from movierec.data.load import load_dataset
 from movierec.evaluation import metrics as M
 from movierec.evaluation.protocols import Prepared, get_protocol
 from movierec.models.registry import create
-from movierec.ranking import top_n
 from movierec.settings import Settings
+from movierec.topn import top_n
 
 REFERENCE = {"surprise SVD rmse": 0.875, "surprise SVD++ rmse": 0.861, "implicit ALS ndcg@10": 0.302}
 

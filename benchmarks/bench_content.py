@@ -41,8 +41,8 @@ from movierec.models.content import ContentRecommender
 from movierec.models.hybrid import Hybrid
 from movierec.models.popularity import Popularity
 from movierec.models.registry import available
-from movierec.ranking import top_n
 from movierec.settings import Settings
+from movierec.topn import top_n
 
 BATCH = 256
 

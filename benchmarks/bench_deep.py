@@ -59,8 +59,8 @@ from movierec.evaluation.protocols import Prepared, Protocol, get_protocol
 from movierec.evaluation.protocols import run as run_protocol
 from movierec.models.base import Query, Recommender
 from movierec.models.registry import UnknownModelError, create
-from movierec.ranking import top_n
 from movierec.settings import Settings
+from movierec.topn import top_n
 
 RATING_MODELS = ("mlp-reg", "mlp-clf", "mf")
 TOPN_MODELS = ("pop", "gmf", "mlp", "neumf", "neumf-nopre")

@@ -64,8 +64,8 @@ from movierec.evaluation.metrics import ranking_metrics
 from movierec.evaluation.protocols import compare, get_protocol, run
 from movierec.models.base import Query, Recommender
 from movierec.models.registry import create
-from movierec.ranking import top_n
 from movierec.settings import Settings
+from movierec.topn import top_n
 
 nan = float("nan")
 MIRROR = Path("/work/shared/data/movielens")

@@ -25,7 +25,7 @@ import numpy as np
 import torch
 
 from movierec.data.load import load_dataset
-from movierec.evaluation.protocols import NextItemProtocol, Prepared, TagConditionedNextItemProtocol
+from movierec.evaluation.protocols import NextItemProtocol, TagConditionedNextItemProtocol
 from movierec.evaluation.session import dislike_effect
 from movierec.models.base import Query, feedback_from_ratings, feedback_thresholds
 from movierec.models.knn import ItemKNN
@@ -51,15 +51,7 @@ def main() -> None:
     proto = NextItemProtocol()
     full = proto.prepare(data, np.random.default_rng(args.seed))
     assert full.valid is not None
-    # the validation item plays the test item's part; the history is the training part
-    valid = Prepared(
-        full.data,
-        full.train,
-        full.valid,
-        users=full.valid.user.astype(np.int64),
-        split="validation item",
-        extra={"history": full.train},
-    )
+    valid = proto.validation(full)  # the validation item plays the test item's part
     model = create(args.model, threads=args.threads)
     start = time.perf_counter()
     model.fit(full.train, np.random.default_rng(args.seed), valid=full.valid)

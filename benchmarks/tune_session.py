@@ -1,5 +1,6 @@
-"""Tune the session models on validation users only (never the test users).
+"""Tune models on validation data only (never the test users or the test item).
 
+``--protocol session`` (default):
 For each seed the ``session`` protocol splits ml-latest-small's users 70 / 10 / 20;
 every variant is fitted on the training users and scored on the *validation*
 users' sessions (first k = 1, 3, 5, 10 likes, NDCG@24 averaged over k, and per k).
@@ -7,7 +8,12 @@ The fit's own early-stopping figure is printed too: next-item NDCG@10 of every
 training user's last like (the sequence models' holdout), a next-item signal
 that also never sees a test user.
 
-Run with ``python benchmarks/tune_session.py --seeds 0,1 [--threads 1]
+``--protocol next-item`` (or ``next-item-untied``): every variant is fitted on the
+temporal split's training part with no validation set (the sequence models early-stop
+on their own holdout) and scored on the *validation* item from each user's training
+history: NDCG@10, full ranking.
+
+Run with ``python benchmarks/tune_session.py --seeds 0,1 [--threads 1] [--protocol next-item]
 [--variants '{"lstm": {"model": "sequence"}, "lstm+set": {"model": "sequence", "future_weight": 1}}']``;
 each variant is a model name plus config overrides. The paired column compares every
 variant with the first on the same validation users (all seeds pooled).
@@ -27,7 +33,7 @@ import torch
 
 from movierec.data.load import load_dataset
 from movierec.evaluation.metrics import paired_comparison
-from movierec.evaluation.protocols import Result, SessionProtocol, run
+from movierec.evaluation.protocols import Result, get_protocol, run
 from movierec.models.registry import create
 from movierec.settings import Settings
 
@@ -46,14 +52,16 @@ def main() -> None:
     parser.add_argument("--seeds", default="0")
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--dataset", default="ml-latest-small")
+    parser.add_argument("--protocol", default="session", choices=("session", "next-item", "next-item-untied"))
     parser.add_argument("--variants", default="", help="JSON: name -> {model, **config overrides}")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     variants: dict[str, dict[str, Any]] = json.loads(args.variants) if args.variants else DEFAULT
     with tempfile.TemporaryDirectory() as home:
         data = load_dataset(args.dataset, Settings(home=Path(home), mirror=MIRROR))
-    proto = SessionProtocol()
-    proto.clicks = False
+    proto: Any = get_protocol(args.protocol)
+    proto.clicks = False  # session: the clicks simulation is not tuned on
+    metric = "ndcg@24" if args.protocol == "session" else "ndcg@10"
     per_user: dict[str, list[np.ndarray]] = {name: [] for name in variants}
     rows: dict[str, list[tuple[Result, dict[str, Any]]]] = {name: [] for name in variants}
     for seed in (int(s) for s in args.seeds.split(",")):
@@ -78,16 +86,21 @@ def main() -> None:
                 "holdout": max((h.get("valid", np.nan) for h in model.fit_info.history), default=np.nan),
             }
             rows[name].append((res, info))
-            per_user[name].append(res.per_user["ndcg@24"])
-            by_k = " ".join(f"k{k}={v['ndcg@24']:.4f}" for k, v in sorted(res.by_k.items()))
+            per_user[name].append(res.per_user[metric])
+            by_k = " ".join(f"k{k}={v[metric]:.4f}" for k, v in sorted(res.by_k.items()))
             print(
-                f"seed {seed} {name:<22} ndcg@24 {res.metrics['ndcg@24']:.4f} ({by_k}) "
+                f"seed {seed} {name:<22} {metric} {res.metrics[metric]:.4f} ({by_k}) "
                 f"holdout ndcg@10 {info['holdout']:.4f} epochs {info['epochs']} {info['seconds']:.0f}s",
                 flush=True,
             )
     first = next(iter(variants))
     base = np.concatenate(per_user[first])
-    print(f"\nvalidation users, NDCG@24 over k = 1, 3, 5, 10, seeds {args.seeds}; paired against {first}")
+    what = (
+        "validation users, NDCG@24 over k = 1, 3, 5, 10"
+        if args.protocol == "session"
+        else "validation item, NDCG@10"
+    )
+    print(f"\n{args.protocol}: {what}, seeds {args.seeds}; paired against {first}")
     for name in variants:
         mine = np.concatenate(per_user[name])
         cmp = paired_comparison(mine, base, np.random.default_rng(0), 1000)

@@ -1,4 +1,4 @@
-"""ranking.top_n / recommend / Filters / Catalog on hand-made cases."""
+"""topn.top_n / ranking.recommend / Filters / Catalog on hand-made cases."""
 
 from __future__ import annotations
 
@@ -14,8 +14,9 @@ from movierec.data.synthetic import markov_sequences
 from movierec.models.base import Query
 from movierec.models.popularity import Popularity
 from movierec.models.sequence import SequenceLSTM
-from movierec.ranking import Catalog, Filters, Retrieval, recommend, top_n
+from movierec.ranking import Catalog, Filters, Retrieval, recommend
 from movierec.retrieval import MipsConfig, MipsIndex
+from movierec.topn import top_n
 
 
 def _data() -> Dataset:

@@ -11,8 +11,8 @@ import numpy as np
 import pytest
 import scipy.sparse as sp
 
-from movierec.ranking import top_n
 from movierec.retrieval import IndexKind, MipsConfig, MipsIndex, candidates_then_rescore
+from movierec.topn import top_n
 
 HAVE_FAISS = importlib.util.find_spec("faiss") is not None
 needs_faiss = pytest.mark.skipif(not HAVE_FAISS, reason="faiss not installed (pip install 'movierec[ann]')")

@@ -520,7 +520,7 @@ def candidates_then_rescore(
     exclude:
         Movie *indices* to drop per query: a sparse ``(B, n_items)`` matrix or a
         list of ``B`` int arrays (the query's own movies), as in
-        :func:`movierec.ranking.top_n`.
+        :func:`movierec.topn.top_n`.
     allowed_mask:
         Bool ``(n_items,)``: only these items may be returned (filters).
     max_retries, widen_factor:
@@ -539,7 +539,7 @@ def candidates_then_rescore(
     indices:
         ``(B, k)`` int64 movie *indices*, best first (ties: lower index first),
         ``-1`` where fewer than ``k`` were found. Same order of outputs as
-        :func:`movierec.ranking.top_n`.
+        :func:`movierec.topn.top_n`.
     scores:
         ``(B, k)`` float32 exact scores (``-inf`` at padding).
     """

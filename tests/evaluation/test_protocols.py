@@ -26,7 +26,7 @@ from movierec.evaluation.protocols import (
 from movierec.evaluation.protocols import compare as compare_results
 from movierec.models.base import DISLIKE, LIKE, SEEN, Query, Recommender
 from movierec.models.popularity import Popularity
-from movierec.ranking import top_n
+from movierec.topn import top_n
 
 N_USERS, N_MOVIES, PER_USER = 40, 150, 15
 

@@ -25,7 +25,7 @@ from movierec.models.sequence import SequenceLSTM
 from movierec.retrieval import MipsConfig
 from movierec.service.app import create_app
 from movierec.service.config import ServiceSettings
-from movierec.serving import Engine
+from movierec.serving import Answer, Engine
 from movierec.settings import Settings
 from movierec.storage.catalog import build_catalog
 from movierec.storage.db import connect
@@ -56,14 +56,14 @@ STATES = [
 ]
 
 
-def _same(ann: dict[str, Any], exact: dict[str, Any]) -> None:
+def _same(ann: Answer, exact: Answer) -> None:
     """Equal answers but for the movie scores, which are the exact ones less a per-session constant."""
-    assert [m["movie_id"] for m in ann["movies"]] == [m["movie_id"] for m in exact["movies"]]
-    assert [m["reason"] for m in ann["movies"]] == [m["reason"] for m in exact["movies"]]
-    assert ann["tags"] == exact["tags"] and ann["fallback"] == exact["fallback"]
-    assert ann["notes"] == exact["notes"]
-    gap = np.array([e["score"] - a["score"] for a, e in zip(ann["movies"], exact["movies"], strict=True)])
-    if ann["fallback"]:
+    assert [m.movie_id for m in ann.movies] == [m.movie_id for m in exact.movies]
+    assert [m.reason for m in ann.movies] == [m.reason for m in exact.movies]
+    assert ann.tags == exact.tags and ann.fallback == exact.fallback
+    assert ann.notes == exact.notes
+    gap = np.array([e.score - a.score for a, e in zip(ann.movies, exact.movies, strict=True)])
+    if ann.fallback:
         np.testing.assert_allclose(gap, 0.0)
     elif gap.size:
         np.testing.assert_allclose(gap, gap[0], atol=1e-4)
@@ -83,13 +83,13 @@ def test_engine_through_the_index_serves_the_exact_recommendations(
         _same(got, want)
         allowed = {int(m) for m in tiny.movies.ids}
         held = set(state.liked) | set(state.disliked)
-        assert not held & {m["movie_id"] for m in got["movies"]}
-        assert {m["movie_id"] for m in got["movies"]} <= allowed
+        assert not held & {m.movie_id for m in got.movies}
+        assert {m.movie_id for m in got.movies} <= allowed
     # filters honoured (checked against the catalogue, not just against the exact path)
     info = tiny.movie_info.set_index("movie_id")
-    for m in ann.recommend(STATES[3], 8, 0)["movies"]:
-        assert info.loc[m["movie_id"], "year"] >= 1990
-        assert {"Drama", "Comedy"} & set(info.loc[m["movie_id"], "genres"])
+    for m in ann.recommend(STATES[3], 8, 0).movies:
+        assert info.loc[m.movie_id, "year"] >= 1990
+        assert {"Drama", "Comedy"} & set(info.loc[m.movie_id, "genres"])
     # one batch with mixed filters and an empty session
     batch = ann.recommend_many([(s, 6, 3) for s in STATES])
     for got, state in zip(batch, STATES, strict=True):

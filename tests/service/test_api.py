@@ -6,6 +6,7 @@ the last-resort 500 handler would fail its test.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -85,10 +86,10 @@ def test_engine_from_dataset_matches_engine_from_catalogue(client: TestClient, t
     assert (direct.catalog.year == served.catalog.year).all()
     assert (direct.catalog.genres == served.catalog.genres).all()
     assert (direct.titles == served.titles).all()
-    # both know The Matrix's tags; the dataset one also has co-occurrence for similar()
+    # both know The Matrix's tags, and one catalogue view built one way finds the same neighbours
     m = served.model.movies.index_one(MATRIX)
     assert set(direct.movie_tags[m].indices) == set(served.movie_tags[m].indices)
-    assert direct.similar(MATRIX, 3) and direct.interactions is not None
+    assert direct.similar(MATRIX, 3) == served.similar(MATRIX, 3)
 
 
 def test_search_movies_and_tags(client: TestClient) -> None:
@@ -180,7 +181,7 @@ def test_the_taste_in_words_is_kept_and_reaches_the_model(
     client: TestClient, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Issue (pictures and page): the API and CLI took free text, the page did not."""
-    from movierec import serving
+    from movierec.serving import engine as serving
 
     seen: list[str | None] = []
     real = serving.Query.session
@@ -609,12 +610,13 @@ def test_recommend_many_matches_one_by_one(tiny: Dataset) -> None:
     ]
     alone = [Engine.from_dataset(model, tiny).recommend(s, 6, 3) for s in states]
     together = Engine.from_dataset(model, tiny).recommend_many([(s, 6, 3) for s in states])
-    assert [[m["movie_id"] for m in r["movies"]] for r in together] == [
-        [m["movie_id"] for m in r["movies"]] for r in alone
+    assert [[m.movie_id for m in r.movies] for r in together] == [
+        [m.movie_id for m in r.movies] for r in alone
     ]
-    assert [r["tags"] for r in together] == [r["tags"] for r in alone]
-    together[1]["movies"].clear()  # answers are copies: changing one leaves the cache alone
-    assert together[4]["movies"]
+    assert [r.tags for r in together] == [r.tags for r in alone]
+    with pytest.raises(dataclasses.FrozenInstanceError):  # a remembered answer cannot be changed
+        together[1].fallback = True  # type: ignore[misc]
+    assert together[4] is together[1]  # a repeat inside the batch: scored once
 
 
 def test_a_filter_change_ranks_again_without_a_model_call(tiny: Dataset) -> None:
@@ -640,10 +642,8 @@ def test_a_filter_change_ranks_again_without_a_model_call(tiny: Dataset) -> None
     ]
     for v in variants:
         got = engine.recommend(v, 6, 3)
-        assert [m["movie_id"] for m in got["movies"]] == [
-            m["movie_id"] for m in fresh.recommend(v, 6, 3)["movies"]
-        ]
-        assert got["tags"] == fresh.recommend(v, 6, 3)["tags"]
+        assert [m.movie_id for m in got.movies] == [m.movie_id for m in fresh.recommend(v, 6, 3).movies]
+        assert got.tags == fresh.recommend(v, 6, 3).tags
     assert calls == [1]  # the model scored the session once; filters only re-ranked
     engine.recommend(SessionState(liked=[10, MATRIX], disliked=[3]), 6, 3)  # new order: new scores
     assert calls == [1, 1]

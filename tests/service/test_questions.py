@@ -210,3 +210,40 @@ def test_the_cli_recommends_what_the_page_does(tmp_path: Path, tiny_folder: Path
     ]
     assert cli["movies"] and all(m["year"] >= 1980 for m in cli["movies"])
     assert cli["tags"] and [t["tag"] for t in cli["tags"]] == [t["tag"] for t in page["tags"]]
+
+
+def test_the_cli_similar_is_the_movie_views_similar(tmp_path: Path, tiny_folder: Path) -> None:
+    """`movierec similar TITLE --model DIR` asks the page's engine: the movie view's neighbours,
+    in the same order, for a model with its own neighbours (item-kNN), one without (EASE) and one
+    with movie embeddings (MF);
+    an unknown title is one clear line."""
+    import json
+
+    from typer.testing import CliRunner
+
+    from movierec.cli import app
+    from movierec.data.load import load_dataset
+    from movierec.models.artifacts import save_model
+    from movierec.models.registry import create
+
+    home = tmp_path / "home"
+    data = load_dataset(str(tiny_folder), Settings(home=home))
+    for name in ("itemknn", "ease", "mf"):  # own neighbours, a one-like session, embeddings
+        model_dir = tmp_path / name
+        save_model(create(name).fit(data), model_dir)
+        args = ["similar", "The Matrix", "--model", str(model_dir), "--dataset", str(tiny_folder), "-n", "5"]
+        r = CliRunner().invoke(app, [*args, "--json"])
+        assert r.exit_code == 0, r.output
+        cli = json.loads(r.output)
+        assert cli["model"] == name and len(cli["similar"]) == 5
+        svc = ServiceSettings(settings=Settings(home=home), model_dir=model_dir)
+        with TestClient(create_app(svc)) as c:
+            page = c.get(f"/api/movies/{cli['movie_id']}/similar", params={"n": 5}).json()
+        assert [m["movie_id"] for m in cli["similar"]] == [m["movie_id"] for m in page]
+        assert cli["movie_id"] not in [m["movie_id"] for m in page]
+        text = CliRunner().invoke(app, args)
+        assert text.exit_code == 0 and text.output.splitlines()[1].startswith("  1. ")
+    r = CliRunner().invoke(
+        app, ["similar", "No Such Film", "--model", str(tmp_path / "ease"), "--dataset", str(tiny_folder)]
+    )
+    assert r.exit_code != 0 and "Traceback" not in r.output

@@ -31,6 +31,7 @@ from movierec.models.artifacts import save_model
 from movierec.models.registry import create
 from movierec.service.app import check_engine, create_app
 from movierec.service.config import ServiceSettings
+from movierec.serving import Answer, ScoredMovie
 from movierec.settings import Settings
 
 LOCAL = ("127.0.0.1", 50000)
@@ -125,7 +126,7 @@ def test_check_engine_rejects_non_finite_scores() -> None:
     stub = SimpleNamespace(
         model=SimpleNamespace(movies=SimpleNamespace(ids=np.array([7]))),
         catalog=SimpleNamespace(rating_count=np.array([3])),
-        recommend=lambda state, n, n_tags: {"movies": [{"movie_id": 7, "score": math.nan}], "tags": []},
+        recommend=lambda state, n, n_tags: Answer((ScoredMovie(7, math.nan),), (), False),
     )
     with pytest.raises(RuntimeError, match="non-finite"):
         check_engine(stub)

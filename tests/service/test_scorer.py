@@ -22,6 +22,7 @@ from movierec.models.registry import create
 from movierec.service.app import build_engine, create_app
 from movierec.service.config import ServiceSettings
 from movierec.service.scorer import ProcessScorer, ScorerError
+from movierec.serving import Answer
 from movierec.settings import Settings
 from movierec.storage.catalog import build_catalog
 from movierec.storage.db import connect
@@ -53,7 +54,7 @@ def scorer(home: Path) -> Iterator[ProcessScorer]:
     s.close()
 
 
-def in_process(home: Path, model_dir: Path | None = None) -> list[dict[str, Any]]:
+def in_process(home: Path, model_dir: Path | None = None) -> list[Answer]:
     """What a fresh engine in this process answers for :data:`STATES`."""
     conn = connect(home / "db.sqlite3")
     try:
@@ -63,7 +64,10 @@ def in_process(home: Path, model_dir: Path | None = None) -> list[dict[str, Any]
     return engine.recommend_many([(s, 6, 3) for s in STATES])
 
 
-def movie_ids(answer: dict[str, Any]) -> list[int]:
+def movie_ids(answer: Answer | dict[str, Any]) -> list[int]:
+    """The movie ids of an engine answer or of the API's JSON answer."""
+    if isinstance(answer, Answer):
+        return [m.movie_id for m in answer.movies]
     return [int(m["movie_id"]) for m in answer["movies"]]
 
 

@@ -5,7 +5,12 @@ from __future__ import annotations
 import logging
 import sys
 
-import typer
+try:
+    import typer
+except ModuleNotFoundError as exc:  # the library is installed without the command line
+    raise SystemExit(
+        f"the movierec command needs the serve extra: pip install 'movierec[serve]' ({exc.name} is missing)"
+    ) from exc
 
 import movierec.cli.data as data_cmd
 import movierec.cli.evaluate as evaluate_cmd

@@ -213,79 +213,82 @@ def recommend(
     cards = engine.cards or {}
     movies: list[dict[str, Any]] = [
         {
-            "movie_id": m["movie_id"],
-            "title": str(cards.get(m["movie_id"], {}).get("display_title", "")),
-            "year": int(cards.get(m["movie_id"], {}).get("year") or 0),
-            "genres": list(cards.get(m["movie_id"], {}).get("genres") or []),
-            "score": m["score"],
-            "reason": m["reason"],
+            "movie_id": m.movie_id,
+            "title": str(cards.get(m.movie_id, {}).get("display_title", "")),
+            "year": int(cards.get(m.movie_id, {}).get("year") or 0),
+            "genres": list(cards.get(m.movie_id, {}).get("genres") or []),
+            "score": m.score,
+            "reason": m.reason,
         }
-        for m in answer["movies"]
+        for m in answer.movies
     ]
     if json_out:
         echo_json(
             {
                 "model": engine.model.name,
-                "fallback": answer["fallback"],
+                "fallback": answer.fallback,
                 "movies": movies,
-                "tags": answer["tags"],
-                "notes": answer["notes"],
+                "tags": [{"tag": t.tag, "score": t.score} for t in answer.tags],
+                "notes": list(answer.notes),
             }
         )
         return
     for rank_no, m in enumerate(movies, 1):
         why = f"  ({m['reason']})" if m["reason"] else ""
         typer.echo(f"{rank_no:>3}. {m['title']} ({m['year']})  {', '.join(m['genres'])}{why}")
-    if answer["tags"]:
-        typer.echo("tags: " + ", ".join(str(t["tag"]) for t in answer["tags"]))
+    if answer.tags:
+        typer.echo("tags: " + ", ".join(t.tag for t in answer.tags))
 
 
 def similar(
     title: Annotated[str, typer.Argument(help="A movie title ('Heat (1995)') or id.")],
-    by: Annotated[
-        str, typer.Option("--by", help="collab (item-kNN), content (text embeddings) or blend.")
-    ] = "blend",
+    model_dir: Annotated[
+        Path | None,
+        typer.Option("--model", "-m", help="Model directory (default: HOME/models/default, the page's)."),
+    ] = None,
     n: Annotated[int, typer.Option("-n", min=1, max=200, help="How many movies.")] = 10,
-    dataset: DatasetOpt = "ml-latest-small",
+    dataset: Annotated[
+        str | None,
+        typer.Option("--dataset", "-d", help="Data set (default: the one the model was trained on)."),
+    ] = None,
     mirror: MirrorOpt = None,
     json_out: JsonOpt = False,
 ) -> None:
-    """Movies similar to one movie, by collaboration, by content, or both."""
+    """The movies a trained model puts nearest to one movie: the page's "similar movies"
+    (the model's own neighbours, else its movie embeddings, blended with shared tags)."""
     from movierec.data.load import load_dataset
-    from movierec.models.registry import create
-    from movierec.similar import BY, similar_movies
+    from movierec.models.artifacts import read_meta
+    from movierec.service.engine import build_engine
     from movierec.storage.catalog import open_catalog
 
-    if by not in BY:
-        raise typer.BadParameter(f"--by must be one of {', '.join(BY)}")
     s = settings(mirror)
-    data = load_dataset(dataset, s)
+    model_dir = model_dir or s.home / "models" / "default"
+    if not (model_dir / "meta.json").is_file():
+        raise typer.BadParameter(
+            f"no trained model in {model_dir}; train one with `movierec train --out DIR`"
+        )
+    data = load_dataset(dataset or read_meta(model_dir).get("dataset") or "ml-latest-small", s)
     conn = open_catalog(data, s.database_path)
-    movie = _resolve_movies(conn, [title], data)[0]
-    rng = np.random.default_rng(0)
-    collab = create("itemknn").fit(data, rng) if by in ("collab", "blend") else None
-    content = (
-        create("content", cache_dir=str(s.home / "embeddings"), progress=not json_out).fit(data, rng)
-        if by in ("content", "blend")
-        else None
-    )
-    idx, scores = similar_movies(movie, n, by=by, collab=collab, content=content)  # type: ignore[arg-type]
-    info = data.movie_info
+    try:
+        movie = _resolve_movies(conn, [title], data)[0]
+        engine = build_engine(model_dir, conn)  # the page's engine: the movie view's neighbours
+    finally:
+        conn.close()
+    movie_id = int(data.movies.ids[movie])
+    if not engine.knows_movie(movie_id):
+        raise typer.BadParameter(
+            f"model {model_dir} does not know {data.movie_info.at[movie, 'display_title']}"
+        )
+    found = engine.similar(movie_id, n)
     rows = [
-        {
-            "movie_id": int(info.at[i, "movie_id"]),
-            "title": str(info.at[i, "display_title"]),
-            "year": int(info.at[i, "year"]),
-            "score": float(sc),
-        }
-        for i, sc in zip(idx, scores, strict=True)
+        {"movie_id": f.movie_id, "title": engine.movie_label(f.movie_id), "score": f.score} for f in found
     ]
     if json_out:
-        echo_json({"movie_id": int(info.at[movie, "movie_id"]), "by": by, "similar": rows})
+        echo_json({"movie_id": movie_id, "model": engine.model.name, "similar": rows})
         return
-    typer.echo(f"like {info.at[movie, 'display_title']} ({info.at[movie, 'year']}), by {by}:")
+    typer.echo(f"like {engine.movie_label(movie_id)}, by {engine.model.name}:")
     for k, r in enumerate(rows, 1):
-        typer.echo(f"{k:>3}. {r['title']} ({r['year']})")
+        typer.echo(f"{k:>3}. {r['title']}")
 
 
 def search(
@@ -354,7 +357,7 @@ def ask(
     from movierec.data.load import load_dataset
     from movierec.models.artifacts import read_meta
     from movierec.service.engine import build_engine
-    from movierec.serving import CHANGE_ITEMS, changed_filters
+    from movierec.serving import change_items, changed_filters
     from movierec.storage.catalog import open_catalog
     from movierec.storage.sessions import SessionStore
 
@@ -377,18 +380,18 @@ def ask(
 
     def show() -> None:
         rec = engine.recommend(state, n, 0)
-        for k, m in enumerate(rec["movies"], 1):
-            typer.echo(f"{k:>3}. {engine.movie_label(m['movie_id'])}")
+        for k, m in enumerate(rec.movies, 1):
+            typer.echo(f"{k:>3}. {engine.movie_label(m.movie_id)}")
 
     for number in range(1, questions + 1):
         q = engine.question(state, avoid)
         if q is None:
             typer.echo("nothing left worth asking")
             break
-        avoid.append((q["kind"], q["values"]))
-        typer.echo(f"\n{number}. {q['prompt']}")
-        for k, option in enumerate(q["options"], 1):
-            typer.echo(f"   {k}) {option['label']}")
+        avoid.append((q.kind, list(q.values)))
+        typer.echo(f"\n{number}. {q.prompt}")
+        for k, option in enumerate(q.options, 1):
+            typer.echo(f"   {k}) {option.label}")
         typer.echo("   n) neither   s) skip   q) stop")
         if scripted is not None:
             if not scripted:
@@ -401,10 +404,9 @@ def ask(
             break
         replies: dict[str, int | str] = {"1": 0, "2": 1, "n": "neither", "neither": "neither"}
         choice = replies.get(reply, "skip")
-        change = engine.answer_change(q["kind"], q["values"], choice)
-        for kind, key, feedback in CHANGE_ITEMS:
-            for value in change[key]:
-                state = store.add(token, kind, value, feedback)
+        change = engine.answer_change(q.kind, q.values, choice)
+        for kind, value, feedback in change_items(change):
+            state = store.add(token, kind, value, feedback)
         state = store.set_filters(token, changed_filters(state.filters, change))
         show()
     typer.echo("\nyour list:")

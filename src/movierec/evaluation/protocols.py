@@ -55,7 +55,7 @@ from movierec.models.base import (
     feedback_from_ratings,
     feedback_thresholds,
 )
-from movierec.ranking import top_n, top_per_row
+from movierec.topn import top_n, top_per_row
 
 __all__ = [
     "PROTOCOLS",
@@ -481,6 +481,21 @@ class NextItemProtocol(Protocol):
             "rec_popularity": pop[ranked[ranked >= 0]],
         }
         return per_user, {}, curves
+
+    def validation(self, prepared: Prepared) -> Prepared:
+        """The same split with the *validation* item as the one to predict, from each user's
+        training history; no validation set is handed to ``fit`` (a sequence model then
+        early-stops on its own holdout). For tuning: the test item is never looked at."""
+        if prepared.valid is None:
+            raise ValueError("next-item validation needs a split with a validation item")
+        return Prepared(
+            prepared.data,
+            prepared.train,
+            prepared.valid,
+            users=prepared.valid.user.astype(np.int64),
+            split=f"{prepared.split}, validation item scored",
+            extra={"history": prepared.train},
+        )
 
     def given_tags(self, prepared: Prepared, users: np.ndarray) -> list[np.ndarray]:
         """Liked tag *indices* each query carries (none here)."""

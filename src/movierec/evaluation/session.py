@@ -17,7 +17,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from movierec.models.base import DISLIKE, LIKE, Query, Recommender
-from movierec.ranking import top_n
+from movierec.topn import top_n
 
 __all__ = ["DislikeEffect", "clicks_to_relevant", "dislike_effect", "summarise_clicks"]
 

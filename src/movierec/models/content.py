@@ -225,7 +225,7 @@ class ContentRecommender(Recommender):
             Int64 ``(n,)`` movie indices (``movie`` itself excluded), best first,
             and their float32 cosine similarities.
         """
-        from movierec.ranking import top_n
+        from movierec.topn import top_n
 
         emb = self._emb()
         if not 0 <= movie < emb.shape[0]:
@@ -242,7 +242,7 @@ class ContentRecommender(Recommender):
         (indices, similarities):
             Int64 tag *indices* ``(<= n,)``, best first, and float32 cosine similarities.
         """
-        from movierec.ranking import top_n
+        from movierec.topn import top_n
 
         self._emb()
         if self.tag_emb is None or not self.tag_emb.shape[0] or not text.strip():

@@ -160,7 +160,7 @@ class Hybrid(Recommender):
 
     def _tune_k(self, train: Dataset, valid: Dataset, rng: np.random.Generator) -> None:
         from movierec.evaluation.metrics import ranking_metrics
-        from movierec.ranking import top_n
+        from movierec.topn import top_n
 
         collab, content = self._parts()
         users = np.unique(valid.user).astype(np.int64)

@@ -39,6 +39,7 @@ from movierec.evaluation import metrics as M
 from movierec.models.base import DISLIKE, Query, Recommender
 from movierec.models.rating_mlp import GenDropout, PairNet, PairRecommender, _query_seed, init_weights
 from movierec.models.trainer import local_batch_size, shuffled_batches, torch_generator
+from movierec.topn import top_n
 
 __all__ = ["GMF", "NCFMLP", "NCFConfig", "NeuMF", "sample_negatives"]
 
@@ -423,12 +424,8 @@ class _NCFBase(PairRecommender):
         def ndcg10(_: nn.Module) -> float:
             with torch.no_grad():
                 scores = self._score_reprs(net.user_repr(torch.as_tensor(users)))
-            rows = np.repeat(np.arange(len(users)), np.diff(train_m.indptr))
-            scores[rows, train_m.indices] = -np.inf
             k = min(10, scores.shape[1])
-            top = np.argpartition(-scores, k - 1, axis=1)[:, :k]
-            order = np.argsort(-np.take_along_axis(scores, top, axis=1), axis=1, kind="stable")
-            ranked = np.take_along_axis(top, order, axis=1)
+            ranked = top_n(scores, k, exclude=train_m)[0]
             hits = M.hits_matrix(ranked, relevant)
             return float(np.nanmean(M.ndcg(hits, n_rel, k)))
 

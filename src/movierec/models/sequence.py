@@ -60,7 +60,7 @@ from movierec.models.base import (
 from movierec.models.knn import ItemKNN
 from movierec.models.trainer import TrainConfig, local_batch_size, torch_generator, train
 from movierec.models.transitions import Transitions
-from movierec.ranking import top_per_row
+from movierec.topn import top_per_row
 
 __all__ = [
     "REASON_PREFIX",
@@ -1121,6 +1121,12 @@ class SequenceLSTM(Recommender):
         with torch.no_grad():
             w = torch.cat([net.movie_head.weight, net.movie_head.bias.unsqueeze(1)], dim=1)
         return w.numpy().astype(np.float32)
+
+    def item_embeddings(self) -> np.ndarray:
+        """Movie vectors ``(n_movies, d)`` float32 to compare movies by (the movie head's weight
+        rows, without the popularity bias): "similar movies" in the network's own space."""
+        with torch.no_grad():
+            return self._net().movie_head.weight.numpy().astype(np.float32)
 
     def explain(self, query: Query, movies: np.ndarray) -> list[str | None]:
         """``"because you liked {movie:<index>}"``: the session's liked movie whose

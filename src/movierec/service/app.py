@@ -66,7 +66,7 @@ from movierec.service.engine import (
 from movierec.service.gate import Batcher, Busy, InferenceGate
 from movierec.service.ratelimit import RateLimit, TokenBuckets
 from movierec.service.schemas import ErrorOut
-from movierec.serving import LRUCache, session_key
+from movierec.serving import Answer, LRUCache, session_key
 from movierec.storage.sessions import StoreBusy
 
 log = logging.getLogger(__name__)
@@ -271,7 +271,7 @@ def _replay(messages: list[Message], then: Receive | None = None) -> Receive:
     return receive
 
 
-def score_batch(app: FastAPI, items: list[tuple[Any, int, int]]) -> list[dict[str, Any]]:
+def score_batch(app: FastAPI, items: list[tuple[Any, int, int]]) -> list[Answer]:
     """The batcher's model call: ``Engine.recommend_many`` here, or in the scoring process
     when there is one (its answers are then remembered by this process's engine).
 
@@ -281,8 +281,8 @@ def score_batch(app: FastAPI, items: list[tuple[Any, int, int]]) -> list[dict[st
     engine = app.state.engine
     scorer = app.state.scorer
     if scorer is None:
-        return list(engine.recommend_many(items, copy=False))
-    answers: list[dict[str, Any]] = scorer(items)
+        return engine.recommend_many(items)
+    answers: list[Answer] = scorer(items)
     for (state, n, n_tags), answer in zip(items, answers, strict=True):
         engine.remember(state, n, n_tags, answer)
     return answers

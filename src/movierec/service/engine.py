@@ -98,9 +98,9 @@ def check_engine(engine: Any) -> None:
     top = int(engine.model.movies.ids[int(engine.catalog.rating_count.argmax())])
     for probe in (SessionState(), SessionState(liked=[top])):
         rec = engine.recommend(probe, 10, 5)
-        if not rec["movies"]:
+        if not rec.movies:
             raise RuntimeError(f"the model recommends nothing for the probe session {probe.liked}")
-        if not all(math.isfinite(m["score"]) for m in rec["movies"]):
+        if not all(math.isfinite(m.score) for m in rec.movies):
             raise RuntimeError("the model gives non-finite scores (broken weights?)")
 
 

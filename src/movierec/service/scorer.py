@@ -22,7 +22,7 @@ from concurrent.futures.process import BrokenProcessPool
 from pathlib import Path
 from typing import Any
 
-from movierec.serving import ANN_MIN_MOVIES
+from movierec.serving import ANN_MIN_MOVIES, Answer
 
 log = logging.getLogger(__name__)
 
@@ -62,8 +62,8 @@ def _child_ready() -> str:
     return str(_ENGINE.model.name)
 
 
-def _child_recommend_many(requests: list[tuple[Any, int, int]]) -> list[dict[str, Any]]:
-    return list(_ENGINE.recommend_many(requests, copy=False))
+def _child_recommend_many(requests: list[tuple[Any, int, int]]) -> list[Answer]:
+    return _ENGINE.recommend_many(requests)
 
 
 class ProcessScorer:
@@ -121,7 +121,7 @@ class ProcessScorer:
             self.close()
             raise ScorerError(f"the scoring process did not load the model within {timeout:g} s") from exc
 
-    def __call__(self, requests: list[tuple[Any, int, int]]) -> list[dict[str, Any]]:
+    def __call__(self, requests: list[tuple[Any, int, int]]) -> list[Answer]:
         pool = self._pool
         try:
             return pool.submit(_child_recommend_many, requests).result()

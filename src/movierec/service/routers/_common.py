@@ -15,7 +15,7 @@ from movierec.service.deps import Services, Writer
 from movierec.service.gate import Busy
 from movierec.service.schemas import Movie, RecommendationsOut, SessionOut, Tag
 from movierec.service.scorer import ScorerError
-from movierec.serving import CARD_FIELDS, Engine
+from movierec.serving import CARD_FIELDS, Answer, Engine
 from movierec.storage.catalog import get_movies, has_tag
 from movierec.storage.sessions import SessionState, UnknownSessionError
 
@@ -64,11 +64,11 @@ def session_out(svc: Services, state: SessionState) -> SessionOut:
     )
 
 
-async def recommendations_for(v: Services, state: SessionState, n: int, n_tags: int) -> dict[str, Any]:
+async def recommendations_for(v: Services, state: SessionState, n: int, n_tags: int) -> Answer:
     """The engine's answer for ``state`` (read only): remembered (no worker thread, never a
     503), else scored with the concurrent misses in one batch (shared with an equal call
     already waiting or running, such as a prefetch)."""
-    rec = v.engine.recommend_cached(state, n, n_tags, copy=False)
+    rec = v.engine.recommend_cached(state, n, n_tags)
     if rec is None:
         rec = await v.state.rec_batcher.submit((state, n, n_tags))
     return rec
@@ -81,12 +81,12 @@ async def recommendations_out(
     tags, and the server's time since ``start`` (``time.perf_counter()``; default: now)."""
     start = time.perf_counter() if start is None else start
     rec = await recommendations_for(v, state, n, n_tags)
-    extra = {m["movie_id"]: {"score": m["score"], "reason": m["reason"]} for m in rec["movies"]}
+    extra = {m.movie_id: {"score": m.score, "reason": m.reason} for m in rec.movies}
     return RecommendationsOut(
-        movies=cards(v, [m["movie_id"] for m in rec["movies"]], extra),
-        tags=[Tag(**t) for t in rec["tags"]],
-        fallback=rec["fallback"],
-        notes=rec["notes"],
+        movies=cards(v, [m.movie_id for m in rec.movies], extra),
+        tags=[Tag(tag=t.tag, score=t.score) for t in rec.tags],
+        fallback=rec.fallback,
+        notes=list(rec.notes),
         elapsed_ms=round((time.perf_counter() - start) * 1000, 2),
     )
 

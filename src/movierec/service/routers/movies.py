@@ -77,5 +77,5 @@ async def similar(
     if not svc.engine.knows_movie(movie_id):
         return []
     found = await svc.gate.run(svc.engine.similar, movie_id, n)
-    scores = {f["movie_id"]: {"score": f["score"]} for f in found}
-    return cards(svc, [f["movie_id"] for f in found], scores)
+    scores = {f.movie_id: {"score": f.score} for f in found}
+    return cards(svc, [f.movie_id for f in found], scores)

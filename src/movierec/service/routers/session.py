@@ -27,7 +27,7 @@ from movierec.service.schemas import (
     SessionOut,
     TagName,
 )
-from movierec.serving import CHANGE_ITEMS, changed_filters
+from movierec.serving import change_items, changed_filters
 
 router = APIRouter(tags=["session"])
 
@@ -137,7 +137,7 @@ async def next_question(
         pairs.append((kind, values))
     state = await store_call(v.store.get(v.token))
     q = await v.gate.run(v.engine.question, state, pairs)
-    return NextQuestion(question=None if q is None else QuestionOut(**q))
+    return NextQuestion(question=None if q is None else QuestionOut(**q.to_dict()))
 
 
 @router.post(
@@ -153,9 +153,8 @@ async def answer_question(body: AnswerIn, v: WriterDep, n: RecsN = None, n_tags:
     except ValueError as exc:
         raise HTTPException(status_code=422, detail=str(exc)) from exc
     state = await store_call(v.store.get(v.token))
-    for kind, key, feedback in CHANGE_ITEMS:
-        for value in change[key]:
-            state = await store_call(v.store.add(v.token, kind, value, feedback))
+    for kind, value, feedback in change_items(change):
+        state = await store_call(v.store.add(v.token, kind, value, feedback))
     filters = changed_filters(state.filters, change)
     if filters != (state.filters or {}):
         state = await store_call(v.store.set_filters(v.token, filters))

@@ -1,0 +1,52 @@
+"""What the web app, the scoring process and the command line ask a model through.
+
+================  ============================================================
+``engine``        :class:`Engine`: ids in, a :class:`~movierec.models.base.Query`
+                  to :func:`movierec.ranking.recommend`, typed answers out; one
+                  catalogue view built one way (:meth:`Engine.from_rows`)
+``answers``       the typed answers (frozen dataclasses)
+``session``       what the engine reads of a session; filters and answers' changes
+``explain``       reasons and tag suggestions
+``cache``         the LRU map and the remembered score rows
+================  ============================================================
+"""
+
+from movierec.serving.answers import (
+    Answer,
+    AskedQuestion,
+    QuestionOption,
+    ScoredMovie,
+    ScoredTag,
+    SessionChange,
+)
+from movierec.serving.cache import LRUCache, RememberedScores, query_key
+from movierec.serving.engine import ANN_MIN_MOVIES, CARD_FIELDS, Engine
+from movierec.serving.session import (
+    CHANGE_ITEMS,
+    SessionLike,
+    change_items,
+    changed_filters,
+    filters_from_dict,
+    session_key,
+)
+
+__all__ = [
+    "ANN_MIN_MOVIES",
+    "CARD_FIELDS",
+    "CHANGE_ITEMS",
+    "Answer",
+    "AskedQuestion",
+    "Engine",
+    "LRUCache",
+    "QuestionOption",
+    "RememberedScores",
+    "ScoredMovie",
+    "ScoredTag",
+    "SessionChange",
+    "SessionLike",
+    "change_items",
+    "changed_filters",
+    "filters_from_dict",
+    "query_key",
+    "session_key",
+]

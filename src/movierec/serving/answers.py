@@ -1,0 +1,95 @@
+"""The engine's typed answers: frozen dataclasses, shared by the web app, the scoring
+process (they pickle) and the command line (``to_dict`` for ``--json``).
+
+Frozen, so a remembered answer can be handed to every caller without a copy.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from typing import Any
+
+
+@dataclass(frozen=True, slots=True)
+class ScoredMovie:
+    """A recommended or similar movie: external id, the model's score, and why (or ``None``)."""
+
+    movie_id: int
+    score: float
+    reason: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ScoredTag:
+    """A recommended tag and its score."""
+
+    tag: str
+    score: float
+
+
+@dataclass(frozen=True, slots=True)
+class Answer:
+    """A session's recommendations: movies and tags best first, whether the popularity
+    fallback answered, and notes on what was ignored and why."""
+
+    movies: tuple[ScoredMovie, ...]
+    tags: tuple[ScoredTag, ...]
+    fallback: bool
+    notes: tuple[str, ...] = ()
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+@dataclass(frozen=True, slots=True)
+class QuestionOption:
+    """One answer a question offers; the keys it sets say what choosing it does."""
+
+    label: str
+    movie_id: int | None = None
+    tag: str | None = None
+    year_min: int | None = None
+    year_max: int | None = None
+    genre: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        """The label and the keys that are set."""
+        return {k: v for k, v in dataclasses.asdict(self).items() if v is not None}
+
+
+@dataclass(frozen=True, slots=True)
+class AskedQuestion:
+    """A question for a session (:mod:`movierec.asking`): ``values`` (movie ids, tag names,
+    a year or a genre) and an answer go back to :meth:`Engine.answer_change`."""
+
+    kind: str
+    prompt: str
+    values: tuple[int | str, ...]
+    options: tuple[QuestionOption, ...]
+    gain: float
+    probabilities: tuple[float, ...]
+
+    def to_dict(self) -> dict[str, Any]:
+        out = dataclasses.asdict(self)
+        out["values"] = list(self.values)
+        out["options"] = [o.to_dict() for o in self.options]
+        out["probabilities"] = list(self.probabilities)
+        return out
+
+
+@dataclass(frozen=True, slots=True)
+class SessionChange:
+    """What an answer does to a session, in external ids: movies and tags to like or
+    dislike, year bounds and genres to filter by (``None`` / empty: unchanged)."""
+
+    like_movies: tuple[int, ...] = ()
+    dislike_movies: tuple[int, ...] = ()
+    like_tags: tuple[str, ...] = ()
+    dislike_tags: tuple[str, ...] = ()
+    year_min: int | None = None
+    year_max: int | None = None
+    genres: tuple[str, ...] = ()
+
+    def to_dict(self) -> dict[str, Any]:
+        return {k: list(v) if isinstance(v, tuple) else v for k, v in dataclasses.asdict(self).items()}
