@@ -150,8 +150,8 @@ def clients(model_home: Path) -> Iterator[tuple[TestClient, TestClient]]:
 
 def test_service_setting_builds_the_index_and_serves_the_same(clients: tuple[TestClient, TestClient]) -> None:
     ann, exact = clients
-    assert ann.app.state.engine.retrieval is not None  # type: ignore[attr-defined]
-    assert exact.app.state.engine.retrieval is None  # type: ignore[attr-defined]
+    assert ann.app.state.service.engine.retrieval is not None  # type: ignore[attr-defined]
+    assert exact.app.state.service.engine.retrieval is None  # type: ignore[attr-defined]
     for c in (ann, exact):
         c.post("/api/session/items", json={"kind": "movie", "value": MATRIX, "feedback": "like"})
         c.post("/api/session/items", json={"kind": "movie", "value": 10, "feedback": "dislike"})

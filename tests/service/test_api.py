@@ -80,7 +80,7 @@ def test_docs_page_gets_its_own_policy(client: TestClient) -> None:
 def test_engine_from_dataset_matches_engine_from_catalogue(client: TestClient, tiny: Dataset) -> None:
     from movierec.serving import Engine
 
-    served = client.app.state.engine  # type: ignore[attr-defined]  # built from the database rows
+    served = client.app.state.service.engine  # type: ignore[attr-defined]  # built from the database rows
     direct = Engine.from_dataset(served.model, tiny)
     assert direct.catalog.genre_names == served.catalog.genre_names
     assert (direct.catalog.year == served.catalog.year).all()
@@ -317,7 +317,7 @@ def test_reads_without_a_cookie_add_no_sessions(service_settings: ServiceSetting
     """Issue: 1,897 cookie-less GETs in 5 s once added 1,897 session rows that nothing deleted."""
     app = create_app(service_settings)
     with TestClient(app) as c:
-        store = app.state.store.sync
+        store = app.state.service.store.sync
         before = store.count()
         for path in ("/api/session", "/api/favourites", "/api/recommendations?n=5") * 30:
             assert c.get(path).status_code == 200
@@ -430,17 +430,17 @@ def test_streamed_body_over_limit_is_413(client: TestClient) -> None:
 def test_busy_answers_503_with_retry_after(service_settings: ServiceSettings) -> None:
     app = create_app(service_settings.model_copy(update={"max_waiting": 0, "max_inference_threads": 1}))
     with TestClient(app) as c:
-        app.state.gate._pending = 1  # one call running, no room to wait
+        app.state.service.gate._pending = 1  # one call running, no room to wait
         r = c.get("/api/recommendations")
         assert r.status_code == 503 and r.headers["retry-after"] == "1"
-        app.state.gate._pending = 0
+        app.state.service.gate._pending = 0
         assert c.get("/api/recommendations").status_code == 200
 
 
 def test_list_limit_from_store_is_422(client: TestClient) -> None:
     client.put("/api/session/filters", json={})
     token = client.cookies.get("movierec_session")
-    store = client.app.state.store.sync  # type: ignore[attr-defined]
+    store = client.app.state.service.store.sync  # type: ignore[attr-defined]
     for i in range(200):  # fill the list directly (tags the catalogue lacks): 200 requests would be slow
         store.add(token, "tag", f"t{i}", "like")
     r = client.post("/api/session/items", json={"kind": "tag", "value": "heist", "feedback": "like"})
@@ -564,7 +564,7 @@ def test_a_first_run_serves_at_once_and_swaps_the_trained_model_in(
 @pytest.fixture
 def calls(client: TestClient, monkeypatch: pytest.MonkeyPatch) -> list[int]:
     """Sizes of the served model's ``score`` calls, as they happen."""
-    engine = client.app.state.engine  # type: ignore[attr-defined]
+    engine = client.app.state.service.engine  # type: ignore[attr-defined]
     seen: list[int] = []
     real = engine.model.score
 
@@ -656,7 +656,7 @@ def test_a_change_prefetches_its_recommendations_and_the_request_shares_them(
 
     from movierec.storage.sessions import SessionState
 
-    engine = client.app.state.engine  # type: ignore[attr-defined]
+    engine = client.app.state.service.engine  # type: ignore[attr-defined]
     r = client.post("/api/session/items", json={"kind": "movie", "value": 11, "feedback": "like"})
     assert r.status_code == 200
     state = SessionState(liked=[11])
@@ -712,20 +712,20 @@ def test_a_change_can_answer_with_its_recommendations(client: TestClient, calls:
 def test_a_change_keeps_its_write_when_the_recommender_is_busy(service_settings: ServiceSettings) -> None:
     app = create_app(service_settings.model_copy(update={"max_waiting": 0, "max_inference_threads": 1}))
     with TestClient(app) as c:
-        app.state.gate._pending = 1  # one call running, no room to wait
+        app.state.service.gate._pending = 1  # one call running, no room to wait
         body = {"kind": "movie", "value": 11, "feedback": "like"}
         r = c.post("/api/session/items", json=body, params={"n": 5})
         assert r.status_code == 200 and r.json()["recommendations"] is None
         assert [m["movie_id"] for m in r.json()["liked"]] == [11]
         assert c.get("/api/recommendations").status_code == 503
-        app.state.gate._pending = 0
+        app.state.service.gate._pending = 0
         assert c.get("/api/recommendations").status_code == 200
 
 
 def test_a_write_looks_its_session_up_once(client: TestClient, monkeypatch: pytest.MonkeyPatch) -> None:
     """The write rate limit checks the cookie's session; the route trusts that check."""
     client.post("/api/favourites", json={"movie_id": 10})  # a session and its cookie
-    store = client.app.state.store  # type: ignore[attr-defined]
+    store = client.app.state.service.store  # type: ignore[attr-defined]
     seen: list[str] = []
     real = store.exists
 

@@ -53,7 +53,7 @@ def instances(built: Path, pg_url: str) -> Iterator[list[TestClient]]:
     apps = [create_app(settings_for(built, name, pg_url)) for name in ("a", "b")]
     with TestClient(apps[0]) as a, TestClient(apps[1]) as b:
         for c in (a, b):
-            store = c.app.state.store  # type: ignore[attr-defined]
+            store = c.app.state.service.store  # type: ignore[attr-defined]
             assert store.backend == "postgresql", (
                 "the app ignored the database URL: its lifespan must build the store with "
                 "movierec.service.deps.open_store(settings, conn)"

@@ -241,7 +241,7 @@ def test_expired_sessions_are_swept_in_the_background(
     with TestClient(app) as keeper, TestClient(app) as idle:
         assert keeper.post("/api/favourites", json={"movie_id": 2}).status_code == 200
         assert idle.put("/api/session/filters", json={"year_min": 1990}).status_code == 200
-        store = app.state.store.sync
+        store = app.state.service.store.sync
         assert store.count() == 2
         deadline = time.monotonic() + 10.0
         while store.count() > 1 and time.monotonic() < deadline:

@@ -75,14 +75,14 @@ def recs(c: TestClient) -> list[int]:
 
 def test_reload_swaps_in_the_new_model(local: TestClient, svc: ServiceSettings, tiny: Dataset) -> None:
     app: Any = local.app
-    old = app.state.engine
+    old = app.state.service.engine
     before = local.get("/api/health").json()
     assert before["model"] == "pop" and before["last_reload_error"] is None
     save_model(create("itemknn").fit(tiny), svc.resolved_model_dir)
     r = local.post("/api/admin/reload", headers=ADMIN)
     assert r.status_code == 200, r.text
     assert r.json()["model"] == "itemknn" and r.json()["status"] == "reloaded"
-    assert app.state.engine is not old
+    assert app.state.service.engine is not old
     after = local.get("/api/health").json()
     assert after["model"] == "itemknn" and after["model_loaded_at"] >= before["model_loaded_at"]
     local.post("/api/session/items", json={"kind": "movie", "value": 2, "feedback": "like"})
@@ -92,13 +92,13 @@ def test_reload_swaps_in_the_new_model(local: TestClient, svc: ServiceSettings, 
 @pytest.mark.parametrize("damage", [truncate, tamper], ids=["truncated", "tampered"])
 def test_failed_reload_keeps_the_previous_model(local: TestClient, svc: ServiceSettings, damage: Any) -> None:
     app: Any = local.app
-    old = app.state.engine
+    old = app.state.service.engine
     served = recs(local)
     damage(svc.resolved_model_dir)
     r = local.post("/api/admin/reload", headers=ADMIN)
     assert r.status_code == 422
     assert "previous model keeps serving" in r.json()["detail"] and "checksum" in r.json()["detail"]
-    assert app.state.engine is old  # not swapped, not half-swapped
+    assert app.state.service.engine is old  # not swapped, not half-swapped
     assert recs(local) == served  # the old model answers as before
     health = local.get("/api/health").json()
     assert health["model"] == "pop" and "ArtifactError" in health["last_reload_error"]
@@ -114,9 +114,9 @@ def test_model_with_nan_weights_is_refused(local: TestClient, svc: ServiceSettin
     model.load_state(state)
     save_model(model, svc.resolved_model_dir)
     app: Any = local.app
-    old = app.state.engine
+    old = app.state.service.engine
     r = local.post("/api/admin/reload", headers=ADMIN)
-    assert r.status_code == 422 and app.state.engine is old, r.text
+    assert r.status_code == 422 and app.state.service.engine is old, r.text
     assert "sim_data" in r.json()["detail"]
 
 
@@ -144,18 +144,18 @@ def test_reload_only_from_this_machine(svc: ServiceSettings) -> None:
 def test_watch_reloads_on_change_and_survives_a_broken_write(svc: ServiceSettings, tiny: Dataset) -> None:
     app: Any = create_app(svc, watch_model_s=0.05)
     with TestClient(app, client=LOCAL) as c:
-        old = app.state.engine
+        old = app.state.service.engine
         truncate(svc.resolved_model_dir)
         deadline = time.monotonic() + 10
-        while app.state.reloader.last_error is None and time.monotonic() < deadline:
+        while app.state.service.reloader.last_error is None and time.monotonic() < deadline:
             time.sleep(0.05)
-        assert app.state.reloader.last_error and app.state.engine is old
+        assert app.state.service.reloader.last_error and app.state.service.engine is old
         assert c.get("/api/health").json()["model"] == "pop"
         save_model(create("itemknn").fit(tiny), svc.resolved_model_dir)
-        while app.state.engine is old and time.monotonic() < deadline:
+        while app.state.service.engine is old and time.monotonic() < deadline:
             time.sleep(0.05)
         assert c.get("/api/health").json()["model"] == "itemknn"
-        assert app.state.reloader.last_error is None
+        assert app.state.service.reloader.last_error is None
 
 
 def test_a_model_saved_while_the_service_starts_is_picked_up(
@@ -182,7 +182,7 @@ def test_a_model_saved_while_the_service_starts_is_picked_up(
         while c.get("/api/health").json()["model"] != "itemknn" and time.monotonic() < deadline:
             time.sleep(0.05)
         assert c.get("/api/health").json()["model"] == "itemknn"
-        assert app.state.reloader.reloads == 1
+        assert app.state.service.reloader.reloads == 1
 
 
 def test_watch_interval_must_be_positive(svc: ServiceSettings) -> None:
@@ -247,7 +247,7 @@ def test_the_serving_heap_is_frozen_and_a_reload_frees_the_old_engine(
     reload unfreezes first, so the previous engine does not stay behind."""
     app: Any = local.app
     assert gc.get_freeze_count() > 0
-    old = weakref.ref(app.state.engine)
+    old = weakref.ref(app.state.service.engine)
     save_model(create("itemknn").fit(tiny), svc.resolved_model_dir)
     assert local.post("/api/admin/reload", headers=ADMIN).status_code == 200
     assert old() is None and gc.get_freeze_count() > 0

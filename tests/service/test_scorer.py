@@ -106,7 +106,7 @@ def test_the_app_scores_in_the_child_and_a_reload_replaces_it(
     )
     with TestClient(create_app(svc), client=LOCAL) as c:
         app: Any = c.app
-        first = app.state.scorer
+        first = app.state.service.scorer
         assert first is not None and first.pid is not None
         assert (
             c.post("/api/session/items", json={"kind": "movie", "value": 2, "feedback": "like"}).status_code
@@ -116,19 +116,19 @@ def test_the_app_scores_in_the_child_and_a_reload_replaces_it(
         assert r.status_code == 200, r.text
         assert movie_ids(r.json()) == movie_ids(in_process(home, model_dir)[4])
         # the answer came from the child and is remembered here: no second model call
-        assert app.state.engine.recommend_cached(SessionState(liked=[2]), 6, 3) is not None
+        assert app.state.service.engine.recommend_cached(SessionState(liked=[2]), 6, 3) is not None
 
         save_model(create("pop").fit(tiny), model_dir)
         assert c.post("/api/admin/reload", headers=ADMIN).status_code == 200
-        assert app.state.scorer is not first and app.state.scorer.pid not in (None, first.pid)
+        assert app.state.service.scorer is not first and app.state.service.scorer.pid not in (None, first.pid)
         assert c.get("/api/health").json()["model"] == "pop"
         r = c.get("/api/recommendations", params={"n": 6, "n_tags": 3})
         assert movie_ids(r.json()) == movie_ids(in_process(home, model_dir)[4])
     # the app closed its scorer: the child exits
     deadline = time.monotonic() + 30
-    while time.monotonic() < deadline and _alive(app.state.scorer.pid):
+    while time.monotonic() < deadline and _alive(app.state.service.scorer.pid):
         time.sleep(0.2)
-    assert not _alive(app.state.scorer.pid)
+    assert not _alive(app.state.service.scorer.pid)
 
 
 CHILD_OF_A_DYING_PARENT = """
@@ -180,17 +180,17 @@ def test_a_scorer_that_keeps_dying_is_a_503_not_a_500(tmp_path: Path, home: Path
     )
     with TestClient(create_app(svc), client=LOCAL) as c:
         app: Any = c.app
-        real = app.state.scorer
+        real = app.state.service.scorer
 
         def broken(requests: list[Any]) -> list[Any]:
             raise ScorerError("the scoring process died twice in a row")
 
-        app.state.scorer = broken
+        app.state.service.scorer = broken
         try:
             c.post("/api/session/items", json={"kind": "movie", "value": 2, "feedback": "like"})
             r = c.get("/api/recommendations")
         finally:
-            app.state.scorer = real
+            app.state.service.scorer = real
         assert r.status_code == 503 and r.headers["retry-after"] == "5"
         assert "restarting" in r.json()["detail"]
 

@@ -1,5 +1,9 @@
 """The web app: ``create_app(settings)`` builds a FastAPI app whose ``lifespan``
-loads the model and opens the database once.
+loads the model and opens the database once, into one typed
+:class:`~movierec.service.state.ServiceState` (``app.state.service``) that the routers
+get through :mod:`movierec.service.deps`; the middleware lives in
+:mod:`movierec.service.middleware`, engine loading and reloading in
+:mod:`movierec.service.engine`.
 
 Routers only parse, validate and call the library (:mod:`movierec.serving`,
 :mod:`movierec.storage`). Session-store calls run in worker threads of their own
@@ -14,7 +18,7 @@ concurrent recommendation misses are scored together by a
 contention with the event loop), and a change to a session starts scoring its
 recommendations before the page asks (``prefetch_n``). Movie cards come from the
 engine's in-memory copy of the catalogue, search results and movie views from a
-small LRU cache (``app.state.catalog_cache``), repeated recommendations from the
+small LRU cache (``ServiceState.catalog_cache``), repeated recommendations from the
 engine's cache keyed by the session's state (no thread, no model call).
 
 Model reloading (:class:`ModelReloader`): ``POST /api/admin/reload`` from the
@@ -47,7 +51,6 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import FileResponse, HTMLResponse, JSONResponse
 from fastapi.staticfiles import StaticFiles
 from starlette.middleware.trustedhost import TrustedHostMiddleware
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from swagger_ui_bundle import swagger_ui_path
 
 from movierec.service.config import ServiceSettings
@@ -64,9 +67,11 @@ from movierec.service.engine import (
     start_scorer,
 )
 from movierec.service.gate import Batcher, Busy, InferenceGate
+from movierec.service.middleware import DOCS_HTML, BodyLimit, HeadAsGet, SecurityHeaders, page_csp
 from movierec.service.ratelimit import RateLimit, TokenBuckets
 from movierec.service.schemas import ErrorOut
-from movierec.serving import Answer, LRUCache, session_key
+from movierec.service.state import Buckets, ServiceState
+from movierec.serving import Answer, session_key
 from movierec.storage.sessions import StoreBusy
 
 log = logging.getLogger(__name__)
@@ -92,199 +97,21 @@ SETTINGS_ENV = "MOVIEREC_SERVICE_SETTINGS"
 
 STATIC_DIR = Path(str(resources.files("movierec.service") / "static"))
 
-#: Where the page may embed a trailer from (youtube-nocookie: no cookies until it plays).
-TRAILER_ORIGIN = "https://www.youtube-nocookie.com"
 
-
-def page_csp(image_url: str = "https://image.tmdb.org/t/p") -> bytes:
-    """The page's Content-Security-Policy: images from this origin and the artwork's image
-    origin only, trailers framed from :data:`TRAILER_ORIGIN` only, scripts and styles from here."""
-    from urllib.parse import urlsplit
-
-    parts = urlsplit(image_url)
-    images = f"{parts.scheme}://{parts.netloc}"
-    return (
-        f"default-src 'self'; img-src 'self' {images} data:; frame-src {TRAILER_ORIGIN}; script-src 'self'; "
-        "style-src 'self'; object-src 'none'; base-uri 'self'; frame-ancestors 'none'"
-    ).encode()
-
-
-SECURITY_HEADERS: list[tuple[bytes, bytes]] = [
-    (b"content-security-policy", page_csp()),
-    (b"x-content-type-options", b"nosniff"),
-    (b"referrer-policy", b"same-origin"),
-    (b"x-frame-options", b"DENY"),
-]
-
-
-#: The OpenAPI page (Swagger UI from the ``swagger-ui-bundle`` package, started by
-#: ``static/docs.js``): no inline script and nothing from another origin; Swagger UI sets
-#: inline styles, so only these paths allow them.
-DOCS_CSP = (
-    b"default-src 'self'; script-src 'self'; style-src 'self' 'unsafe-inline'; img-src 'self' data:; "
-    b"object-src 'none'; base-uri 'self'; frame-ancestors 'none'"
-)
-DOCS_PATHS = ("/docs", "/docs/")
-DOCS_ASSETS = "/docs/assets/"
-DOCS_HTML = """<!doctype html>
-<html lang="en"><head><meta charset="utf-8"><title>movierec API</title>
-<link rel="icon" href="/favicon.ico"><link rel="stylesheet" href="/docs/assets/swagger-ui.css"></head>
-<body><div id="swagger-ui"></div>
-<script src="/docs/assets/swagger-ui-bundle.js"></script><script src="/static/docs.js"></script>
-</body></html>
-"""
-
-
-class SecurityHeaders:
-    """Adds :data:`SECURITY_HEADERS` to every HTTP response (:data:`DOCS_CSP` on the docs
-    page), and ``Cache-Control: no-store`` to answers under ``/api/`` that set none: they
-    carry a visitor's session, favourites or recommendations, which no shared cache (nor
-    the browser's back button on a shared machine) may keep."""
-
-    def __init__(self, app: ASGIApp, *, csp: bytes | None = None) -> None:
-        self.app = app
-        self.headers = [
-            (k, csp if csp is not None and k == b"content-security-policy" else v)
-            for k, v in SECURITY_HEADERS
-        ]
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-
-        path = str(scope.get("path", ""))
-        docs = path in DOCS_PATHS or path.startswith(DOCS_ASSETS)
-        extra = [(b"cache-control", b"no-store")] if path.startswith("/api/") else []
-
-        async def send_with_headers(message: Message) -> None:
-            if message["type"] == "http.response.start":
-                names = {k.lower() for k, _ in message.get("headers", [])}
-                message["headers"] = list(message.get("headers", [])) + [
-                    (k, DOCS_CSP if docs and k == b"content-security-policy" else v)
-                    for k, v in [*self.headers, *extra]
-                    if k not in names
-                ]
-            await send(message)
-
-        await self.app(scope, receive, send_with_headers)
-
-
-class HeadAsGet:
-    """Answers ``HEAD`` on every ``GET`` route as the ``GET`` would, without the body
-    (FastAPI's routes answered 405): headers, status and ``Content-Length`` are the GET's."""
-
-    def __init__(self, app: ASGIApp) -> None:
-        self.app = app
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or scope.get("method") != "HEAD":
-            await self.app(scope, receive, send)
-            return
-
-        async def send_headers_only(message: Message) -> None:
-            if message["type"] == "http.response.body":
-                if not message.get("more_body", False):
-                    await send({"type": "http.response.body", "body": b"", "more_body": False})
-                return
-            await send(message)
-
-        await self.app({**scope, "method": "GET"}, receive, send_headers_only)
-
-
-class BodyLimit:
-    """Answers 413 to request bodies larger than ``max_bytes`` (declared or streamed), and
-    408 to one that does not arrive in full within ``timeout_s`` seconds (a body declared
-    with ``Content-Length: 20`` and 14 bytes sent once held its connection forever)."""
-
-    def __init__(self, app: ASGIApp, max_bytes: int, timeout_s: float = 10.0) -> None:
-        self.app = app
-        self.max_bytes = max_bytes
-        self.timeout_s = timeout_s
-
-    async def _reject(self, send: Send, status: int = 413) -> None:
-        if status == 413:
-            body = b'{"detail":"request body too large (limit %d bytes)"}' % self.max_bytes
-        else:
-            body = b'{"detail":"request body not received within %g s"}' % self.timeout_s
-        headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
-        if status == 408:
-            headers.append((b"connection", b"close"))
-        await send({"type": "http.response.start", "status": status, "headers": headers})
-        await send({"type": "http.response.body", "body": body})
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-        for k, v in scope.get("headers", []):
-            if k == b"content-length":
-                try:
-                    too_big = int(v) > self.max_bytes
-                except ValueError:
-                    too_big = True
-                if too_big:
-                    await self._reject(send)
-                    return
-        if scope.get("method") in ("GET", "HEAD", "OPTIONS"):
-            await self.app(scope, receive, send)
-            return
-        # read the whole body (bounded), then replay it to the app
-        chunks: list[bytes] = []
-        size = 0
-        deadline = asyncio.get_running_loop().time() + self.timeout_s
-        while True:
-            try:
-                message = await asyncio.wait_for(receive(), deadline - asyncio.get_running_loop().time())
-            except TimeoutError:
-                await self._reject(send, 408)
-                return
-            if message["type"] != "http.request":
-                await self.app(scope, _replay([message]), send)
-                return
-            chunk = message.get("body", b"")
-            size += len(chunk)
-            if size > self.max_bytes:
-                await self._reject(send)
-                return
-            chunks.append(chunk)
-            if not message.get("more_body", False):
-                break
-        await self.app(
-            scope,
-            _replay([{"type": "http.request", "body": b"".join(chunks), "more_body": False}], receive),
-            send,
-        )
-
-
-def _replay(messages: list[Message], then: Receive | None = None) -> Receive:
-    """A ``receive`` that returns ``messages`` first, then defers to ``then``."""
-    pending = list(messages)
-
-    async def receive() -> Message:
-        if pending:
-            return pending.pop(0)
-        if then is not None:
-            return await then()
-        return {"type": "http.disconnect"}
-
-    return receive
-
-
-def score_batch(app: FastAPI, items: list[tuple[Any, int, int]]) -> list[Answer]:
+def score_batch(state: ServiceState, items: list[tuple[Any, int, int]]) -> list[Answer]:
     """The batcher's model call: ``Engine.recommend_many`` here, or in the scoring process
     when there is one (its answers are then remembered by this process's engine).
 
     The engine is read before the scorer and a reload swaps the scorer first: a batch
     never stores the old model's answers in the new engine's cache.
     """
-    engine = app.state.engine
-    scorer = app.state.scorer
+    engine = state.engine
+    scorer = state.scorer
     if scorer is None:
         return engine.recommend_many(items)
     answers: list[Answer] = scorer(items)
-    for (state, n, n_tags), answer in zip(items, answers, strict=True):
-        engine.remember(state, n, n_tags, answer)
+    for (session, n, n_tags), answer in zip(items, answers, strict=True):
+        engine.remember(session, n, n_tags, answer)
     return answers
 
 
@@ -297,6 +124,12 @@ def create_app(settings: ServiceSettings | None = None, *, watch_model_s: float 
     settings = settings or ServiceSettings()
     if watch_model_s is not None and not watch_model_s > 0:
         raise ValueError(f"watch_model_s must be a positive number of seconds, got {watch_model_s}")
+    limit = settings.rate_limit_buckets
+    buckets = Buckets(
+        writes=TokenBuckets(settings.write_rate, settings.write_burst, limit),
+        addresses=TokenBuckets(settings.address_write_rate, settings.address_write_burst, limit),
+        sessions=TokenBuckets(settings.session_create_rate, settings.session_create_burst, limit),
+    )
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -307,40 +140,51 @@ def create_app(settings: ServiceSettings | None = None, *, watch_model_s: float 
         conn = connect(settings.resolved_database_path)
         background: list[asyncio.Task[None]] = []
         hup = False
+        state: ServiceState | None = None
         store = None
         try:
             migrate(conn)
             # before the model is read: a model saved while the service starts is reloaded
             seen = model_signature(settings.resolved_model_dir)
-            app.state.engine = build_engine(
+            engine = build_engine(
                 settings.resolved_model_dir,
                 conn,
                 ann_min_movies=settings.ann_min_movies,
                 int8_heads=settings.int8_heads,
             )
-            app.state.conn = conn
-            store = app.state.store = open_store(settings)
+            store = open_store(settings)
             background.append(asyncio.create_task(sweep_sessions(store, settings)))
-            gate = app.state.gate = InferenceGate(settings.max_inference_threads, settings.max_waiting)
-            app.state.scorer = None
-            if settings.inference_process:
-                app.state.scorer = await anyio.to_thread.run_sync(start_scorer, settings)
+            gate = InferenceGate(settings.max_inference_threads, settings.max_waiting)
+            scorer = (
+                await anyio.to_thread.run_sync(start_scorer, settings) if settings.inference_process else None
+            )
             # concurrent recommendation misses share one model call; always the current engine.
             # One scoring process works on one batch at a time: while it does, the next batch
             # gathers every request that arrives (a second batch in flight would only be smaller)
-            rec_gate = gate if app.state.scorer is None else InferenceGate(1, settings.max_waiting)
-            app.state.rec_batcher = Batcher(
+            rec_gate = gate if scorer is None else InferenceGate(1, settings.max_waiting)
+            built: list[ServiceState] = []  # the batcher scores through the state made next
+            batcher: Batcher[Any, Answer] = Batcher(
                 rec_gate,
-                lambda items: score_batch(app, items),
+                lambda items: score_batch(built[0], items),
                 key=lambda item: (session_key(item[0]), int(item[1]), int(item[2])),
             )
-            app.state.prefetches = set()  # running prefetch tasks (a reference keeps each alive)
-            app.state.service_settings = settings
-            app.state.catalog_cache = LRUCache(4096)  # search results and movie views; emptied on reload
-            app.state.artwork = open_artwork(settings, conn)
-            if app.state.artwork.client is not None:
-                background.append(asyncio.create_task(app.state.artwork.run()))
-            reloader = app.state.reloader = ModelReloader(app, settings, seen=seen)
+            state = ServiceState(
+                settings=settings,
+                buckets=buckets,
+                conn=conn,
+                engine=engine,
+                store=store,
+                gate=gate,
+                artwork=open_artwork(settings, conn),
+                rec_batcher=batcher,
+                scorer=scorer,
+            )
+            built.append(state)
+            app.state.service = state
+            del engine, scorer  # the state holds them: a reload must be able to free the old ones
+            if state.artwork.client is not None:
+                background.append(asyncio.create_task(state.artwork.run()))
+            reloader = state.reloader = ModelReloader(state, seen=seen)
             if watch_model_s is not None:
                 background.append(asyncio.create_task(reloader.watch(watch_model_s)))
             if threading.current_thread() is threading.main_thread() and hasattr(signal, "SIGHUP"):
@@ -356,15 +200,16 @@ def create_app(settings: ServiceSettings | None = None, *, watch_model_s: float 
         finally:
             if hup:
                 asyncio.get_running_loop().remove_signal_handler(signal.SIGHUP)
-            for task in [*background, *getattr(app.state, "prefetches", ())]:
+            for task in [*background, *(state.prefetches if state is not None else ())]:
                 task.cancel()
-            if getattr(app.state, "scorer", None) is not None:
-                await anyio.to_thread.run_sync(app.state.scorer.close, True)
+            if state is not None and state.scorer is not None:
+                await anyio.to_thread.run_sync(state.scorer.close, True)
             if store is not None:
                 await anyio.to_thread.run_sync(store.close)
-            if getattr(app.state, "artwork", None) is not None and app.state.artwork.cache is not None:
-                app.state.artwork.cache.close()
-            getattr(app.state, "conn", conn).close()  # a reload may have opened a newer one
+            if state is not None and state.artwork.cache is not None:
+                state.artwork.cache.close()
+            if state is not None:
+                state.conn.close()  # a reload may have opened a newer one
             conn.close()
 
     app = FastAPI(
@@ -433,20 +278,11 @@ def create_app(settings: ServiceSettings | None = None, *, watch_model_s: float 
 
     app.mount("/docs/assets", StaticFiles(directory=Path(str(swagger_ui_path))), name="docs-assets")
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
-    app.state.write_buckets = TokenBuckets(
-        settings.write_rate, settings.write_burst, settings.rate_limit_buckets
-    )
-    app.state.address_buckets = TokenBuckets(
-        settings.address_write_rate, settings.address_write_burst, settings.rate_limit_buckets
-    )
-    app.state.session_buckets = TokenBuckets(
-        settings.session_create_rate, settings.session_create_burst, settings.rate_limit_buckets
-    )
     app.add_middleware(
         RateLimit,
-        buckets=app.state.write_buckets,
+        buckets=buckets.writes,
         cookie_name=settings.cookie_name,
-        addresses=app.state.address_buckets,
+        addresses=buckets.addresses,
     )
     app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes, timeout_s=settings.body_timeout_s)
     app.add_middleware(HeadAsGet)

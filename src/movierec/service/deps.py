@@ -6,13 +6,14 @@ import logging
 import math
 import sqlite3
 from dataclasses import dataclass
-from typing import Annotated, Any
+from typing import Annotated
 
 from fastapi import Depends, HTTPException, Request, Response
 
 from movierec.service.config import ServiceSettings
 from movierec.service.gate import InferenceGate
 from movierec.service.ratelimit import TOKEN, VERIFIED_TOKEN
+from movierec.service.state import ServiceState
 from movierec.service.store import AsyncStore
 from movierec.serving import Engine
 from movierec.storage.sessions import SessionStore, sessions_path_for
@@ -48,7 +49,7 @@ def open_store(settings: ServiceSettings) -> AsyncStore:
 class Services:
     """The app's shared objects for one request, read from ``app.state`` once.
 
-    ``engine`` is the one serving now (a model reload swaps ``app.state.engine``;
+    ``engine`` is the one serving now (a model reload swaps ``ServiceState.engine``;
     a request keeps the engine it started with). One dependency that hands out
     everything costs a fraction of one dependency per object: FastAPI's
     dependency solving was a quarter of the event loop's time under load.
@@ -59,7 +60,7 @@ class Services:
     store: AsyncStore
     gate: InferenceGate
     settings: ServiceSettings
-    state: Any  # app.state: caches, the batcher, the reloader
+    state: ServiceState  # caches, the batcher, the reloader
 
 
 @dataclass(frozen=True, slots=True)
@@ -78,16 +79,22 @@ class Writer(Services):
 
 
 # async: FastAPI runs a plain def dependency in its thread pool (a thread hop per request)
+def service_state(request: Request) -> ServiceState:
+    """The app's :class:`ServiceState` (``app.state.service``, made by the lifespan)."""
+    state: ServiceState = request.app.state.service
+    return state
+
+
 async def services(request: Request) -> Services:
-    st = request.app.state
-    return Services(st.conn, st.engine, st.store, st.gate, st.service_settings, st)
+    st = service_state(request)
+    return Services(st.conn, st.engine, st.store, st.gate, st.settings, st)
 
 
 async def _known_token(request: Request) -> str | None:
     """The cookie's session token if it names a session the store holds, else ``None``
     (missing, malformed, forged, expired: never someone else's)."""
-    st = request.app.state
-    token = request.cookies.get(st.service_settings.cookie_name, "")
+    st = service_state(request)
+    token = request.cookies.get(st.settings.cookie_name, "")
     if token and token == request.scope.get("state", {}).get(VERIFIED_TOKEN):  # the rate limit checked it
         return token
     if TOKEN.fullmatch(token) and await st.store.exists(token):
@@ -97,8 +104,8 @@ async def _known_token(request: Request) -> str | None:
 
 async def visit(request: Request) -> Visit:
     """The shared objects and the visitor's session token, if they have a session."""
-    st = request.app.state
-    return Visit(st.conn, st.engine, st.store, st.gate, st.service_settings, st, await _known_token(request))
+    st = service_state(request)
+    return Visit(st.conn, st.engine, st.store, st.gate, st.settings, st, await _known_token(request))
 
 
 async def writer(request: Request, response: Response) -> Writer:
@@ -110,12 +117,12 @@ async def writer(request: Request, response: Response) -> Writer:
     HttpOnly, SameSite=Lax, Secure over https, and lives ``settings.cookie_max_age``
     seconds.
     """
-    st = request.app.state
-    settings: ServiceSettings = st.service_settings
+    st = service_state(request)
+    settings = st.settings
     token = await _known_token(request)
     if token is None:
         client = request.client.host if request.client else "?"
-        wait = st.session_buckets.take(client)
+        wait = st.buckets.sessions.take(client)
         if wait > 0:
             raise HTTPException(
                 status_code=429,

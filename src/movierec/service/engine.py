@@ -16,17 +16,19 @@ import sqlite3
 import time
 from contextlib import suppress
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import anyio
 import anyio.to_thread
 import numpy as np
-from fastapi import FastAPI
 
 from movierec.service.artwork import Artwork, ArtworkCache, TmdbClient, artwork_path_for
 from movierec.service.config import ServiceSettings
 from movierec.serving import ANN_MIN_MOVIES
 from movierec.storage.sessions import SessionState
+
+if TYPE_CHECKING:
+    from movierec.service.state import ServiceState
 
 log = logging.getLogger(__name__)
 
@@ -131,18 +133,16 @@ class ModelReloader:
     The new engine is built (model, catalogue rows, in-memory cards) and checked
     with :func:`check_engine` in a worker thread, over its own database
     connection, and with ``inference_process`` its scoring process is started and
-    waited for; only then are ``app.state.scorer`` and ``app.state.engine`` replaced
+    waited for; only then are the state's ``scorer`` and ``engine`` replaced
     (the old scoring process finishes its queued batch, then exits).
     Requests already running finish with the engine they started with. On any
     failure the old engine stays, the error is logged and kept in
     :attr:`last_error`, and :class:`ReloadError` is raised.
     """
 
-    def __init__(
-        self, app: FastAPI, settings: ServiceSettings, *, seen: tuple[Any, ...] | None = None
-    ) -> None:
-        self.app = app
-        self.settings = settings
+    def __init__(self, state: ServiceState, *, seen: tuple[Any, ...] | None = None) -> None:
+        self.state = state
+        self.settings = state.settings
         self.loaded_at = time.time()
         self.last_error: str | None = None
         self.reloads = 0
@@ -181,7 +181,7 @@ class ModelReloader:
             raise ReloadBusy("a model reload is already running; try again when it ends")
         self._running = True
         start = time.perf_counter()
-        old = self.app.state.engine
+        old = self.state.engine
         seen = self.signature()
         try:
             engine, scorer, conn = await anyio.to_thread.run_sync(self._build)
@@ -201,18 +201,18 @@ class ModelReloader:
             self._running = False
         self.seen = seen
         # the swap: reference assignments, the scorer first (see score_batch)
-        old_scorer = getattr(self.app.state, "scorer", None)
-        old_conn = self.app.state.conn
-        self.app.state.scorer = scorer
-        self.app.state.conn = conn
-        self.app.state.engine = engine
+        state = self.state
+        old_scorer, old_conn = state.scorer, state.conn
+        state.scorer = scorer
+        state.conn = conn
+        state.engine = engine
         # requests under way may still read the old catalogue connection: close it later
         asyncio.get_running_loop().call_later(CONN_GRACE_S, old_conn.close)
         if old_scorer is not None:
             old_scorer.close()  # its queued batches finish first
-        self.app.state.catalog_cache.clear()
-        if self.app.state.artwork.client is not None:  # data build may have changed the links
-            self.app.state.artwork.tmdb_ids = tmdb_ids(conn)
+        state.catalog_cache.clear()
+        if state.artwork.client is not None:  # data build may have changed the links
+            state.artwork.tmdb_ids = tmdb_ids(conn)
         del old
         freeze_heap(full=True)
         self.loaded_at = time.time()

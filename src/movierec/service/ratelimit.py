@@ -103,8 +103,8 @@ VERIFIED_TOKEN = "movierec.verified_session"
 
 class RateLimit:
     """ASGI middleware: limits writes under ``/api/`` per session and per client address
-    (see module docstring); the session check asks the ``store`` the app's lifespan puts on
-    ``app.state`` (an :class:`~movierec.service.store.AsyncStore`)."""
+    (see module docstring); the session check asks the ``store`` of the app's
+    :class:`~movierec.service.state.ServiceState` (an :class:`~movierec.service.store.AsyncStore`)."""
 
     def __init__(
         self, app: ASGIApp, buckets: TokenBuckets, cookie_name: str, addresses: TokenBuckets
@@ -125,7 +125,8 @@ class RateLimit:
                 if morsel is not None:
                     token = morsel.value
         if TOKEN.fullmatch(token):
-            store = getattr(getattr(scope.get("app"), "state", None), "store", None)
+            service = getattr(getattr(scope.get("app"), "state", None), "service", None)
+            store = getattr(service, "store", None)
             if store is not None and await store.exists(token):
                 scope.setdefault("state", {})[VERIFIED_TOKEN] = token
                 return "s:" + token

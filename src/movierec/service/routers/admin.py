@@ -25,6 +25,7 @@ from urllib.parse import urlsplit
 
 from fastapi import APIRouter, HTTPException, Request
 
+from movierec.service.deps import service_state
 from movierec.service.engine import ReloadBusy, ReloadError
 from movierec.service.schemas import ReloadOut
 
@@ -52,7 +53,7 @@ def require_admin(request: Request) -> None:
             detail=f"send Content-Type: application/json or an {ADMIN_HEADER.title()} header "
             "(e.g. curl -X POST -H 'X-Movierec-Admin: 1' URL)",
         )
-    token = request.app.state.service_settings.settings.admin_token
+    token = service_state(request).settings.settings.admin_token
     if token is not None:
         given = headers.get("authorization", "")
         if not hmac.compare_digest(given.encode(), f"Bearer {token}".encode()):
@@ -79,7 +80,9 @@ def require_admin(request: Request) -> None:
 async def reload_model(request: Request) -> ReloadOut:
     """Load the model directory again and swap it in atomically; on failure the previous model keeps serving."""
     require_admin(request)
-    reloader = request.app.state.reloader
+    reloader = service_state(request).reloader
+    if reloader is None:  # only before the app has started
+        raise HTTPException(status_code=503, detail="the service is starting", headers={"Retry-After": "1"})
     start = time.perf_counter()
     try:
         engine = await reloader.reload()

@@ -14,7 +14,7 @@ router = APIRouter(tags=["health"])
 @router.get("/health", response_model=Health)
 async def health(svc: ServicesDep) -> Health:
     """The service is up; which model it serves, since when, and how busy it is."""
-    reloader = getattr(svc.state, "reloader", None)
+    reloader = svc.state.reloader
     engine = svc.engine
     return Health(
         status="ok",
