@@ -5,7 +5,6 @@ none exists, then serve): the product's main job in one command.
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import logging
 import os
@@ -34,18 +33,11 @@ ForwardedOpt = Annotated[
     ),
 ]
 
+
 #: What ``run`` changes in a model's library defaults when it trains one (fields a model's
 #: config lacks are skipped). The sequence models train with their defaults, the configuration
 #: benchmarks/bench_session_protocol.py measures (README), on one torch thread: on a busy 2-core
 #: machine two threads made one fit more than 5x slower.
-SERVED_CONFIGS: dict[str, dict[str, Any]] = {
-    "sequence-attn": {"threads": 1, "progress": True},
-    "sequence": {"threads": 1, "progress": True},
-    "itemknn": {"k": 100},
-    "pop": {},
-}
-
-
 def default_model_name() -> str:
     """``sequence-attn`` (the winner of the ``session`` protocol) if it imports, else ``itemknn``,
     else ``pop``."""
@@ -58,15 +50,6 @@ def default_model_name() -> str:
             continue
         return name
     return "pop"
-
-
-def _served_overrides(name: str) -> dict[str, Any]:
-    from movierec.models.registry import model_class
-
-    wanted = SERVED_CONFIGS.get(name, {})
-    config = model_class(name).Config
-    known = {f.name for f in dataclasses.fields(config)} if dataclasses.is_dataclass(config) else set()
-    return {k: v for k, v in wanted.items() if k in known}
 
 
 WorkersOpt = Annotated[
@@ -242,14 +225,14 @@ def train_default(
 def fit_default(
     data: Any, name: str, model_dir: str, *, standin: bool = False, progress: bool = True
 ) -> float:
-    """Train ``name`` (with :data:`SERVED_CONFIGS`) on ``data`` and save it to ``model_dir``
+    """Train ``name`` (with its ``served`` preset, :data:`movierec.models.registry.PRESETS`) on ``data`` and save it to ``model_dir``
     atomically; returns the seconds taken. ``standin``: train popularity instead and mark it as
     standing in for ``name`` (the page then says "personalising soon")."""
     from movierec.models.artifacts import STANDIN_KEY, save_model
-    from movierec.models.registry import create
+    from movierec.models.registry import create, preset
 
     start = time.perf_counter()
-    overrides = _served_overrides(name)
+    overrides = preset("served", name)
     if "progress" in overrides:
         overrides["progress"] = progress  # no progress bars in a log file
     rec = create("pop") if standin else create(name, **overrides)

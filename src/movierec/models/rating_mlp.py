@@ -180,19 +180,7 @@ class PairRecommender(Recommender):
         return self._net
 
     def _train_config(self, **overrides: Any) -> TrainConfig:
-        c = self.config
-        tc = TrainConfig(
-            epochs=c.epochs,
-            batch_size=c.batch_size,
-            lr=c.lr,
-            weight_decay=c.weight_decay,
-            patience=c.patience,
-            threads=c.threads,
-            progress=c.progress,
-        )
-        for k, v in overrides.items():
-            setattr(tc, k, v)
-        return tc
+        return TrainConfig.of(self.config, **overrides)
 
     def _run_training(
         self,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import importlib
 from typing import Any
 
@@ -26,6 +27,30 @@ MODELS: dict[str, str] = {
     "content": "movierec.models.content:ContentRecommender",
     "hybrid": "movierec.models.hybrid:Hybrid",
 }
+
+
+#: Named presets: config overrides per model for one purpose. ``served``: what ``movierec run``
+#: trains as the page's default model (one torch thread: on a busy 2-core machine 2 threads made
+#: a fit more than 5x slower; a progress bar for the training log; item-kNN's 100 neighbours).
+PRESETS: dict[str, dict[str, dict[str, Any]]] = {
+    "served": {
+        "sequence-attn": {"threads": 1, "progress": True},
+        "sequence": {"threads": 1, "progress": True},
+        "itemknn": {"k": 100},
+        "pop": {},
+    },
+}
+
+
+def preset(purpose: str, name: str) -> dict[str, Any]:
+    """Config overrides of preset ``purpose`` for model ``name`` (only fields its config has;
+    ``{}`` for a model the preset does not name)."""
+    if purpose not in PRESETS:
+        raise ValueError(f"unknown preset {purpose!r}; choose one of: {', '.join(PRESETS)}")
+    wanted = PRESETS[purpose].get(name, {})
+    config = model_class(name).Config
+    known = {f.name for f in dataclasses.fields(config)} if dataclasses.is_dataclass(config) else set()
+    return {k: v for k, v in wanted.items() if k in known}
 
 
 class UnknownModelError(ValueError):

@@ -226,17 +226,7 @@ class SequenceConfig:
     transition_decay: float = 0.5
 
     def train_config(self) -> TrainConfig:
-        return TrainConfig(
-            epochs=self.epochs,
-            batch_size=self.batch_size,
-            lr=self.lr,
-            weight_decay=self.weight_decay,
-            patience=self.patience,
-            lr_decay=self.lr_decay,
-            threads=self.threads,
-            clip_norm=self.clip_norm,
-            progress=self.progress,
-        )
+        return TrainConfig.of(self)
 
 
 @dataclass
