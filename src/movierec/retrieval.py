@@ -48,6 +48,8 @@ from typing import Any, Literal
 import numpy as np
 import scipy.sparse as sp
 
+from movierec.topn import top_n
+
 #: ``adjust(rows (r,) int64, candidates (r, C) int64) -> (r, C) float``: see :func:`candidates_then_rescore`
 Adjust = Callable[[np.ndarray, np.ndarray], np.ndarray]
 
@@ -363,27 +365,28 @@ def _exclusion_keys(
 
 
 def _select(scores: np.ndarray, cand: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Top ``k`` per row of ``scores`` (``-inf`` = ineligible), ties by lower index.
+    """Top ``k`` per row of ``scores`` (``-inf`` = ineligible), ties by lower movie index:
+    :func:`movierec.topn.top_n` over the candidates put in index order.
 
     ``cand`` is ``(r, C)`` or ``(C,)`` (shared by all rows). Returns indices ``(r, k)``
     (``-1`` padded), scores ``(r, k)`` and the number of eligible candidates per row.
     """
-    r, c = scores.shape
     n_ok = np.isfinite(scores).sum(axis=1)
-    kk = min(k, c)
-    if kk == 0:
-        return np.full((r, k), -1, np.int64), np.full((r, k), -np.inf, np.float32), n_ok
-    part = np.argpartition(-scores, kk - 1, axis=1)[:, :kk] if kk < c else np.tile(np.arange(c), (r, 1))
-    vals = np.take_along_axis(scores, part, axis=1)
-    ids = cand[part] if cand.ndim == 1 else np.take_along_axis(cand, part, axis=1)
-    order = np.lexsort((ids, -vals), axis=1)
-    ids = np.take_along_axis(ids, order, axis=1)
-    vals = np.take_along_axis(vals, order, axis=1)
-    ids = np.where(np.isfinite(vals), ids, -1)
-    if kk < k:
-        ids = np.pad(ids, ((0, 0), (0, k - kk)), constant_values=-1)
-        vals = np.pad(vals, ((0, 0), (0, k - kk)), constant_values=-np.inf)
-    return ids.astype(np.int64), vals.astype(np.float32), n_ok
+    if scores.shape[1] == 0 or k <= 0:
+        return (
+            np.full((scores.shape[0], k), -1, np.int64),
+            np.full((scores.shape[0], k), -np.inf, np.float32),
+            n_ok,
+        )
+    if cand.ndim == 1:
+        order = np.argsort(cand, kind="stable")
+        pos, vals = top_n(scores[:, order], k)
+        ids = cand[order][np.maximum(pos, 0)]
+    else:
+        order = np.argsort(cand, axis=1, kind="stable")
+        pos, vals = top_n(np.take_along_axis(scores, order, axis=1), k)
+        ids = np.take_along_axis(np.take_along_axis(cand, order, axis=1), np.maximum(pos, 0), axis=1)
+    return np.where(pos >= 0, ids, -1).astype(np.int64), vals, n_ok
 
 
 def _mask(

@@ -74,6 +74,7 @@ def start_live_server(
     conn.close()
     app = create_app(
         ServiceSettings(
+            inference_process=False,
             settings=Settings(home=home, **settings),
             model_dir=home / "model",
             database_path=home / "db.sqlite3",

@@ -133,6 +133,7 @@ def model_home(tmp_path_factory: pytest.TempPathFactory, tiny: Dataset, model: S
 
 def _client(home: Path, ann_min_movies: int) -> TestClient:
     settings = ServiceSettings(
+        inference_process=False,
         settings=Settings(home=home),
         model_dir=home / "model",
         database_path=home / "db.sqlite3",
@@ -168,4 +169,4 @@ def test_service_setting_builds_the_index_and_serves_the_same(clients: tuple[Tes
 
 def test_settings_reject_a_negative_threshold() -> None:
     with pytest.raises(ValueError, match="ann_min_movies"):
-        ServiceSettings(ann_min_movies=-1)
+        ServiceSettings(inference_process=False, ann_min_movies=-1)

@@ -31,7 +31,10 @@ def service_settings(
     tmp = tmp_path_factory.mktemp("svc")
     make_home(tmp, tiny)
     return ServiceSettings(
-        settings=Settings(home=tmp), model_dir=tmp / "model", database_path=tmp / "db.sqlite3"
+        inference_process=False,
+        settings=Settings(home=tmp),
+        model_dir=tmp / "model",
+        database_path=tmp / "db.sqlite3",
     )
 
 

@@ -41,6 +41,7 @@ def built(tmp_path_factory: pytest.TempPathFactory, tiny: Dataset, make_home: Ca
 
 def settings_for(built: Path, name: str, url: str) -> ServiceSettings:
     return ServiceSettings(
+        inference_process=False,
         settings=Settings(home=built, database_url=url),
         model_dir=built / "model",
         database_path=built / f"db-{name}.sqlite3",

@@ -125,6 +125,7 @@ def app_with(tmp_path: Path, tiny: Dataset, make_home: Callable[..., Path]) -> C
     def make(**settings: Any) -> Any:
         return create_app(
             ServiceSettings(
+                inference_process=False,
                 settings=Settings(home=root, **settings),
                 model_dir=root / "model",
                 database_path=root / "db.sqlite3",

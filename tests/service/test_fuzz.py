@@ -37,6 +37,7 @@ from schemathesis.python import asgi  # noqa: E402
 TMP = Path(tempfile.mkdtemp(prefix="movierec_fuzz_"))
 APP = create_app(
     ServiceSettings(
+        inference_process=False,
         settings=Settings(home=TMP),
         model_dir=TMP / "model",
         database_path=TMP / "db.sqlite3",

@@ -193,6 +193,7 @@ def test_a_postgres_restart_gives_503_then_recovers(
     server = own_postgres
     make_home(tmp_path, tiny)
     settings = ServiceSettings(
+        inference_process=False,
         settings=Settings(home=tmp_path),
         model_dir=tmp_path / "model",
         database_path=tmp_path / "db.sqlite3",
@@ -231,6 +232,7 @@ def test_expired_sessions_are_swept_in_the_background(
 ) -> None:
     make_home(tmp_path, tiny)
     settings = ServiceSettings(
+        inference_process=False,
         settings=Settings(home=tmp_path),
         model_dir=tmp_path / "model",
         database_path=tmp_path / "db.sqlite3",
@@ -283,7 +285,10 @@ def test_a_body_that_never_finishes_gets_408(home: Path) -> None:  # noqa: F811
 def client(tmp_path: Path, tiny: Dataset, make_home: Callable[..., Path]) -> Iterator[TestClient]:
     make_home(tmp_path, tiny)
     settings = ServiceSettings(
-        settings=Settings(home=tmp_path), model_dir=tmp_path / "model", database_path=tmp_path / "db.sqlite3"
+        inference_process=False,
+        settings=Settings(home=tmp_path),
+        model_dir=tmp_path / "model",
+        database_path=tmp_path / "db.sqlite3",
     )
     with TestClient(create_app(settings)) as c:
         yield c

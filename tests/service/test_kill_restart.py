@@ -39,7 +39,7 @@ from movierec.service.app import create_app
 from movierec.service.config import ServiceSettings
 from movierec.settings import Settings
 tmp, port, extra = Path(sys.argv[1]), int(sys.argv[2]), json.loads(sys.argv[3])
-svc = ServiceSettings(settings=Settings(home=tmp), model_dir=tmp / "model", database_path=tmp / "db.sqlite3",
+svc = ServiceSettings(inference_process=False, settings=Settings(home=tmp), model_dir=tmp / "model", database_path=tmp / "db.sqlite3",
                       write_rate=1e6, write_burst=10**6,
                       address_write_rate=1e6, address_write_burst=10**6, session_create_rate=1e6, session_create_burst=10**6,
                       **extra)

@@ -22,7 +22,10 @@ from movierec.settings import Settings
 def client(tmp_path: Path, tiny: Dataset, make_home: Callable[..., Path]) -> Iterator[TestClient]:
     root = make_home(tmp_path, tiny, "itemknn")
     svc = ServiceSettings(
-        settings=Settings(home=root), model_dir=root / "model", database_path=root / "db.sqlite3"
+        inference_process=False,
+        settings=Settings(home=root),
+        model_dir=root / "model",
+        database_path=root / "db.sqlite3",
     )
     with TestClient(create_app(svc)) as c:
         yield c
@@ -197,7 +200,9 @@ def test_the_cli_recommends_what_the_page_does(tmp_path: Path, tiny_folder: Path
     r = CliRunner().invoke(app, [*args, *session])
     assert r.exit_code == 0, r.output
     cli = json.loads(r.output)
-    svc = ServiceSettings(settings=Settings(home=home), model_dir=tmp_path / "model")  # the CLI's catalogue
+    svc = ServiceSettings(
+        inference_process=False, settings=Settings(home=home), model_dir=tmp_path / "model"
+    )  # the CLI's catalogue
     with TestClient(create_app(svc)) as c:
         matrix = c.get("/api/movies/search", params={"q": "the matrix"}).json()[0]["movie_id"]
         for movie in (matrix, 10):
@@ -236,7 +241,7 @@ def test_the_cli_similar_is_the_movie_views_similar(tmp_path: Path, tiny_folder:
         assert r.exit_code == 0, r.output
         cli = json.loads(r.output)
         assert cli["model"] == name and len(cli["similar"]) == 5
-        svc = ServiceSettings(settings=Settings(home=home), model_dir=model_dir)
+        svc = ServiceSettings(inference_process=False, settings=Settings(home=home), model_dir=model_dir)
         with TestClient(create_app(svc)) as c:
             page = c.get(f"/api/movies/{cli['movie_id']}/similar", params={"n": 5}).json()
         assert [m["movie_id"] for m in cli["similar"]] == [m["movie_id"] for m in page]

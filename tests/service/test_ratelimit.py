@@ -34,6 +34,7 @@ def service_settings(
     make_home(tmp, tiny)
     # slow refill so the test is not timing-sensitive: 5 writes at once, then 1 every 100 s
     return ServiceSettings(
+        inference_process=False,
         settings=Settings(home=tmp),
         model_dir=tmp / "model",
         database_path=tmp / "db.sqlite3",

@@ -44,7 +44,10 @@ ADMIN = {"X-Movierec-Admin": "1"}
 def svc(tmp_path: Path, tiny: Dataset, make_home: Callable[..., Path]) -> ServiceSettings:
     make_home(tmp_path, tiny)
     return ServiceSettings(
-        settings=Settings(home=tmp_path), model_dir=tmp_path / "model", database_path=tmp_path / "db.sqlite3"
+        inference_process=False,
+        settings=Settings(home=tmp_path),
+        model_dir=tmp_path / "model",
+        database_path=tmp_path / "db.sqlite3",
     )
 
 
@@ -163,7 +166,7 @@ def test_a_model_saved_while_the_service_starts_is_picked_up(
 ) -> None:
     """The watch compares with the directory as it was before the first load: a model saved
     between that load and the watch's start (a first run's background training) was missed."""
-    from movierec.service import app as app_module
+    from movierec.service import lifespan as app_module
 
     real = app_module.build_engine
     calls: list[int] = []
@@ -198,7 +201,7 @@ from movierec.service.app import create_app
 from movierec.service.config import ServiceSettings
 from movierec.settings import Settings
 tmp, port = Path(sys.argv[1]), int(sys.argv[2])
-svc = ServiceSettings(settings=Settings(home=tmp), model_dir=tmp / "model", database_path=tmp / "db.sqlite3")
+svc = ServiceSettings(inference_process=False, settings=Settings(home=tmp), model_dir=tmp / "model", database_path=tmp / "db.sqlite3")
 uvicorn.run(create_app(svc), host="127.0.0.1", port=port, log_level="warning")
 """
 

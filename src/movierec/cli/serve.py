@@ -62,22 +62,32 @@ WorkersOpt = Annotated[
         "Sessions live in the shared database; the write rate limit is per process.",
     ),
 ]
+# the defaults of both switches are ServiceSettings' (one place): None here means "not given"
 InferenceProcessOpt = Annotated[
-    bool,
+    bool | None,
     typer.Option(
         "--inference-process/--inference-threads",
         help="Score recommendations in a child process per server process (default; no lock "
         "contention with the request handling) or in worker threads of the server process.",
+        show_default=False,
     ),
 ]
 Int8HeadsOpt = Annotated[
-    bool,
+    bool | None,
     typer.Option(
         "--int8-heads/--float-heads",
         help="Score with int8 weights in the sequence models' output heads (default: most of a "
         "recommendation's CPU, ranking nearly unchanged) or in float32 as evaluated.",
+        show_default=False,
     ),
 ]
+
+
+def _given(**switches: bool | None) -> dict[str, Any]:
+    """The switches given on the command line (the rest keep ServiceSettings' defaults)."""
+    return {k: v for k, v in switches.items() if v is not None}
+
+
 WatchOpt = Annotated[
     float,
     typer.Option(
@@ -164,8 +174,8 @@ def serve(
     ] = None,
     workers: WorkersOpt = 1,
     watch_model: WatchOpt = 0.0,
-    inference_process: InferenceProcessOpt = True,
-    int8_heads: Int8HeadsOpt = True,
+    inference_process: InferenceProcessOpt = None,
+    int8_heads: Int8HeadsOpt = None,
     forwarded_allow_ips: ForwardedOpt = None,
 ) -> None:
     """Serve the web app and JSON API (OpenAPI at /docs) over a trained model and a built catalogue.
@@ -184,8 +194,7 @@ def serve(
         settings=s,
         model_dir=model,
         database_path=db,
-        inference_process=inference_process,
-        int8_heads=int8_heads,
+        **_given(inference_process=inference_process, int8_heads=int8_heads),
     )
     if not (svc.resolved_model_dir / "meta.json").exists():
         raise FileNotFoundError(
@@ -344,8 +353,8 @@ def run(
     ] = None,
     workers: WorkersOpt = 1,
     watch_model: WatchOpt = 0.0,
-    inference_process: InferenceProcessOpt = True,
-    int8_heads: Int8HeadsOpt = True,
+    inference_process: InferenceProcessOpt = None,
+    int8_heads: Int8HeadsOpt = None,
     forwarded_allow_ips: ForwardedOpt = None,
 ) -> None:
     """Fetch the data, build the catalogue, train a default model if there is none, and serve the web app."""
@@ -359,8 +368,7 @@ def run(
         settings=settings(mirror),
         model_dir=model_dir,
         database_path=db,
-        inference_process=inference_process,
-        int8_heads=int8_heads,
+        **_given(inference_process=inference_process, int8_heads=int8_heads),
     )
     typer.echo(f"movierec: http://{host}:{port}/  (API docs: http://{host}:{port}/docs)")
     try:

@@ -31,24 +31,15 @@ error is logged and shown by ``GET /api/health`` (``last_reload_error``).
 
 from __future__ import annotations
 
-import asyncio
 import json
 import logging
 import os
-import signal
-import threading
-import time
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager, suppress
+from functools import partial
 from importlib import resources
 from pathlib import Path
-from typing import Any
 
-import anyio
-import anyio.to_thread
-from fastapi import FastAPI, Request
-from fastapi.exceptions import RequestValidationError
-from fastapi.responses import FileResponse, HTMLResponse, JSONResponse
+from fastapi import FastAPI
+from fastapi.responses import FileResponse, HTMLResponse
 from fastapi.staticfiles import StaticFiles
 from starlette.middleware.trustedhost import TrustedHostMiddleware
 from swagger_ui_bundle import swagger_ui_path
@@ -60,19 +51,16 @@ from movierec.service.engine import (
     ReloadError,
     build_engine,
     check_engine,
-    freeze_heap,
     limit_torch_threads,
     model_signature,
-    open_artwork,
     start_scorer,
 )
-from movierec.service.gate import Batcher, Busy, InferenceGate
+from movierec.service.errors import install_error_handlers
+from movierec.service.lifespan import lifespan, score_batch
 from movierec.service.middleware import DOCS_HTML, BodyLimit, HeadAsGet, SecurityHeaders, page_csp
 from movierec.service.ratelimit import RateLimit, TokenBuckets
 from movierec.service.schemas import ErrorOut
-from movierec.service.state import Buckets, ServiceState
-from movierec.serving import Answer, session_key
-from movierec.storage.sessions import StoreBusy
+from movierec.service.state import Buckets
 
 log = logging.getLogger(__name__)
 
@@ -98,23 +86,6 @@ SETTINGS_ENV = "MOVIEREC_SERVICE_SETTINGS"
 STATIC_DIR = Path(str(resources.files("movierec.service") / "static"))
 
 
-def score_batch(state: ServiceState, items: list[tuple[Any, int, int]]) -> list[Answer]:
-    """The batcher's model call: ``Engine.recommend_many`` here, or in the scoring process
-    when there is one (its answers are then remembered by this process's engine).
-
-    The engine is read before the scorer and a reload swaps the scorer first: a batch
-    never stores the old model's answers in the new engine's cache.
-    """
-    engine = state.engine
-    scorer = state.scorer
-    if scorer is None:
-        return engine.recommend_many(items)
-    answers: list[Answer] = scorer(items)
-    for (session, n, n_tags), answer in zip(items, answers, strict=True):
-        engine.remember(session, n, n_tags, answer)
-    return answers
-
-
 def create_app(settings: ServiceSettings | None = None, *, watch_model_s: float | None = None) -> FastAPI:
     """The movierec web app (page at ``/``, JSON API under ``/api``, OpenAPI at ``/docs``).
 
@@ -131,133 +102,17 @@ def create_app(settings: ServiceSettings | None = None, *, watch_model_s: float 
         sessions=TokenBuckets(settings.session_create_rate, settings.session_create_burst, limit),
     )
 
-    @asynccontextmanager
-    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        from movierec.service.deps import open_store
-        from movierec.storage.db import connect, migrate
-
-        start = time.perf_counter()
-        conn = connect(settings.resolved_database_path)
-        background: list[asyncio.Task[None]] = []
-        hup = False
-        state: ServiceState | None = None
-        store = None
-        try:
-            migrate(conn)
-            # before the model is read: a model saved while the service starts is reloaded
-            seen = model_signature(settings.resolved_model_dir)
-            engine = build_engine(
-                settings.resolved_model_dir,
-                conn,
-                ann_min_movies=settings.ann_min_movies,
-                int8_heads=settings.int8_heads,
-            )
-            store = open_store(settings)
-            background.append(asyncio.create_task(sweep_sessions(store, settings)))
-            gate = InferenceGate(settings.max_inference_threads, settings.max_waiting)
-            scorer = (
-                await anyio.to_thread.run_sync(start_scorer, settings) if settings.inference_process else None
-            )
-            # concurrent recommendation misses share one model call; always the current engine.
-            # One scoring process works on one batch at a time: while it does, the next batch
-            # gathers every request that arrives (a second batch in flight would only be smaller)
-            rec_gate = gate if scorer is None else InferenceGate(1, settings.max_waiting)
-            built: list[ServiceState] = []  # the batcher scores through the state made next
-            batcher: Batcher[Any, Answer] = Batcher(
-                rec_gate,
-                lambda items: score_batch(built[0], items),
-                key=lambda item: (session_key(item[0]), int(item[1]), int(item[2])),
-            )
-            state = ServiceState(
-                settings=settings,
-                buckets=buckets,
-                conn=conn,
-                engine=engine,
-                store=store,
-                gate=gate,
-                artwork=open_artwork(settings, conn),
-                rec_batcher=batcher,
-                scorer=scorer,
-            )
-            built.append(state)
-            app.state.service = state
-            del engine, scorer  # the state holds them: a reload must be able to free the old ones
-            if state.artwork.client is not None:
-                background.append(asyncio.create_task(state.artwork.run()))
-            reloader = state.reloader = ModelReloader(state, seen=seen)
-            if watch_model_s is not None:
-                background.append(asyncio.create_task(reloader.watch(watch_model_s)))
-            if threading.current_thread() is threading.main_thread() and hasattr(signal, "SIGHUP"):
-                with suppress(NotImplementedError, RuntimeError, ValueError):
-                    asyncio.get_running_loop().add_signal_handler(
-                        signal.SIGHUP,
-                        lambda: background.append(asyncio.create_task(reloader.reload_quietly())),
-                    )
-                    hup = True
-            freeze_heap()
-            log.info("movierec service ready in %.2f s (pid %d)", time.perf_counter() - start, os.getpid())
-            yield
-        finally:
-            if hup:
-                asyncio.get_running_loop().remove_signal_handler(signal.SIGHUP)
-            for task in [*background, *(state.prefetches if state is not None else ())]:
-                task.cancel()
-            if state is not None and state.scorer is not None:
-                await anyio.to_thread.run_sync(state.scorer.close, True)
-            if store is not None:
-                await anyio.to_thread.run_sync(store.close)
-            if state is not None and state.artwork.cache is not None:
-                state.artwork.cache.close()
-            if state is not None:
-                state.conn.close()  # a reload may have opened a newer one
-            conn.close()
-
     app = FastAPI(
         title="movierec",
         description="Movie and tag recommendations for anonymous sessions.",
         version="0.1.0",
-        lifespan=lifespan,
+        lifespan=partial(lifespan, settings=settings, buckets=buckets, watch_model_s=watch_model_s),
         docs_url=None,  # served below from the swagger-ui-bundle package, not a CDN
         redoc_url=None,
         responses={422: {"model": ErrorOut, "description": "Invalid input"}},
     )
 
-    @app.exception_handler(Busy)
-    async def _busy(request: Request, exc: Busy) -> JSONResponse:
-        return JSONResponse(
-            {"detail": str(exc)}, status_code=503, headers={"Retry-After": str(exc.retry_after)}
-        )
-
-    @app.exception_handler(StoreBusy)
-    async def _store_busy(request: Request, exc: StoreBusy) -> JSONResponse:
-        log.warning("sessions database unavailable on %s %s: %s", request.method, request.url.path, exc)
-        return JSONResponse(
-            {"detail": str(exc)}, status_code=503, headers={"Retry-After": str(exc.retry_after)}
-        )
-
-    from movierec.service.scorer import ScorerError
-
-    @app.exception_handler(ScorerError)
-    async def _scorer_down(request: Request, exc: ScorerError) -> JSONResponse:
-        log.error("recommendations unavailable: %s", exc)
-        return JSONResponse(
-            {"detail": "the recommender is restarting; retry in a moment"},
-            status_code=503,
-            headers={"Retry-After": "5"},
-        )
-
-    @app.exception_handler(RequestValidationError)
-    async def _invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
-        errors = [
-            {"loc": list(e.get("loc", ())), "msg": str(e.get("msg", "")), "type": str(e.get("type", ""))}
-            for e in exc.errors()
-        ]
-        return JSONResponse({"detail": errors}, status_code=422)
-
-    @app.exception_handler(Exception)
-    async def _unexpected(request: Request, exc: Exception) -> JSONResponse:  # last resort
-        log.exception("unhandled error on %s %s", request.method, request.url.path)
-        return JSONResponse({"detail": "internal error; it has been logged"}, status_code=500)
+    install_error_handlers(app)
 
     from movierec.service.routers import admin, favourites, health, movies, recommendations, session
 
@@ -292,28 +147,6 @@ def create_app(settings: ServiceSettings | None = None, *, watch_model_s: float 
     )
     app.add_middleware(SecurityHeaders, csp=page_csp(settings.settings.tmdb_image_url))
     return app
-
-
-async def sweep_sessions(store: Any, settings: ServiceSettings) -> None:
-    """Delete expired sessions now and every ``settings.session_sweep_s`` seconds (until
-    cancelled): empty ones idle ``session_empty_days``, any idle ``session_idle_days``.
-    A sweep that finds the database busy or failing is logged and tried at the next turn."""
-    day = 24 * 3600.0
-    while True:
-        try:
-            gone = await store.expire(
-                empty_after_s=settings.session_empty_days * day, idle_after_s=settings.session_idle_days * day
-            )
-            if gone:
-                log.info("deleted %d expired sessions", gone)
-        except Exception as exc:
-            log.warning(
-                "session sweep failed (%s: %s); next try in %g s",
-                type(exc).__name__,
-                exc,
-                settings.session_sweep_s,
-            )
-        await anyio.sleep(settings.session_sweep_s)
 
 
 def app_from_env() -> FastAPI:

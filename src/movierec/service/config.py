@@ -37,11 +37,11 @@ class ServiceSettings(BaseModel):
         description="Model calls allowed to wait; beyond that: 503 + Retry-After.",
     )
     inference_process: bool = Field(
-        default=False,
+        default=True,
         description=(
             "Score recommendation batches in a child process with its own copy of the engine "
-            "(no interpreter-lock contention with the event loop: the way under load; "
-            "`movierec serve` turns it on) instead of in this process's worker threads."
+            "(no interpreter-lock contention with the event loop: the way under load) instead of "
+            "in this process's worker threads (False: one process, as the tests mostly run)."
         ),
     )
     prefetch_n: int = Field(
