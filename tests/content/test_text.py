@@ -83,3 +83,13 @@ def test_index_selection_and_errors() -> None:
         movie_text(data, [3])
     with pytest.raises(TypeError):
         movie_text(data, np.array([0.5]))
+
+
+def test_the_description_alone_leaves_the_title_out_unless_nothing_else_is_said() -> None:
+    texts = movie_text(_data(), title=False)
+    assert (
+        texts[0]
+        == "Genres: Adventure, Animation. Tags: pixar, funny, jealousy, toys. Overview: A cowboy doll is jealous."
+    )
+    assert texts[1] == "Untitled Thing."  # nothing but the title: it stays
+    assert texts[2] == "Genres: Action, Crime. Tags: heist."

@@ -40,6 +40,7 @@ def movie_text(
     *,
     max_tags: int = MAX_TAGS,
     max_overview_chars: int = MAX_OVERVIEW_CHARS,
+    title: bool = True,
 ) -> list[str]:
     """Descriptive text of movies: title, year, genres, strongest tags, overview.
 
@@ -55,6 +56,9 @@ def movie_text(
         by tag name). Tags naming one of the movie's own genres are not listed as tags.
     max_overview_chars:
         Overviews longer than this are cut at a word boundary and end in ``" ..."``.
+    title:
+        ``False``: leave the title and year out (the description alone, so that a word the
+        titles share cannot make two movies alike); a movie with nothing else to say keeps it.
 
     Returns
     -------
@@ -99,9 +103,9 @@ def movie_text(
     mt = data.movie_tags
     out: list[str] = []
     for i in rows:  # per movie: building strings
-        title = str(titles[i])
-        head = f"{title} ({years[i]})." if years[i] > 0 else f"{title}."
-        parts = [head]
+        name = str(titles[i])
+        head = f"{name} ({years[i]})." if years[i] > 0 else f"{name}."
+        parts = [head] if title else []
         if genres[i]:
             parts.append("Genres: " + ", ".join(genres[i]) + ".")
         if max_tags > 0 and mt.shape[1]:
@@ -117,5 +121,5 @@ def movie_text(
             ov = overviews[i]
             if isinstance(ov, str) and ov.strip():
                 parts.append("Overview: " + _clip(ov, max_overview_chars))
-        out.append(" ".join(parts))
+        out.append(" ".join(parts) if parts else head)
     return out
