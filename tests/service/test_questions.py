@@ -219,8 +219,7 @@ def test_the_cli_recommends_what_the_page_does(tmp_path: Path, tiny_folder: Path
 
 def test_the_cli_similar_is_the_movie_views_similar(tmp_path: Path, tiny_folder: Path) -> None:
     """`movierec similar TITLE --model DIR` asks the page's engine: the movie view's neighbours,
-    in the same order, for a model with its own neighbours (item-kNN), one without (EASE) and one
-    with movie embeddings (MF);
+    in the same order, for a model with its own neighbours (item-kNN) and one without (EASE);
     an unknown title is one clear line."""
     import json
 
@@ -233,7 +232,7 @@ def test_the_cli_similar_is_the_movie_views_similar(tmp_path: Path, tiny_folder:
 
     home = tmp_path / "home"
     data = load_dataset(str(tiny_folder), Settings(home=home))
-    for name in ("itemknn", "ease", "mf"):  # own neighbours, a one-like session, embeddings
+    for name in ("itemknn", "ease"):  # the model's own neighbours, a one-like session
         model_dir = tmp_path / name
         save_model(create(name).fit(data), model_dir)
         args = ["similar", "The Matrix", "--model", str(model_dir), "--dataset", str(tiny_folder), "-n", "5"]

@@ -255,7 +255,8 @@ def similar(
     json_out: JsonOpt = False,
 ) -> None:
     """The movies a trained model puts nearest to one movie: the page's "similar movies"
-    (the model's own neighbours, else its movie embeddings, blended with shared tags)."""
+    (the model's own neighbours, else its scores for a session of that one like, blended with
+    shared tags)."""
     from movierec.data.load import load_dataset
     from movierec.models.artifacts import read_meta
     from movierec.service.engine import build_engine

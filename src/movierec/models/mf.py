@@ -196,11 +196,6 @@ class BiasedMF(Recommender):
                 out[i] = self._mu[0] + b + self._bi + self._q @ x.astype(np.float32)
         return out
 
-    def item_embeddings(self) -> np.ndarray:
-        """Movie factors ``(n_movies, k)`` float32 to compare movies by (no biases)."""
-        self._require()
-        return np.asarray(self._q, np.float32)
-
     # ------------------------------------------------------------ persistence
     def state(self) -> dict[str, np.ndarray]:
         self._require()

@@ -139,7 +139,6 @@ class Engine:
         self._scoring = RememberedScores(self.score_cache_size)
         self._retrieval = self._build_retrieval()
         self._question_space: QuestionSpace | None = None
-        self._unit_items: np.ndarray | None = None  # the model's item vectors at unit length
 
     def _build_retrieval(self) -> Retrieval | None:
         """The ANN index for :meth:`recommend`, or ``None`` (small catalogue, no vectors, no FAISS)."""
@@ -576,11 +575,13 @@ class Engine:
 
         One meaning for every caller (the movie view, ``movierec similar``, the library):
         the model's own neighbours where it has them (item-kNN's item cosine, content's text
-        embeddings, hybrid's blend of the two); otherwise the cosine of its item vectors
-        (the sequence models' movie embeddings) where it has those; otherwise what it
-        recommends to a session that liked only this movie. Either way half of the score
-        is the cosine of the two movies' tag / genre profiles (both standardised), so that
-        a movie shares its neighbours' flavour and a movie with few ratings still gets some.
+        embeddings, hybrid's blend of the two); otherwise what it recommends to a session that
+        liked only this movie. Either way half of the score is the cosine of the two movies'
+        tag / genre profiles (both standardised), so that a movie shares its neighbours'
+        flavour and a movie with few ratings still gets some. (The cosine of the sequence
+        network's movie vectors was tried instead of its one-like scores: on 300 movies with
+        at least 20 ratings its 10 neighbours agreed with item-kNN's 50 at 0.12 against 0.25,
+        with a median of 12 ratings against 88: obscure films, Alien -> The Abominable Snowman.)
         """
         if int(movie_id) not in self._movie_pos:
             raise KeyError(f"unknown movie id {movie_id}")
@@ -597,11 +598,6 @@ class Engine:
             out = np.full(n, np.nan)
             out[np.asarray(idx, np.int64)] = np.asarray(sims, np.float64)
             return out
-        vectors = getattr(self.model, "item_embeddings", None)
-        if callable(vectors):
-            if self._unit_items is None:
-                self._unit_items = _unit_rows(np.asarray(vectors(), np.float32))
-            return (self._unit_items @ self._unit_items[i]).astype(np.float64)
         return self.model.score([Query.session([i])])[0].astype(np.float64)
 
     def _find_similar(self, movie_id: int, n: int) -> tuple[ScoredMovie, ...]:
@@ -617,12 +613,6 @@ class Engine:
         order = np.lexsort((np.arange(sims.size), -sims))[:k]
         ids = self.model.movies.id(order)
         return tuple(ScoredMovie(int(m), float(sims[j])) for m, j in zip(ids, order, strict=True))
-
-
-def _unit_rows(x: np.ndarray) -> np.ndarray:
-    """Rows of ``x`` scaled to unit length (zero rows stay zero)."""
-    norms = np.linalg.norm(x, axis=1, keepdims=True)
-    return np.divide(x, norms, out=np.zeros_like(x), where=norms > 0)
 
 
 def _standardise(x: np.ndarray) -> np.ndarray:

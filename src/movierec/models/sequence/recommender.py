@@ -526,12 +526,6 @@ class SequenceLSTM(Recommender):
             w = torch.cat([net.movie_head.weight, net.movie_head.bias.unsqueeze(1)], dim=1)
         return w.numpy().astype(np.float32)
 
-    def item_embeddings(self) -> np.ndarray:
-        """Movie vectors ``(n_movies, d)`` float32 to compare movies by (the movie head's weight
-        rows, without the popularity bias): "similar movies" in the network's own space."""
-        with torch.no_grad():
-            return self._net().movie_head.weight.numpy().astype(np.float32)
-
     def explain(self, query: Query, movies: np.ndarray) -> list[str | None]:
         """``"because you liked {movie:<index>}"``: the session's liked movie whose
         embedding is most similar (cosine) to each recommended movie index; ``None`` without likes."""
