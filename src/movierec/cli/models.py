@@ -2,16 +2,24 @@
 
 from __future__ import annotations
 
+import dataclasses
 import time
-from contextlib import AbstractContextManager, nullcontext
+from collections.abc import Iterator
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import numpy as np
 import pandas as pd
 import typer
 
 from movierec.cli.common import DatasetOpt, JsonOpt, MirrorOpt, echo_json, settings
+
+if TYPE_CHECKING:
+    import sqlite3
+
+    from movierec.data.dataset import Dataset
+    from movierec.serving import Engine
 
 ModelName = Annotated[
     str, typer.Option("--model", "-m", help="Model name: pop, itemknn, ease, mf, als, neumf, sequence, ...")
@@ -126,6 +134,30 @@ def _resolve_tags(names: list[str], data: Any) -> list[int]:
     return [data.tags.index_one(n) for n in norm]
 
 
+@contextmanager
+def page_engine(
+    model_dir: Path, dataset: str | None, mirror: Path | None
+) -> Iterator[tuple[Dataset, sqlite3.Connection, Engine]]:
+    """The web page's engine over ``model_dir`` and the catalogue of its data set (default: the
+    one the model was trained on), with the catalogue connection open for resolving titles:
+    what ``recommend``, ``similar`` and ``ask`` answer with, so their answers are the page's."""
+    from movierec.data.load import load_dataset
+    from movierec.models.artifacts import read_meta
+    from movierec.service.engine import build_engine
+    from movierec.storage.catalog import open_catalog
+
+    s = settings(mirror)
+    data = load_dataset(dataset or read_meta(model_dir).get("dataset") or "ml-latest-small", s)
+    conn = open_catalog(data, s.database_path)
+    try:
+        engine = build_engine(model_dir, conn)
+        if engine.model.movies != data.movies:
+            raise typer.BadParameter(f"model {model_dir} was trained on another movie list than {data.name}")
+        yield data, conn, engine
+    finally:
+        conn.close()
+
+
 def recommend(
     model_dir: Annotated[
         Path, typer.Option("--model", "-m", help="Model directory written by `movierec train`.")
@@ -173,20 +205,9 @@ def recommend(
     The answer is the web page's for the same session: the same engine (the model aligned
     with the catalogue database), filters, reasons and tag suggestions.
     """
-    from movierec.data.load import load_dataset
-    from movierec.models.artifacts import read_meta
-    from movierec.service.engine import build_engine
-    from movierec.storage.catalog import open_catalog
     from movierec.storage.sessions import SessionState
 
-    s = settings(mirror)
-    meta = read_meta(model_dir)
-    data = load_dataset(dataset or meta.get("dataset") or "ml-latest-small", s)
-    conn = open_catalog(data, s.database_path)
-    try:
-        engine = build_engine(model_dir, conn)
-        if engine.model.movies != data.movies:
-            raise typer.BadParameter(f"model {model_dir} was trained on another movie list than {data.name}")
+    with page_engine(model_dir, dataset, mirror) as (data, conn, engine):
         ids = data.movies.ids
         tag_names = data.tags.ids
         unknown = [g for g in genre or () if g not in engine.genre_names]
@@ -208,8 +229,6 @@ def recommend(
             filters={k: v for k, v in filters.items() if v not in (None, [])},
         )
         answer = engine.recommend(state, n, n_tags)
-    finally:
-        conn.close()
     cards = engine.cards or {}
     movies: list[dict[str, Any]] = [
         {
@@ -228,7 +247,7 @@ def recommend(
                 "model": engine.model.name,
                 "fallback": answer.fallback,
                 "movies": movies,
-                "tags": [{"tag": t.tag, "score": t.score} for t in answer.tags],
+                "tags": [dataclasses.asdict(t) for t in answer.tags],
                 "notes": list(answer.notes),
             }
         )
@@ -257,24 +276,9 @@ def similar(
     """The movies a trained model puts nearest to one movie: the page's "similar movies"
     (the model's own neighbours, else its scores for a session of that one like, blended with
     shared tags)."""
-    from movierec.data.load import load_dataset
-    from movierec.models.artifacts import read_meta
-    from movierec.service.engine import build_engine
-    from movierec.storage.catalog import open_catalog
-
-    s = settings(mirror)
-    model_dir = model_dir or s.home / "models" / "default"
-    if not (model_dir / "meta.json").is_file():
-        raise typer.BadParameter(
-            f"no trained model in {model_dir}; train one with `movierec train --out DIR`"
-        )
-    data = load_dataset(dataset or read_meta(model_dir).get("dataset") or "ml-latest-small", s)
-    conn = open_catalog(data, s.database_path)
-    try:
+    model_dir = model_dir or settings(mirror).home / "models" / "default"
+    with page_engine(model_dir, dataset, mirror) as (data, conn, engine):
         movie = _resolve_movies(conn, [title], data)[0]
-        engine = build_engine(model_dir, conn)  # the page's engine: the movie view's neighbours
-    finally:
-        conn.close()
     movie_id = int(data.movies.ids[movie])
     if not engine.knows_movie(movie_id):
         raise typer.BadParameter(
@@ -355,21 +359,11 @@ def ask(
     Each question is the one whose answer tells the model the most; 1 or 2 picks an option,
     n says neither, s skips, q stops. The list after every answer, and at the end.
     """
-    from movierec.data.load import load_dataset
-    from movierec.models.artifacts import read_meta
-    from movierec.service.engine import build_engine
     from movierec.serving import change_items, changed_filters
-    from movierec.storage.catalog import open_catalog
     from movierec.storage.sessions import SessionStore
 
-    s = settings(mirror)
-    data = load_dataset(dataset or read_meta(model_dir).get("dataset") or "ml-latest-small", s)
-    conn = open_catalog(data, s.database_path)
-    try:
+    with page_engine(model_dir, dataset, mirror) as (data, conn, engine):
         liked = _resolve_movies(conn, like or [], data)
-        engine = build_engine(model_dir, conn)  # the page's engine: the page's questions and lists
-    finally:
-        conn.close()
     # the session as the page keeps it, in memory: answers change it the way the API's do
     store = SessionStore(":memory:")
     token = store.create()

@@ -69,42 +69,38 @@ async def lifespan(
         migrate(conn)
         # before the model is read: a model saved while the service starts is reloaded
         seen = model_signature(settings.resolved_model_dir)
-        engine = build_engine(
-            settings.resolved_model_dir,
-            conn,
-            ann_min_movies=settings.ann_min_movies,
-            int8_heads=settings.int8_heads,
-        )
         store = open_store(settings)
         background.append(asyncio.create_task(sweep_sessions(store, settings)))
         gate = InferenceGate(settings.max_inference_threads, settings.max_waiting)
-        scorer = (
-            await anyio.to_thread.run_sync(start_scorer, settings) if settings.inference_process else None
-        )
-        # concurrent recommendation misses share one model call; always the current engine.
-        # One scoring process works on one batch at a time: while it does, the next batch
-        # gathers every request that arrives (a second batch in flight would only be smaller)
-        rec_gate = gate if scorer is None else InferenceGate(1, settings.max_waiting)
-        built: list[ServiceState] = []  # the batcher scores through the state made next
+        # concurrent recommendation misses share one model call, always the state's current
+        # engine. One scoring process works on one batch at a time: while it does, the next
+        # batch gathers every request that arrives (a second batch in flight would only be smaller)
+        rec_gate = InferenceGate(1, settings.max_waiting) if settings.inference_process else gate
         batcher: Batcher[Any, Answer] = Batcher(
             rec_gate,
-            lambda items: score_batch(built[0], items),
+            lambda items: score_batch(app.state.service, items),
             key=lambda item: (session_key(item[0]), int(item[1]), int(item[2])),
         )
-        state = ServiceState(
+        # engine and scorer made in place: no local reference here keeps them once a reload
+        # swaps them out
+        state = app.state.service = ServiceState(
             settings=settings,
             buckets=buckets,
             conn=conn,
-            engine=engine,
+            engine=build_engine(
+                settings.resolved_model_dir,
+                conn,
+                ann_min_movies=settings.ann_min_movies,
+                int8_heads=settings.int8_heads,
+            ),
             store=store,
             gate=gate,
             artwork=open_artwork(settings, conn),
             rec_batcher=batcher,
-            scorer=scorer,
+            scorer=(
+                await anyio.to_thread.run_sync(start_scorer, settings) if settings.inference_process else None
+            ),
         )
-        built.append(state)
-        app.state.service = state
-        del engine, scorer  # the state holds them: a reload must be able to free the old ones
         if state.artwork.client is not None:
             background.append(asyncio.create_task(state.artwork.run()))
         reloader = state.reloader = ModelReloader(state, seen=seen)

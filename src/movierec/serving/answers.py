@@ -1,5 +1,5 @@
 """The engine's typed answers: frozen dataclasses, shared by the web app, the scoring
-process (they pickle) and the command line (``to_dict`` for ``--json``).
+process (they pickle) and the command line.
 
 Frozen, so a remembered answer can be handed to every caller without a copy.
 """
@@ -37,9 +37,6 @@ class Answer:
     tags: tuple[ScoredTag, ...]
     fallback: bool
     notes: tuple[str, ...] = ()
-
-    def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
 
 
 @dataclass(frozen=True, slots=True)
@@ -90,6 +87,3 @@ class SessionChange:
     year_min: int | None = None
     year_max: int | None = None
     genres: tuple[str, ...] = ()
-
-    def to_dict(self) -> dict[str, Any]:
-        return {k: list(v) if isinstance(v, tuple) else v for k, v in dataclasses.asdict(self).items()}
