@@ -45,20 +45,12 @@ from starlette.middleware.trustedhost import TrustedHostMiddleware
 from swagger_ui_bundle import swagger_ui_path
 
 from movierec.service.config import ServiceSettings
-from movierec.service.engine import (
-    ModelReloader,
-    ReloadBusy,
-    ReloadError,
-    build_engine,
-    check_engine,
-    limit_torch_threads,
-    model_signature,
-    start_scorer,
-)
+from movierec.service.engine import build_engine, check_engine, limit_torch_threads, model_signature
 from movierec.service.errors import install_error_handlers
 from movierec.service.lifespan import lifespan, score_batch
 from movierec.service.middleware import DOCS_HTML, BodyLimit, HeadAsGet, SecurityHeaders, page_csp
 from movierec.service.ratelimit import RateLimit, TokenBuckets
+from movierec.service.reload import ModelReloader, ReloadBusy, ReloadError, start_scorer
 from movierec.service.schemas import ErrorOut
 from movierec.service.state import Buckets
 

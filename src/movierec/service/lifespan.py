@@ -18,15 +18,9 @@ from fastapi import FastAPI
 
 from movierec.service.config import ServiceSettings
 from movierec.service.deps import open_store
-from movierec.service.engine import (
-    ModelReloader,
-    build_engine,
-    freeze_heap,
-    model_signature,
-    open_artwork,
-    start_scorer,
-)
+from movierec.service.engine import build_engine, freeze_heap, model_signature, open_artwork
 from movierec.service.gate import Batcher, InferenceGate
+from movierec.service.reload import ModelReloader, start_scorer
 from movierec.service.state import Buckets, ServiceState
 from movierec.serving import Answer, session_key
 from movierec.storage.db import connect, migrate

@@ -7,7 +7,7 @@ from __future__ import annotations
 import asyncio
 import sqlite3
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from movierec.service.config import ServiceSettings
 from movierec.service.gate import Batcher, InferenceGate
@@ -17,9 +17,18 @@ from movierec.serving import LRUCache
 
 if TYPE_CHECKING:
     from movierec.service.artwork import Artwork
-    from movierec.service.engine import ModelReloader
     from movierec.service.scorer import ProcessScorer
     from movierec.serving import Engine
+
+
+class Reloader(Protocol):
+    """What routers read of the model reloader (:class:`movierec.service.reload.ModelReloader`,
+    which itself reads this state: named by shape here, so the two modules import no circle)."""
+
+    loaded_at: float
+    last_error: str | None
+
+    async def reload(self) -> Engine: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -48,7 +57,7 @@ class ServiceState:
     #: the scoring process (``inference_process``), or ``None``: the engine scores in threads
     scorer: ProcessScorer | None = None
     #: the model reloader (made from this state right after it)
-    reloader: ModelReloader | None = None
+    reloader: Reloader | None = None
     #: running prefetch tasks (a reference keeps each alive)
     prefetches: set[asyncio.Task[None]] = field(default_factory=set)
     #: search results and movie views; emptied on reload

@@ -26,7 +26,7 @@ from urllib.parse import urlsplit
 from fastapi import APIRouter, HTTPException, Request
 
 from movierec.service.deps import service_state
-from movierec.service.engine import ReloadBusy, ReloadError
+from movierec.service.reload import ReloadBusy, ReloadError
 from movierec.service.schemas import ReloadOut
 
 router = APIRouter(tags=["admin"])
