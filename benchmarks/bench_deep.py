@@ -57,6 +57,7 @@ from movierec.data.splits import per_user_holdout, random_holdout
 from movierec.evaluation import metrics as M
 from movierec.evaluation.protocols import Prepared, Protocol, get_protocol
 from movierec.evaluation.protocols import run as run_protocol
+from movierec.evaluation.statistics import bootstrap_ci
 from movierec.models.base import Query, Recommender
 from movierec.models.registry import UnknownModelError, create
 from movierec.settings import Settings
@@ -255,8 +256,8 @@ def run_seed(protocol: str, name: str, seed: int, prepared: Prepared, threads: i
         model.config.prediction = "argmax"
         _, scalars, curves = proto.evaluate(model, prepared, (10,))
         rng = np.random.default_rng([seed, 2])
-        lo, hi = M.bootstrap_ci(curves["sq_err"], rng, 1000)[1:]
-        ci = {"rmse": (math.sqrt(lo), math.sqrt(hi)), "mae": M.bootstrap_ci(curves["abs_err"], rng, 1000)[1:]}
+        lo, hi = bootstrap_ci(curves["sq_err"], rng, 1000)[1:]
+        ci = {"rmse": (math.sqrt(lo), math.sqrt(hi)), "mae": bootstrap_ci(curves["abs_err"], rng, 1000)[1:]}
         arg = _row("mlp-clf-argmax", seed, proto, scalars, ci)
         arg.update({k: row[k] for k in ("fit_s", "eval_s", "epochs", "s_per_epoch", "examples_per_s")})
         rows.append(arg)

@@ -28,8 +28,8 @@ import torch
 
 from movierec.data.load import load_dataset
 from movierec.evaluation.harness import evaluate
-from movierec.evaluation.metrics import paired_comparison
 from movierec.evaluation.protocols import Result
+from movierec.evaluation.statistics import paired_comparison
 from movierec.settings import Settings
 
 MIRROR = Path("/work/shared/data/movielens")

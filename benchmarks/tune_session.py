@@ -32,8 +32,8 @@ import numpy as np
 import torch
 
 from movierec.data.load import load_dataset
-from movierec.evaluation.metrics import paired_comparison
 from movierec.evaluation.protocols import Result, get_protocol, run
+from movierec.evaluation.statistics import paired_comparison
 from movierec.models.registry import create
 from movierec.settings import Settings
 

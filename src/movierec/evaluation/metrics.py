@@ -1,16 +1,19 @@
 """Evaluation metrics as pure, vectorised functions.
 
-Three families, all free of state, globals and printing:
+Two families, all free of state, globals and printing:
 
 * **rating** metrics of predicted against true ratings: :func:`rmse`, :func:`mae`;
 * **ranking** metrics per user, computed from a boolean *hits* matrix
   (:func:`hits_matrix`) that marks which ranked movies are relevant:
   :func:`hit_rate`, :func:`recall`, :func:`precision`, :func:`ndcg`, :func:`mrr`,
   and :func:`ranking_metrics` that computes them all at several cut-offs;
-* **beyond-accuracy** metrics of the ranked lists themselves:
-  :func:`coverage`, :func:`novelty`, :func:`popularity_percentile`,
-  :func:`intra_list_diversity`;
-* **statistics** over per-user values: :func:`bootstrap_ci`, :func:`paired_comparison`.
+* :class:`ValidationMetric`: one of those at one cut-off as a single number, what models
+  validate on (handed to ``fit``).
+
+Beside them, as pure: **beyond-accuracy** metrics of the ranked lists themselves in
+:mod:`movierec.evaluation.beyond_accuracy`, and **statistics** over per-user values
+(:func:`~movierec.evaluation.statistics.bootstrap_ci`,
+:func:`~movierec.evaluation.statistics.paired_comparison`) in :mod:`movierec.evaluation.statistics`.
 
 Conventions
 -----------
@@ -22,32 +25,27 @@ shape ``(n_users, n_movies)`` whose *nonzero* entries mark the relevant movies
 
 Per-user ranking metrics are ``NaN`` for users with no relevant movie: such
 users carry no information about ranking quality, and the protocols drop them
-(``np.nanmean``, and :func:`bootstrap_ci` / :func:`paired_comparison` ignore NaN).
+(``np.nanmean``, and :func:`~movierec.evaluation.statistics.bootstrap_ci` /
+:func:`~movierec.evaluation.statistics.paired_comparison` ignore NaN).
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 import scipy.sparse as sp
 from numpy.typing import ArrayLike, NDArray
-from scipy.stats import rankdata
 
 __all__ = [
-    "bootstrap_ci",
     "count_relevant",
-    "coverage",
     "hit_rate",
     "hits_matrix",
-    "intra_list_diversity",
     "mae",
     "mrr",
     "ndcg",
-    "novelty",
-    "paired_comparison",
-    "popularity_percentile",
     "precision",
     "ranking_metrics",
     "recall",
@@ -57,9 +55,6 @@ __all__ = [
 FloatArray = NDArray[np.float64]
 BoolArray = NDArray[np.bool_]
 IntArray = NDArray[np.int64]
-
-#: Upper bound on the elements of one temporary (resamples x values) block.
-_BLOCK_ELEMENTS = 4_000_000
 
 
 # --------------------------------------------------------------------- rating
@@ -425,303 +420,43 @@ def ranking_metrics(ranked: ArrayLike, relevant: Any, ks: Iterable[int] = (10, 2
     return out
 
 
-# ----------------------------------------------------------- beyond accuracy
+_PER_USER = {"hr": hit_rate, "precision": precision, "mrr": mrr}
 
 
-def _top_k(ranked: ArrayLike, k: int, n_movies: int) -> IntArray:
-    r = _as_ranked(ranked, n_movies)
-    return r[:, : _check_k(k, r.shape[1])]
+@dataclass(frozen=True)
+class ValidationMetric:
+    """One ranking metric at one cut-off, averaged over the rows with something relevant: what
+    a model's early stopping and tuning read. Models never import it; it is handed to
+    :meth:`~movierec.models.base.Recommender.fit` (``metric=``), NDCG@10 unless told otherwise.
 
-
-def _as_popularity(item_popularity: ArrayLike) -> FloatArray:
-    pop = np.asarray(item_popularity, dtype=np.float64)
-    if pop.ndim != 1 or pop.size == 0:
-        raise ValueError(f"item_popularity must have shape (n_movies,) with n_movies > 0, got {pop.shape}")
-    if not np.isfinite(pop).all() or pop.min() < 0:
-        raise ValueError("item_popularity must be finite and >= 0")
-    return pop
-
-
-def _mean_over_list(values: FloatArray, top: IntArray) -> FloatArray:
-    """Per-row mean of ``values[top]`` over non-padding entries; NaN for empty rows."""
-    valid = top >= 0
-    gathered = np.where(valid, values[np.where(valid, top, 0)], 0.0)
-    n = valid.sum(axis=1)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        return np.where(n > 0, gathered.sum(axis=1) / n, np.nan)
-
-
-def coverage(ranked: ArrayLike, n_movies: int, k: int) -> float:
-    """Catalogue coverage: the fraction of movies that appear in any top-``k`` list.
-
-    Parameters
-    ----------
-    ranked:
-        Movie *indices*, best first, shape ``(n_users, K_max)`` int; ``-1`` is padding.
-    n_movies:
-        Catalogue size (> 0).
-    k:
-        Cut-off, ``1 <= k <= K_max``.
-
-    Returns
-    -------
-    float
-        In [0, 1].
+    ``metric(ranked, relevant)``: ``ranked`` movie indices ``(n_rows, >= k)`` best first,
+    ``relevant`` a CSR ``(n_rows, n_movies)``; ``NaN`` when no row has anything relevant.
+    Lists shorter than ``k`` (a catalogue of fewer movies) are scored at their length.
     """
-    if n_movies <= 0:
-        raise ValueError(f"n_movies must be > 0, got {n_movies}")
-    top = _top_k(ranked, k, n_movies)
-    shown = np.zeros(n_movies, dtype=np.bool_)
-    shown[top[top >= 0]] = True
-    return float(shown.mean())
 
+    #: ``"ndcg"``, ``"recall"``, ``"hr"``, ``"precision"`` or ``"mrr"``
+    name: str = "ndcg"
+    #: the cut-off
+    k: int = 10
 
-def novelty(ranked: ArrayLike, item_popularity: ArrayLike, n_users_train: int, k: int) -> FloatArray:
-    """Mean self-information of the recommended movies, per user, in bits.
+    def __post_init__(self) -> None:
+        if self.name not in ("ndcg", "recall", *_PER_USER):
+            raise ValueError(f"unknown validation metric {self.name!r}: ndcg, recall, hr, precision or mrr")
+        if not isinstance(self.k, int) or isinstance(self.k, bool) or self.k < 1:
+            raise ValueError(f"the validation metric's cut-off must be an int >= 1, got {self.k!r}")
 
-    A movie's self-information is ``-log2(p_i)`` with the add-one smoothed
-    probability ``p_i = (pop_i + 1) / (n_users_train + 1)`` that a training user
-    has interacted with it. Smoothing keeps movies nobody interacted with finite
-    (``log2(n_users_train + 1)`` bits, the maximum) and a movie everybody
-    interacted with at 0 bits. Higher means less popular, more novel.
+    @property
+    def label(self) -> str:
+        return f"{self.name}@{self.k}"
 
-    Parameters
-    ----------
-    ranked:
-        Movie *indices*, best first, shape ``(n_users, K_max)`` int; ``-1`` is padding.
-    item_popularity:
-        Shape ``(n_movies,)``: number of distinct training users per movie,
-        ``0 <= pop_i <= n_users_train``.
-    n_users_train:
-        Number of training users (> 0).
-    k:
-        Cut-off, ``1 <= k <= K_max``.
-
-    Returns
-    -------
-    np.ndarray
-        Shape ``(n_users,)`` float64 in ``[0, log2(n_users_train + 1)]``; NaN for
-        users whose top-``k`` is all padding.
-    """
-    if n_users_train <= 0:
-        raise ValueError(f"n_users_train must be > 0, got {n_users_train}")
-    pop = _as_popularity(item_popularity)
-    if pop.max() > n_users_train:
-        raise ValueError(
-            f"item_popularity holds {pop.max():g} > n_users_train={n_users_train}; "
-            "it must count distinct training users per movie"
-        )
-    info = np.log2(n_users_train + 1.0) - np.log2(pop + 1.0)
-    return _mean_over_list(info, _top_k(ranked, k, pop.size))
-
-
-def popularity_percentile(ranked: ArrayLike, item_popularity: ArrayLike, k: int) -> FloatArray:
-    """Mean popularity percentile of the recommended movies, per user.
-
-    A movie's percentile is ``(rank - 1) / (n_movies - 1)`` where ``rank`` is its
-    average (tie-shared) rank by ascending popularity: 0 for the least popular
-    movie, 1 for the most popular, 0.5 when all movies tie (or there is only one).
-
-    Parameters
-    ----------
-    ranked:
-        Movie *indices*, best first, shape ``(n_users, K_max)`` int; ``-1`` is padding.
-    item_popularity:
-        Shape ``(n_movies,)`` float or int, any popularity measure >= 0 (only its order matters).
-    k:
-        Cut-off, ``1 <= k <= K_max``.
-
-    Returns
-    -------
-    np.ndarray
-        Shape ``(n_users,)`` float64 in [0, 1]; NaN for users whose top-``k`` is all padding.
-    """
-    pop = _as_popularity(item_popularity)
-    n = pop.size
-    pct = np.full(n, 0.5) if n == 1 else (np.asarray(rankdata(pop, method="average")) - 1.0) / (n - 1.0)
-    return _mean_over_list(pct, _top_k(ranked, k, n))
-
-
-def intra_list_diversity(ranked: ArrayLike, item_features: Any, k: int) -> FloatArray:
-    """Mean pairwise cosine distance among the movies of each top-``k`` list.
-
-    With ``u_i`` the L2-normalised feature row of movie ``i`` (a zero row stays
-    zero and its cosine similarity to anything is taken as 0, distance 1) and
-    ``S = sum_i u_i`` over the ``m`` movies of a list,
-    ``sum_{i != j} u_i . u_j = ||S||^2 - sum_i ||u_i||^2``, hence over the
-    ``m (m - 1)`` ordered pairs::
-
-        ILD = (m (m - 1) - ||S||^2 + z) / (m (m - 1))
-
-    where ``z`` is the number of movies with a nonzero feature row; with all rows
-    nonzero this is ``(m^2 - ||S||^2) / (m (m - 1))``. One sparse product gives
-    ``S`` for all users at once.
-
-    Parameters
-    ----------
-    ranked:
-        Movie *indices*, best first, shape ``(n_users, K_max)`` int; ``-1`` is padding.
-    item_features:
-        Shape ``(n_movies, n_features)``, scipy.sparse (CSR) or dense; e.g. binary genres or tags.
-    k:
-        Cut-off, ``1 <= k <= K_max``.
-
-    Returns
-    -------
-    np.ndarray
-        Shape ``(n_users,)`` float64; in [0, 1] for nonnegative features (in [0, 2]
-        in general); NaN for lists with fewer than two movies.
-    """
-    feats = sp.csr_matrix(item_features, dtype=np.float64)
-    n_movies = int(feats.shape[0])
-    if n_movies == 0:
-        raise ValueError("item_features has no rows")
-    top = _top_k(ranked, k, n_movies)
-    norms = np.sqrt(np.asarray(feats.multiply(feats).sum(axis=1)).ravel())
-    nonzero = norms > 0
-    scale = np.divide(1.0, norms, out=np.zeros_like(norms), where=nonzero)
-    unit = sp.diags(scale) @ feats
-    valid = top >= 0
-    n_users = top.shape[0]
-    rows = np.broadcast_to(np.arange(n_users)[:, None], top.shape)[valid]
-    lists = sp.csr_matrix(
-        (np.ones(rows.size), (rows, top[valid])), shape=(n_users, n_movies)
-    )  # duplicates, if any, are summed and count as repeated members
-    s = lists @ unit
-    s_sq = np.asarray(s.multiply(s).sum(axis=1)).ravel()
-    m = valid.sum(axis=1).astype(np.float64)
-    z = np.where(valid, nonzero[np.where(valid, top, 0)], False).sum(axis=1)
-    pairs = m * (m - 1.0)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        ild = (pairs - s_sq + z) / pairs
-    return np.where(m >= 2, np.clip(ild, 0.0, 2.0), np.nan)
-
-
-# ----------------------------------------------------------------- statistics
-
-
-def _finite_1d(values: ArrayLike, name: str) -> FloatArray:
-    v = np.asarray(values, dtype=np.float64)
-    if v.ndim != 1:
-        raise ValueError(f"{name} must be 1-D (one value per user), got shape {v.shape}")
-    return v
-
-
-def _check_resampling(n_resamples: int, level: float = 0.95) -> None:
-    if n_resamples < 1:
-        raise ValueError(f"n_resamples must be >= 1, got {n_resamples}")
-    if not 0.0 < level < 1.0:
-        raise ValueError(f"level must lie in (0, 1), got {level}")
-
-
-def _bootstrap_means(v: FloatArray, rng: np.random.Generator, n_resamples: int) -> FloatArray:
-    """Means of ``n_resamples`` resamples (with replacement) of ``v``, in memory-bounded blocks."""
-    n = v.size
-    block = max(1, _BLOCK_ELEMENTS // n)
-    parts = []
-    for start in range(0, n_resamples, block):
-        size = min(block, n_resamples - start)
-        idx = rng.integers(0, n, size=(size, n))
-        parts.append(v[idx].mean(axis=1))
-    return np.concatenate(parts)
-
-
-def bootstrap_ci(
-    values: ArrayLike, rng: np.random.Generator, n_resamples: int = 1000, level: float = 0.95
-) -> tuple[float, float, float]:
-    """Mean and percentile-bootstrap confidence interval, ignoring NaN.
-
-    Parameters
-    ----------
-    values:
-        Shape ``(n,)`` float, e.g. a per-user metric; NaN entries (users without
-        relevant movies) are dropped first.
-    rng:
-        Source of randomness for the resamples.
-    n_resamples:
-        Number of bootstrap resamples (>= 1).
-    level:
-        Confidence level in (0, 1).
-
-    Returns
-    -------
-    tuple[float, float, float]
-        ``(mean, low, high)``.
-
-    Raises
-    ------
-    ValueError
-        No non-NaN value is left.
-    """
-    _check_resampling(n_resamples, level)
-    v = _finite_1d(values, "values")
-    v = v[~np.isnan(v)]
-    if v.size == 0:
-        raise ValueError("bootstrap_ci: no non-NaN values to summarise")
-    means = _bootstrap_means(v, rng, n_resamples)
-    alpha = (1.0 - level) / 2.0
-    low, high = np.quantile(means, [alpha, 1.0 - alpha])
-    return float(v.mean()), float(low), float(high)
-
-
-def paired_comparison(
-    a: ArrayLike, b: ArrayLike, rng: np.random.Generator, n_resamples: int = 1000
-) -> dict[str, float]:
-    """Compare two systems on the same users: mean difference, its CI and a p-value.
-
-    Users where either value is NaN are dropped. The p-value is two-sided, from
-    a paired sign-flip (permutation) test of ``mean(a - b) = 0``: exact over all
-    ``2^n`` sign patterns when ``2^n <= n_resamples``, otherwise Monte Carlo with
-    ``p = (1 + #{|mean(s d)| >= |mean(d)|}) / (n_resamples + 1)``.
-
-    Parameters
-    ----------
-    a, b:
-        Per-user metric values of systems A and B, shape ``(n_users,)`` float, same users in the same order.
-    rng:
-        Source of randomness for bootstrap and sign flips.
-    n_resamples:
-        Bootstrap resamples and random sign patterns (>= 1).
-
-    Returns
-    -------
-    dict[str, float]
-        ``n`` (users compared), ``mean_a``, ``mean_b``, ``mean_diff`` (A - B),
-        ``ci_low`` and ``ci_high`` (95 % bootstrap CI of the mean difference) and ``p_value``.
-    """
-    _check_resampling(n_resamples)
-    x = _finite_1d(a, "a")
-    y = _finite_1d(b, "b")
-    if x.shape != y.shape:
-        raise ValueError(f"a and b must cover the same users, got shapes {x.shape} and {y.shape}")
-    keep = ~(np.isnan(x) | np.isnan(y))
-    x, y = x[keep], y[keep]
-    if x.size == 0:
-        raise ValueError("paired_comparison: no user has non-NaN values in both a and b")
-    d = x - y
-    n = d.size
-    mean_diff, low, high = bootstrap_ci(d, rng, n_resamples, 0.95)
-    observed = abs(mean_diff)
-    tol = 1e-12 * max(1.0, float(np.abs(d).max()))
-    if n < 63 and 2**n <= n_resamples:
-        codes = np.arange(2**n, dtype=np.int64)[:, None]
-        signs = 1.0 - 2.0 * ((codes >> np.arange(n)) & 1)
-        flipped = np.abs((signs * d).mean(axis=1))
-        p = float(np.mean(flipped >= observed - tol))
-    else:
-        block = max(1, _BLOCK_ELEMENTS // n)
-        extreme = 0
-        for start in range(0, n_resamples, block):
-            size = min(block, n_resamples - start)
-            signs = rng.choice(np.array([-1.0, 1.0]), size=(size, n))
-            extreme += int(np.sum(np.abs((signs * d).mean(axis=1)) >= observed - tol))
-        p = (1.0 + extreme) / (n_resamples + 1.0)
-    return {
-        "n": float(n),
-        "mean_a": float(x.mean()),
-        "mean_b": float(y.mean()),
-        "mean_diff": mean_diff,
-        "ci_low": low,
-        "ci_high": high,
-        "p_value": p,
-    }
+    def __call__(self, ranked: ArrayLike, relevant: Any) -> float:
+        hits = hits_matrix(ranked, relevant)
+        n_rel = count_relevant(relevant)
+        k = max(1, min(self.k, hits.shape[1]))  # a catalogue smaller than k: its whole list
+        if self.name == "ndcg":
+            values = ndcg(hits, n_rel, k)
+        elif self.name == "recall":
+            values = recall(hits, n_rel, k)
+        else:
+            values = _PER_USER[self.name](hits, k, n_relevant=n_rel)
+        return float(np.nanmean(values)) if np.isfinite(values).any() else float("nan")
