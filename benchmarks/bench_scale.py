@@ -215,7 +215,7 @@ def _train_rank(rank: int, world: int, spec: dict[str, Any], init_file: str, out
                     {
                         "processes": world,
                         "examples": examples,
-                        "batch_size": model.config.batch_size,
+                        "batch_size": model.config.train.batch_size,
                         "movies": data.n_movies,
                         "seconds": seconds,
                         "samples_per_s": examples / seconds,

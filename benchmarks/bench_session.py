@@ -36,10 +36,11 @@ import numpy as np
 import torch
 
 from movierec.data.load import load_dataset
-from movierec.evaluation.metrics import paired_comparison
 from movierec.evaluation.protocols import get_protocol, run
 from movierec.evaluation.session import clicks_to_relevant, dislike_effect, summarise_clicks
+from movierec.evaluation.statistics import paired_comparison
 from movierec.models.base import Query, Recommender, feedback_from_ratings, feedback_thresholds
+from movierec.models.configs import with_settings
 from movierec.models.knn import ItemKNN
 from movierec.models.registry import create
 from movierec.settings import Settings
@@ -130,7 +131,7 @@ def main() -> None:
             )
             if args.int8_compare and name in SEQUENCE:
                 # the same fit scored with float32 heads: what the int8 heads cost in quality
-                saved = dataclasses.replace(model.config)
+                saved = model.config
                 model.config = dataclasses.replace(saved, int8_heads=not saved.int8_heads)
                 other, _, _ = plain.evaluate(model, prepared, (10,))
                 model.config = saved
@@ -178,7 +179,7 @@ def main() -> None:
             )
         if args.dislike_push:
             model = fitted[seq_name]
-            saved = dataclasses.replace(model.config)
+            saved = model.config
             print(
                 "\n2b. structural dislike push on the same fitted sequence model"
                 " (dislike effect as above; next-item full ranking; dNDCG: paired vs push 0, 95% CI)"
@@ -200,12 +201,14 @@ def main() -> None:
             reference: np.ndarray | None = None
             for strength, space, agg, floor in combos:
                 start = time.perf_counter()
-                model.config = dataclasses.replace(
+                model.config = with_settings(
                     saved,
-                    dislike_push=strength,
-                    dislike_push_space=space if strength else saved.dislike_push_space,
-                    dislike_push_agg=agg if strength else saved.dislike_push_agg,
-                    dislike_push_floor=floor,
+                    dict(
+                        dislike_push=strength,
+                        dislike_push_space=space if strength else saved.push.dislike_push_space,
+                        dislike_push_agg=agg if strength else saved.push.dislike_push_agg,
+                        dislike_push_floor=floor,
+                    ),
                 )
                 s = dislike_effect(model, sessions, lambda m: knn.similar(m, 30)[0], 10).summary(10)
                 per_user, _, _ = plain.evaluate(model, prepared, (10,))

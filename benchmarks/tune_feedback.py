@@ -28,6 +28,7 @@ from movierec.data.load import load_dataset
 from movierec.evaluation.protocols import NextItemProtocol, TagConditionedNextItemProtocol
 from movierec.evaluation.session import dislike_effect
 from movierec.models.base import Query, feedback_from_ratings, feedback_thresholds
+from movierec.models.configs import with_settings
 from movierec.models.knn import ItemKNN
 from movierec.models.registry import create
 from movierec.settings import Settings
@@ -70,7 +71,7 @@ def main() -> None:
         f"{'push':>6}{'NDCG@10':>10}{'median before':>15}{'median after':>14}{'top10 before':>14}{'top10 after':>13}"
     )
     for push in (float(v) for v in args.push.split(",")):
-        model.config = dataclasses.replace(saved, dislike_push=push)  # type: ignore[attr-defined]
+        model.config = with_settings(saved, dict(dislike_push=push))  # type: ignore[attr-defined]
         ndcg = np.nanmean(proto.evaluate(model, valid, (10,))[0]["ndcg@10"])
         s = dislike_effect(model, sessions, lambda m: knn.similar(m, 30)[0], 10).summary(10)
         print(
@@ -81,7 +82,7 @@ def main() -> None:
     tagged = TagConditionedNextItemProtocol()
     print("\nvalidation item with its 3 heaviest tags given, NDCG@10 (dislike push as configured)")
     for pull in (float(v) for v in args.pull.split(",")):
-        model.config = dataclasses.replace(saved, liked_tag_pull=pull)  # type: ignore[attr-defined]
+        model.config = with_settings(saved, dict(liked_tag_pull=pull))  # type: ignore[attr-defined]
         ndcg = np.nanmean(tagged.evaluate(model, valid, (10,))[0]["ndcg@10"])
         print(f"  pull {pull:g}: {ndcg:.4f}", flush=True)
     model.config = saved  # type: ignore[attr-defined]

@@ -8,7 +8,6 @@ order and to dislikes.
 from __future__ import annotations
 
 import copy
-import dataclasses
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +21,7 @@ from movierec.data.dataset import FIVE_STARS, Dataset
 from movierec.data.synthetic import markov_sequences, synthetic_movies
 from movierec.models.artifacts import load_model, save_model
 from movierec.models.base import Query
+from movierec.models.configs import with_settings
 from movierec.models.sequence import SequenceAttention, SequenceConfig, SequenceLSTM, parse_reason
 from movierec.ranking import Catalog, recommend
 
@@ -317,12 +317,14 @@ def with_push(
 ) -> SequenceLSTM:
     """A shallow copy of ``model`` (same network) with other push settings."""
     out = copy.copy(model)
-    out.config = dataclasses.replace(
+    out.config = with_settings(
         model.config,
-        dislike_push=push,
-        dislike_push_space=space,
-        dislike_push_agg=agg,
-        dislike_push_floor=floor,
+        dict(
+            dislike_push=push,
+            dislike_push_space=space,
+            dislike_push_agg=agg,
+            dislike_push_floor=floor,
+        ),
     )
     return out
 
@@ -392,7 +394,7 @@ def test_dislike_push_survives_save_load(fitted: SequenceLSTM, tmp_path: Path) -
     q = [Query.session(liked=[2], disliked=[7, 9])]
     loaded = load_model(save_model(model, tmp_path / "pushed"))
     assert isinstance(loaded.config, SequenceConfig)
-    cfg = loaded.config
+    cfg = loaded.config.push
     assert (cfg.dislike_push, cfg.dislike_push_space, cfg.dislike_push_agg, cfg.dislike_push_floor) == (
         1.5,
         "input",
@@ -407,7 +409,7 @@ def test_dislike_push_changes_bypass_the_score_cache(fitted: SequenceLSTM) -> No
     model = with_push(fitted, 0.0)
     q = [Query.session(liked=[2], disliked=[7])]
     before = model.score(q)
-    model.config = dataclasses.replace(model.config, dislike_push=3.0)
+    model.config = with_settings(model.config, dict(dislike_push=3.0))
     assert not np.allclose(model.score(q), before)  # same Query objects, new push: not the cached run
 
 
@@ -519,11 +521,11 @@ def test_a_disliked_tag_pushes_down_the_movies_carrying_it(fitted: SequenceLSTM)
     with_tag = np.arange(N_MOVIES) % N_TAGS == 0
     assert np.argmax(plain) == 4 and np.exp(disliking[4]) < 0.6 * np.exp(plain[4])
     shift = (disliking - plain)[with_tag] - np.mean((disliking - plain)[~with_tag])
-    np.testing.assert_allclose(shift, -fitted.config.dislike_tag_push, atol=1e-4)
+    np.testing.assert_allclose(shift, -fitted.config.push.dislike_tag_push, atol=1e-4)
     adj = fitted.dislike_adjustment([Query.session(liked=[3], disliked_tags=[t0])])[0]
-    np.testing.assert_allclose(adj, np.where(with_tag, -fitted.config.dislike_tag_push, 0.0), atol=1e-6)
+    np.testing.assert_allclose(adj, np.where(with_tag, -fitted.config.push.dislike_tag_push, 0.0), atol=1e-6)
     at = fitted.dislike_adjustment([Query.session(liked=[3], disliked_tags=[t0])], np.array([[4, 5, -1]]))
-    np.testing.assert_allclose(at[0], [-fitted.config.dislike_tag_push, 0.0, 0.0], atol=1e-6)
+    np.testing.assert_allclose(at[0], [-fitted.config.push.dislike_tag_push, 0.0, 0.0], atol=1e-6)
 
 
 def test_free_text_names_tags_that_steer_the_session(fitted: SequenceLSTM) -> None:
@@ -551,9 +553,9 @@ def test_a_liked_tag_pulls_up_the_movies_carrying_it(fitted: SequenceLSTM) -> No
     q = [Query.session(liked=[3], liked_tags=[t2])]
     saved = fitted.config
     try:
-        fitted.config = dataclasses.replace(saved, liked_tag_pull=0.0)
+        fitted.config = with_settings(saved, dict(liked_tag_pull=0.0))
         off = fitted.score(q)[0]
-        fitted.config = dataclasses.replace(saved, liked_tag_pull=2.0)
+        fitted.config = with_settings(saved, dict(liked_tag_pull=2.0))
         on = fitted.score(q)[0]
         adj = fitted.dislike_adjustment(q)[0]
         assert not fitted.retrieval_exact  # a pull raises movies an inner-product search misses

@@ -1,31 +1,31 @@
-"""TrainConfig.of: a model config's training settings reach the training loop, none dropped."""
+"""Training settings live in one nested ``TrainConfig`` per neural model (``config.train``),
+set by their leaf names as before; none is dropped on the way to the training loop."""
 
 from __future__ import annotations
 
-import dataclasses
-
+from movierec.models.ncf import NeuMF
 from movierec.models.rating_mlp import RatingRegressor
-from movierec.models.sequence import SequenceConfig
+from movierec.models.sequence import SequenceAttention
 from movierec.models.trainer import TrainConfig
 
 
-@dataclasses.dataclass
-class _Config:
-    epochs: int = 3
-    lr_decay: float = 0.5
-    checkpoint_dir: str = "ckpt"
-    resume: bool = True
-    hidden: int = 8  # not a training setting: left out
-
-
-def test_every_shared_field_is_copied_and_overrides_win() -> None:
-    tc = TrainConfig.of(_Config(), patience=7)
-    assert (tc.epochs, tc.lr_decay, tc.checkpoint_dir, tc.resume, tc.patience) == (3, 0.5, "ckpt", True, 7)
-    assert tc.batch_size == TrainConfig().batch_size  # what the config does not set keeps its default
-
-
 def test_the_models_hand_their_settings_over() -> None:
-    seq = SequenceConfig(epochs=2, lr_decay=0.7, clip_norm=1.0).train_config()
-    assert (seq.epochs, seq.lr_decay, seq.clip_norm) == (2, 0.7, 1.0)
+    seq = SequenceAttention(epochs=2, lr_decay=0.7, clip_norm=1.0, checkpoint_dir="ckpt", resume=True)
+    train = seq.config.train
+    assert (train.epochs, train.lr_decay, train.clip_norm, train.checkpoint_dir, train.resume) == (
+        2,
+        0.7,
+        1.0,
+        "ckpt",
+        True,
+    )
+    assert train.batch_size == 64  # what is not set keeps the model's own default
     mlp = RatingRegressor(epochs=4, weight_decay=0.2)._train_config(patience=1)
-    assert (mlp.epochs, mlp.weight_decay, mlp.patience) == (4, 0.2, 1)
+    assert (mlp.epochs, mlp.weight_decay, mlp.patience, mlp.batch_size) == (4, 0.2, 1, 1024)
+    assert NeuMF(**{"train.lr": 1e-2}).config.train.lr == 1e-2
+
+
+def test_each_model_keeps_its_own_training_defaults() -> None:
+    assert SequenceAttention().config.train == TrainConfig(batch_size=64, patience=4, lr_decay=0.9)
+    assert RatingRegressor().config.train.epochs == 5
+    assert NeuMF().config.train.batch_size == 4096

@@ -47,6 +47,26 @@ def train(
             "--resume", help="Continue from the checkpoints in --checkpoint-dir instead of starting afresh."
         ),
     ] = False,
+    settings_: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--set",
+            help="A config setting, NAME=VALUE (repeatable): --set epochs=8 --set lr=1e-3; names "
+            "as --help-config lists them (a unique last part is enough).",
+        ),
+    ] = None,
+    help_config: Annotated[
+        bool,
+        typer.Option("--help-config", help="List the model's settings (types, defaults, meaning) and exit."),
+    ] = False,
+    valid_metric: Annotated[
+        str,
+        typer.Option(
+            "--valid-metric",
+            help="What early stopping (and any tuning inside training) maximises: ndcg, recall, hr, "
+            "precision or mrr at a cut-off, e.g. ndcg@10.",
+        ),
+    ] = "ndcg@10",
     mirror: MirrorOpt = None,
     json_out: JsonOpt = False,
 ) -> None:
@@ -59,23 +79,37 @@ def train(
     from movierec.data.load import load_dataset
     from movierec.distributed import is_main, main_first, process_group, world
     from movierec.models.artifacts import save_model
-    from movierec.models.registry import create
+    from movierec.models.configs import describe, parse_assignments
+    from movierec.models.registry import UnknownModelError, model_class
     from movierec.models.trainer import CheckpointError, checkpointing
 
+    try:
+        cls = model_class(model)
+    except UnknownModelError as exc:
+        raise typer.BadParameter(str(exc), param_hint="--model") from exc
+    if help_config:
+        typer.echo(f"settings of {model} (movierec train --model {model} --set NAME=VALUE):\n")
+        typer.echo(describe(cls.Config))
+        return
+    try:
+        overrides = parse_assignments(settings_ or [])
+        rec = cls(**overrides)
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc), param_hint="--set") from exc
+    metric = _parse_metric(valid_metric)
     if resume and checkpoint_dir is None:
         raise typer.BadParameter("--resume needs --checkpoint-dir")
     s = settings(mirror)
     with process_group():
         with main_first():  # rank 0 fetches into the cache, the others then read it
             data = load_dataset(dataset, s)
-        rec = create(model)
         start = time.perf_counter()
         scope: AbstractContextManager[Any] = (
             checkpointing(checkpoint_dir, resume=resume) if checkpoint_dir is not None else nullcontext()
         )
         try:
             with scope:
-                rec.fit(data, np.random.default_rng(seed))
+                rec.fit(data, np.random.default_rng(seed), metric=metric)
         except CheckpointError as exc:
             typer.secho(f"error: {exc}", err=True, fg=typer.colors.RED)
             raise typer.Exit(2) from exc
@@ -97,6 +131,17 @@ def train(
     else:
         on = f" on {n_proc} processes" if n_proc > 1 else ""
         typer.echo(f"trained {model} on {data.name}{on} in {result['fit_seconds']} s -> {path}")
+
+
+def _parse_metric(text: str) -> Any:
+    """``"ndcg@10"`` -> :class:`~movierec.evaluation.metrics.ValidationMetric`; a clear error otherwise."""
+    from movierec.evaluation.metrics import ValidationMetric
+
+    name, _, k = text.strip().lower().partition("@")
+    try:
+        return ValidationMetric(name, int(k) if k else 10)
+    except ValueError as exc:
+        raise typer.BadParameter(f"{text!r}: {exc}", param_hint="--valid-metric") from exc
 
 
 def _resolve_movies(conn: Any, titles: list[str], data: Any) -> list[int]:

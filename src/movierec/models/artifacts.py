@@ -23,6 +23,7 @@ from safetensors.numpy import load_file, save_file
 from movierec.data.dataset import RatingScale
 from movierec.data.vocab import Vocabulary
 from movierec.models.base import Recommender
+from movierec.models.configs import config_from_dict
 
 FORMAT_VERSION = 1
 _FILES = ("config.json", "weights.safetensors", "vocab.json")
@@ -133,8 +134,8 @@ def load_model(path: str | Path, *, expect_fingerprint: str | None = None) -> Re
         )
     cls = model_class(meta["model"])
     try:
-        config = cls.Config(**json.loads((path / "config.json").read_text()))
-    except TypeError as exc:
+        config = config_from_dict(cls.Config, json.loads((path / "config.json").read_text()))
+    except (TypeError, ValueError) as exc:
         raise ArtifactError(f"{path}/config.json does not fit model {meta['model']!r}: {exc}") from exc
     model = cls(config)
     vocab = json.loads((path / "vocab.json").read_text())

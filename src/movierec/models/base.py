@@ -8,7 +8,6 @@ taking the top N happen elsewhere, once (:mod:`movierec.ranking`).
 
 from __future__ import annotations
 
-import dataclasses
 import math
 import re
 import time
@@ -22,6 +21,8 @@ import scipy.sparse as sp
 
 from movierec.data.dataset import Dataset, RatingScale
 from movierec.data.vocab import Vocabulary
+from movierec.evaluation.metrics import ValidationMetric
+from movierec.models.configs import with_settings
 
 LIKE, SEEN, DISLIKE = 1, 0, -1
 
@@ -253,23 +254,34 @@ class Recommender(ABC):
 
     def __init__(self, config: Any | None = None, **overrides: Any) -> None:
         base = config if config is not None else self.Config()
-        self.config = dataclasses.replace(base, **overrides) if overrides else base
+        self.config = with_settings(base, overrides) if overrides else base
         self.users: Vocabulary | None = None
         self.movies: Vocabulary | None = None
         self.tags: Vocabulary | None = None
         self.scale: RatingScale | None = None
         self.fit_info = FitInfo()
         self._train: sp.csr_matrix | None = None
+        #: what validation maximises during :meth:`fit` (set by ``fit``)
+        self.valid_metric = ValidationMetric()
 
     # ----------------------------------------------------------------- fitting
     def fit(
-        self, data: Dataset, rng: np.random.Generator | None = None, *, valid: Dataset | None = None
+        self,
+        data: Dataset,
+        rng: np.random.Generator | None = None,
+        *,
+        valid: Dataset | None = None,
+        metric: ValidationMetric | None = None,
     ) -> Self:
         """Train on ``data``; ``rng`` drives all randomness (default: seed 0).
 
         ``valid`` is an optional held-out split (same vocabularies) for early stopping.
+        ``metric``: the ranking metric that early stopping and any tuning inside ``fit``
+        maximise (default NDCG@10; :class:`~movierec.evaluation.metrics.ValidationMetric`).
+        Models never compute a metric of their own; they call :attr:`valid_metric`.
         """
         rng = rng if rng is not None else np.random.default_rng(0)
+        self.valid_metric = metric if metric is not None else ValidationMetric()
         self.users, self.movies, self.tags, self.scale = data.users, data.movies, data.tags, data.scale
         self._train = data.interactions()
         start = time.perf_counter()

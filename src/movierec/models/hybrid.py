@@ -46,7 +46,7 @@ class HybridConfig:
     content_config: dict[str, Any] = field(default_factory=dict)
     #: collaborative weight per movie is ``n / (n + k)``, ``n`` its training ratings
     k: float = 20.0
-    #: when fit gets validation data, choose ``k`` from :data:`K_GRID` by NDCG@10 on it
+    #: when fit gets validation data, choose ``k`` from :data:`K_GRID` by the validation metric (NDCG@10 unless ``fit`` is told otherwise)
     tune_k: bool = True
     #: per-query score normalisation before mixing: ``"zscore"`` or ``"rank"``
     normalise: str = "zscore"
@@ -159,7 +159,6 @@ class Hybrid(Recommender):
             self._tune_k(data, valid, rng)
 
     def _tune_k(self, train: Dataset, valid: Dataset, rng: np.random.Generator) -> None:
-        from movierec.evaluation.metrics import ranking_metrics
         from movierec.topn import top_n
 
         collab, content = self._parts()
@@ -171,16 +170,17 @@ class Hybrid(Recommender):
         exclude = train.interactions()[users]
         relevant = valid.interactions()[users]
         best_k, best = self.config.k, -np.inf
+        metric = self.valid_metric
         for k in K_GRID:
             self.config = dataclasses.replace(self.config, k=k)
-            ranked, _ = top_n(self._mix(zc, zt), 10, exclude=exclude)
-            ndcg = float(np.nanmean(ranking_metrics(ranked, relevant, (10,))["ndcg@10"]))
-            log.info("hybrid: k=%g validation NDCG@10 %.4f", k, ndcg)
-            if ndcg > best:
-                best_k, best = k, ndcg
+            ranked, _ = top_n(self._mix(zc, zt), metric.k, exclude=exclude)
+            value = metric(ranked, relevant)
+            log.info("hybrid: k=%g validation %s %.4f", k, metric.label, value)
+            if value > best:
+                best_k, best = k, value
         self.config = dataclasses.replace(self.config, k=best_k)
         self.fit_info.extra["hybrid_k"] = best_k
-        self.fit_info.extra["hybrid_valid_ndcg@10"] = best
+        self.fit_info.extra[f"hybrid_valid_{metric.label}"] = best
 
     # ---------------------------------------------------------------- scoring
     def _mix(self, zc: np.ndarray, zt: np.ndarray) -> np.ndarray:

@@ -13,8 +13,9 @@ from the movies the user never rated (vectorised rejection sampling); the
 loss is binary cross-entropy on the logits. ``explicit=True`` trains the same
 networks on the ratings with MSE instead (then :meth:`predict` works).
 
-Early stopping uses NDCG@10 of a full ranking (training movies excluded) of
-up to ``valid_users`` users of ``valid`` (RMSE in explicit mode).
+Early stopping uses the validation metric ``fit`` is handed (NDCG@10 unless told
+otherwise) of a full ranking (training movies excluded) of up to ``valid_users`` users of
+``valid`` (RMSE in explicit mode).
 
 New sessions are folded in (see :mod:`movierec.models.rating_mlp`): a user
 vector is fitted by a few Adam steps with the network frozen, liked and seen
@@ -26,7 +27,7 @@ from __future__ import annotations
 
 import itertools
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
 import numpy as np
@@ -35,10 +36,9 @@ from torch import nn
 from torch.nn import functional as F
 
 from movierec.data.dataset import Dataset
-from movierec.evaluation import metrics as M
 from movierec.models.base import DISLIKE, Query, Recommender
 from movierec.models.rating_mlp import GenDropout, PairNet, PairRecommender, _query_seed, init_weights
-from movierec.models.trainer import local_batch_size, shuffled_batches, torch_generator
+from movierec.models.trainer import TrainConfig, local_batch_size, shuffled_batches, torch_generator
 from movierec.topn import top_n
 
 __all__ = ["GMF", "NCFMLP", "NCFConfig", "NeuMF", "sample_negatives"]
@@ -131,22 +131,13 @@ class NCFConfig:
     finetune_lr: float = 5e-4
     #: standard deviation of the initial embeddings
     init_std: float = 0.01
-    #: maximum passes over the training data (NeuMF: per pre-training part and for fine-tuning)
-    epochs: int = 8
-    #: examples per mini-batch
-    batch_size: int = 4096
-    #: Adam learning rate
-    lr: float = 5e-3
-    #: decoupled weight decay (AdamW)
-    weight_decay: float = 0.01
-    #: epochs without validation improvement before stopping (needs ``valid``)
-    patience: int = 2
+    #: training (``epochs``: per pre-training part and for fine-tuning in NeuMF; early stopping
+    #: needs ``valid``)
+    train: TrainConfig = field(
+        default_factory=lambda: TrainConfig(epochs=8, batch_size=4096, lr=5e-3, weight_decay=0.01, patience=2)
+    )
     #: validation users ranked after each epoch (the first ones by index)
     valid_users: int = 1000
-    #: torch threads while training (0: leave torch's setting)
-    threads: int = 0
-    #: show a progress bar
-    progress: bool = False
     #: Adam steps to fold a new session's user vector in
     fold_steps: int = 40
     #: learning rate of the fold-in steps
@@ -351,7 +342,7 @@ class _NCFBase(PairRecommender):
         if pos_u.size == 0:
             raise ValueError(f"{self.name}: no rating reaches min_rating={c.min_rating}")
         interacted = np.unique(data.user.astype(np.int64) * n_movies + data.movie)
-        bs = local_batch_size(c.batch_size)  # the global batch stays c.batch_size (trainer)
+        bs = local_batch_size(c.train.batch_size)  # the global batch stays c.train.batch_size (trainer)
 
         if c.explicit:
             users = torch.as_tensor(data.user.astype(np.int64))
@@ -419,17 +410,14 @@ class _NCFBase(PairRecommender):
         users = np.unique(valid.user).astype(np.int64)[: c.valid_users]
         train_m = data.interactions()[users]
         relevant = valid.interactions()[users]
-        n_rel = M.count_relevant(relevant)
+        metric = self.valid_metric
 
-        def ndcg10(_: nn.Module) -> float:
+        def ranking(_: nn.Module) -> float:
             with torch.no_grad():
                 scores = self._score_reprs(net.user_repr(torch.as_tensor(users)))
-            k = min(10, scores.shape[1])
-            ranked = top_n(scores, k, exclude=train_m)[0]
-            hits = M.hits_matrix(ranked, relevant)
-            return float(np.nanmean(M.ndcg(hits, n_rel, k)))
+            return metric(top_n(scores, metric.k, exclude=train_m)[0], relevant)
 
-        return ndcg10
+        return ranking
 
 
 class GMF(_NCFBase):

@@ -22,10 +22,11 @@ scored (a row of NaN, the ranking layer falls back to popularity).
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 from abc import abstractmethod
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
 import numpy as np
@@ -180,7 +181,8 @@ class PairRecommender(Recommender):
         return self._net
 
     def _train_config(self, **overrides: Any) -> TrainConfig:
-        return TrainConfig.of(self.config, **overrides)
+        train: TrainConfig = self.config.train
+        return dataclasses.replace(train, **overrides) if overrides else train
 
     def _run_training(
         self,
@@ -370,20 +372,11 @@ class RatingRegressorConfig(_FoldInConfig):
     dropout: float = 0.2
     #: standard deviation of the initial embeddings
     init_std: float = 0.05
-    #: maximum passes over the training ratings (ml-latest-small overfits after ~5)
-    epochs: int = 5
-    #: ratings per mini-batch
-    batch_size: int = 1024
-    #: Adam learning rate
-    lr: float = 2e-3
-    #: decoupled weight decay (AdamW)
-    weight_decay: float = 0.05
-    #: epochs without validation improvement before stopping (needs ``valid``)
-    patience: int = 3
-    #: torch threads while training (0: leave torch's setting)
-    threads: int = 0
-    #: show a progress bar
-    progress: bool = False
+    #: training (batches of ratings; ml-latest-small overfits after ~5 epochs; early stopping
+    #: needs ``valid``)
+    train: TrainConfig = field(
+        default_factory=lambda: TrainConfig(epochs=5, batch_size=1024, lr=2e-3, weight_decay=0.05)
+    )
 
 
 class _RegressorNet(PairNet):
@@ -459,7 +452,7 @@ class _RatingBase(PairRecommender):
         users = torch.as_tensor(data.user.astype(np.int64))
         movies = torch.as_tensor(data.movie.astype(np.int64))
         targets = self._targets(data.rating)
-        bs = local_batch_size(self.config.batch_size)  # the global batch stays batch_size (trainer)
+        bs = local_batch_size(self.config.train.batch_size)  # the global batch stays that (trainer)
 
         def batches(epoch: int) -> Iterator[tuple[torch.Tensor, ...]]:
             for idx in shuffled_batches(data.n_ratings, bs, g):
@@ -535,20 +528,10 @@ class RatingClassifierConfig(_FoldInConfig):
     init_std: float = 0.05
     #: ``"expected"``: predict the mean rating under the softmax; ``"argmax"``: the most likely level
     prediction: str = "expected"
-    #: maximum passes over the training ratings
-    epochs: int = 11
-    #: ratings per mini-batch
-    batch_size: int = 1024
-    #: Adam learning rate
-    lr: float = 2e-3
-    #: decoupled weight decay (AdamW)
-    weight_decay: float = 1e-4
-    #: epochs without validation improvement before stopping (needs ``valid``)
-    patience: int = 3
-    #: torch threads while training (0: leave torch's setting)
-    threads: int = 0
-    #: show a progress bar
-    progress: bool = False
+    #: training (batches of ratings; early stopping needs ``valid``)
+    train: TrainConfig = field(
+        default_factory=lambda: TrainConfig(epochs=11, batch_size=1024, lr=2e-3, weight_decay=1e-4)
+    )
 
     def __post_init__(self) -> None:
         self.hidden = tuple(int(h) for h in self.hidden)

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-import dataclasses
 import importlib
 from typing import Any
 
 from movierec.models.base import Recommender
+from movierec.models.configs import knows
 
 #: name -> "module:Class"; imported only when asked for (heavy extras stay lazy).
 MODELS: dict[str, str] = {
@@ -49,8 +49,7 @@ def preset(purpose: str, name: str) -> dict[str, Any]:
         raise ValueError(f"unknown preset {purpose!r}; choose one of: {', '.join(PRESETS)}")
     wanted = PRESETS[purpose].get(name, {})
     config = model_class(name).Config
-    known = {f.name for f in dataclasses.fields(config)} if dataclasses.is_dataclass(config) else set()
-    return {k: v for k, v in wanted.items() if k in known}
+    return {k: v for k, v in wanted.items() if knows(config, k)}
 
 
 class UnknownModelError(ValueError):

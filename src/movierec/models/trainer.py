@@ -44,7 +44,6 @@ from __future__ import annotations
 
 import contextvars
 import copy
-import dataclasses
 import json
 import logging
 import math
@@ -103,14 +102,6 @@ class TrainConfig:
     checkpoint_dir: str = ""
     #: continue from the checkpoint in ``checkpoint_dir`` when one is there (False: start afresh, overwrite it)
     resume: bool = False
-
-    @classmethod
-    def of(cls, config: Any, **overrides: Any) -> TrainConfig:
-        """The training settings a model's config holds: every field of this class that the
-        ``config`` dataclass also has (so none is dropped on the way), then ``overrides``."""
-        mine = {f.name for f in dataclasses.fields(cls)}
-        shared = {f.name: getattr(config, f.name) for f in dataclasses.fields(config) if f.name in mine}
-        return cls(**{**shared, **overrides})
 
 
 def torch_generator(rng: np.random.Generator) -> torch.Generator:

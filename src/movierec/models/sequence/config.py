@@ -3,9 +3,67 @@
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import ClassVar
 
 from movierec.models.trainer import TrainConfig
+
+
+@dataclass
+class PushConfig:
+    """The structural feedback terms of the sequence models' scores (see :class:`Push`)."""
+
+    #: structural dislike push, in logit units (0: off): movie ``j``'s logit loses
+    #: ``dislike_push * agg_d relu(cos(e_j, e_d))`` over the query's most recent ``max_len - 1``
+    #: disliked movies ``d``, so a dislike lowers that movie and the movies like it; applied in
+    #: ``score`` (evaluation and serving), not in ``query_vectors`` / ``item_vectors``. On
+    #: ml-latest-small's next-item validation item (benchmarks/tune_feedback.py, seed 0, the
+    #: default sequence-attn) a dislike of the top recommendation moves its 10 item-kNN
+    #: neighbours' median rank 103 -> 97 without the push (they rise), 127 -> 134 at 2,
+    #: 149 -> 177 at 4.5; NDCG@10 of the validation item 0.056 without, 0.051-0.053 with
+    dislike_push: float = 4.5
+    #: embedding whose cosine the push uses: ``"input"`` (the input movie embedding) or
+    #: ``"head"`` (movie-head weight rows; closer to item-kNN, but pushing there costs far more
+    #: next-item NDCG for the same effect on the neighbours)
+    dislike_push_space: str = "input"
+    #: how several dislikes combine: ``"max"`` (the closest dislike counts) or ``"mean"``
+    dislike_push_agg: str = "max"
+    #: cosine below which a movie is not pushed at all: the similarity used is
+    #: ``relu(cos - floor) / (1 - floor)`` (0: plain ``relu(cos)``; a disliked movie itself stays at 1)
+    dislike_push_floor: float = 0.0
+    #: disliked tags, in logit units (0: off): a movie carrying one of the query's disliked tags
+    #: among its ``tags_per_movie`` heaviest loses this much, in ``score`` and ``dislike_adjustment``
+    dislike_tag_push: float = 3.0
+    #: liked tags, in logit units (0: off): a movie carrying one of the query's liked tags among its
+    #: ``tags_per_movie`` heaviest gains this much (the chosen-tag input alone moves little once
+    #: the set term dominates training). Next-item NDCG@10 of the validation item with its 3
+    #: heaviest tags given (benchmarks/tune_feedback.py, seed 0): 0 -> 0.053, 1 -> 0.079,
+    #: 2 -> 0.093, 3 -> 0.099, 4 -> 0.101 (0.056 without tags)
+    liked_tag_pull: float = 3.0
+    #: also apply the push while training (on the dislikes in each example's input window), so
+    #: the network learns with it in place; ``False``: inference only
+    dislike_push_train: bool = False
+
+
+@dataclass
+class PriorConfig:
+    """The learned transition prior of the sequence models."""
+
+    #: a learned item-to-item prior inside the network: the movie logits gain
+    #: ``softplus(gate(h)) * log1p(transition support)``, the support counted on the training
+    #: histories (pairs up to ``transition_window`` apart, from the input's last
+    #: ``transition_context`` not-disliked movies, ``transition_decay`` per step back) and the gate
+    #: learned from the session's state with the rest of the network, so a session with chosen
+    #: tags can lean on it less; a dislike's push also takes support away from the movies it pushes.
+    #: Next-item NDCG@10 of every training user's last like (the holdout), sequence-attn: 0.039-0.045
+    #: without, 0.069-0.080 with; session NDCG@24 0.01-0.017 lower with it (tune_session.py, seeds 0, 1)
+    transition_prior: bool = True
+    #: pairs up to this many steps apart are counted (weight 1 / distance)
+    transition_window: int = 2
+    #: the query's last this many not-disliked movies reach their successors (most recent first)
+    transition_context: int = 3
+    #: weight of a context movie ``age`` steps before the last: ``decay ** age``
+    transition_decay: float = 0.5
 
 
 @dataclass
@@ -44,36 +102,6 @@ class SequenceConfig:
     dislike_neighbours: int = 0
     #: weight of that neighbour term
     dislike_neighbour_weight: float = 0.5
-    #: structural dislike push, in logit units (0: off): movie ``j``'s logit loses
-    #: ``dislike_push * agg_d relu(cos(e_j, e_d))`` over the query's most recent ``max_len - 1``
-    #: disliked movies ``d``, so a dislike lowers that movie and the movies like it; applied in
-    #: ``score`` (evaluation and serving), not in ``query_vectors`` / ``item_vectors``. On
-    #: ml-latest-small's next-item validation item (benchmarks/tune_feedback.py, seed 0, the
-    #: default sequence-attn) a dislike of the top recommendation moves its 10 item-kNN
-    #: neighbours' median rank 103 -> 97 without the push (they rise), 127 -> 134 at 2,
-    #: 149 -> 177 at 4.5; NDCG@10 of the validation item 0.056 without, 0.051-0.053 with
-    dislike_push: float = 4.5
-    #: embedding whose cosine the push uses: ``"input"`` (the input movie embedding) or
-    #: ``"head"`` (movie-head weight rows; closer to item-kNN, but pushing there costs far more
-    #: next-item NDCG for the same effect on the neighbours)
-    dislike_push_space: str = "input"
-    #: how several dislikes combine: ``"max"`` (the closest dislike counts) or ``"mean"``
-    dislike_push_agg: str = "max"
-    #: cosine below which a movie is not pushed at all: the similarity used is
-    #: ``relu(cos - floor) / (1 - floor)`` (0: plain ``relu(cos)``; a disliked movie itself stays at 1)
-    dislike_push_floor: float = 0.0
-    #: disliked tags, in logit units (0: off): a movie carrying one of the query's disliked tags
-    #: among its ``tags_per_movie`` heaviest loses this much, in ``score`` and ``dislike_adjustment``
-    dislike_tag_push: float = 3.0
-    #: liked tags, in logit units (0: off): a movie carrying one of the query's liked tags among its
-    #: ``tags_per_movie`` heaviest gains this much (the chosen-tag input alone moves little once
-    #: the set term dominates training). Next-item NDCG@10 of the validation item with its 3
-    #: heaviest tags given (benchmarks/tune_feedback.py, seed 0): 0 -> 0.053, 1 -> 0.079,
-    #: 2 -> 0.093, 3 -> 0.099, 4 -> 0.101 (0.056 without tags)
-    liked_tag_pull: float = 3.0
-    #: also apply the push while training (on the dislikes in each example's input window), so
-    #: the network learns with it in place; ``False``: inference only
-    dislike_push_train: bool = False
     #: ratings at or above this are likes
     like_threshold: float = 4.0
     #: ratings at or below this are dislikes
@@ -101,27 +129,6 @@ class SequenceConfig:
     #: hold out each training user's last liked movie for early stopping when ``fit`` gets no
     #: validation set that names training users (a user-disjoint one, say); ``False``: no holdout
     holdout: bool = True
-    #: cut-off of the validation NDCG used for early stopping
-    valid_k: int = 10
-    #: maximum passes over the training examples
-    epochs: int = 20
-    #: examples (windows, with all_positions) per mini-batch
-    batch_size: int = 64
-    #: Adam learning rate (session validation NDCG@24, seed 1: 2e-3 with patience 2 stopped after 4
-    #: epochs at 0.271; 1e-3 with patience 4 ran 10 at 0.289)
-    lr: float = 1e-3
-    #: decoupled weight decay
-    weight_decay: float = 0.0
-    #: epochs without validation improvement before stopping (0: never stop early)
-    patience: int = 4
-    #: learning-rate decay per epoch
-    lr_decay: float = 0.9
-    #: torch intra-op threads during training (0: leave torch's setting alone)
-    threads: int = 0
-    #: gradient-norm clipping (0: none)
-    clip_norm: float = 5.0
-    #: show a progress bar
-    progress: bool = False
     #: ``score`` and ``score_tags`` run the movie and tag heads with int8 weights (dynamic
     #: quantisation; training, ``query_vectors`` / ``item_vectors`` and the dislike push stay
     #: float32, so retrieval reproduces the float scores, not these). The heads are
@@ -131,24 +138,18 @@ class SequenceConfig:
     #: NDCG@10 on ml-latest-small: 0.0355 against 0.0362 in float32 (paired -0.0007, 95% CI
     #: [-0.0019, +0.0001]; ``bench_session.py --int8-compare``)
     int8_heads: bool = False
-    #: a learned item-to-item prior inside the network: the movie logits gain
-    #: ``softplus(gate(h)) * log1p(transition support)``, the support counted on the training
-    #: histories (pairs up to ``transition_window`` apart, from the input's last
-    #: ``transition_context`` not-disliked movies, ``transition_decay`` per step back) and the gate
-    #: learned from the session's state with the rest of the network, so a session with chosen
-    #: tags can lean on it less; a dislike's push also takes support away from the movies it pushes.
-    #: Next-item NDCG@10 of every training user's last like (the holdout), sequence-attn: 0.039-0.045
-    #: without, 0.069-0.080 with; session NDCG@24 0.01-0.017 lower with it (tune_session.py, seeds 0, 1)
-    transition_prior: bool = True
-    #: pairs up to this many steps apart are counted (weight 1 / distance)
-    transition_window: int = 2
-    #: the query's last this many not-disliked movies reach their successors (most recent first)
-    transition_context: int = 3
-    #: weight of a context movie ``age`` steps before the last: ``decay ** age``
-    transition_decay: float = 0.5
+    #: training: the sequence models' own defaults (the learning rate: session validation
+    #: NDCG@24, seed 1: 2e-3 with patience 2 stopped after 4 epochs at 0.271; 1e-3 with
+    #: patience 4 ran 10 at 0.289). ``batch_size`` counts windows (with all_positions)
+    train: TrainConfig = field(default_factory=lambda: TrainConfig(batch_size=64, patience=4, lr_decay=0.9))
+    #: the structural feedback terms: disliked movies and tags push down, liked tags pull up
+    push: PushConfig = field(default_factory=lambda: PushConfig())
+    #: the learned transition prior inside the network
+    prior: PriorConfig = field(default_factory=lambda: PriorConfig())
 
-    def train_config(self) -> TrainConfig:
-        return TrainConfig.of(self)
+    #: settings that were removed (a saved ``config.json`` may still hold them): the
+    #: validation cut-off is now the metric handed to ``fit``
+    retired: ClassVar[frozenset[str]] = frozenset({"valid_k"})
 
 
 @dataclass(frozen=True)
@@ -165,27 +166,27 @@ class Push:
     pull: float = 0.0
 
     @classmethod
-    def of(cls, config: SequenceConfig) -> Push:
+    def of(cls, config: PushConfig) -> Push:
         if config.dislike_push_space not in ("head", "input"):
             raise ValueError(
-                f"SequenceConfig.dislike_push_space must be 'head' or 'input', got {config.dislike_push_space!r}"
+                f"SequenceConfig.push.dislike_push_space must be 'head' or 'input', got {config.dislike_push_space!r}"
             )
         if config.dislike_push_agg not in ("max", "mean", "linear"):
             raise ValueError(
-                f"SequenceConfig.dislike_push_agg must be 'max', 'mean' or 'linear', got {config.dislike_push_agg!r}"
+                f"SequenceConfig.push.dislike_push_agg must be 'max', 'mean' or 'linear', got {config.dislike_push_agg!r}"
             )
         if not 0.0 <= config.dislike_push_floor < 1.0:
             raise ValueError(
-                f"SequenceConfig.dislike_push_floor must be in [0, 1), got {config.dislike_push_floor}"
+                f"SequenceConfig.push.dislike_push_floor must be in [0, 1), got {config.dislike_push_floor}"
             )
         if not math.isfinite(config.dislike_push) or config.dislike_push < 0:
             raise ValueError(
-                f"SequenceConfig.dislike_push must be a finite number >= 0, got {config.dislike_push}"
+                f"SequenceConfig.push.dislike_push must be a finite number >= 0, got {config.dislike_push}"
             )
-        for field in ("dislike_tag_push", "liked_tag_pull"):
-            value = getattr(config, field)
+        for name in ("dislike_tag_push", "liked_tag_pull"):
+            value = getattr(config, name)
             if not math.isfinite(value) or value < 0:
-                raise ValueError(f"SequenceConfig.{field} must be a finite number >= 0, got {value}")
+                raise ValueError(f"SequenceConfig.push.{name} must be a finite number >= 0, got {value}")
         return cls(
             float(config.dislike_push),
             config.dislike_push_space,

@@ -30,7 +30,7 @@ class Batch:
     disliked: ``(B, D)`` int64 movie indices the dislike push uses, ``>= n_movies`` = padding
     (``D`` may be 0); one row per output (``N`` rows with ``at``).
     prior: ``(B, n_movies)`` float32 log1p transition support from the input's last movies
-    (``SequenceConfig.transition_prior``), or ``None``; one row per output.
+    (``SequenceConfig.prior.transition_prior``), or ``None``; one row per output.
     at: the outputs wanted, ``(rows, steps)`` two ``(N,)`` int64 tensors (training on every
     position); ``None``: each row's last step.
     disliked_tags: ``(B, Dt)`` int64 tag indices the query dislikes, ``n_tags`` = padding, or ``None``.
@@ -88,7 +88,7 @@ class SequenceNet(nn.Module):
         self.movie_head = nn.Linear(out_dim, n_movies)
         self.tag_head = nn.Linear(out_dim, n_tags)
         # how much this session's logits trust the transition prior (softplus of a linear read-out)
-        self.prior_gate = nn.Linear(out_dim, 1) if config.transition_prior else None
+        self.prior_gate = nn.Linear(out_dim, 1) if config.prior.transition_prior else None
         # unit-length movie embeddings of the dislike push per space, with the weights' version
         self._unit_cache: dict[str, tuple[tuple[int, int], torch.Tensor]] = {}
 

@@ -9,11 +9,13 @@ from collections.abc import Iterator, Sequence
 from typing import Any, ClassVar
 
 import numpy as np
+import scipy.sparse as sp
 import torch
 from torch import nn
 from torch.nn import functional as F
 
 from movierec.data.dataset import Dataset
+from movierec.evaluation.metrics import ValidationMetric
 from movierec.models.base import (
     DISLIKE,
     LIKE,
@@ -33,7 +35,7 @@ from movierec.models.sequence.losses import TrainingBatch, training_loss
 from movierec.models.sequence.net import Batch, SequenceNet, with_int8_heads
 from movierec.models.trainer import local_batch_size, torch_generator, train
 from movierec.models.transitions import Transitions
-from movierec.topn import top_per_row
+from movierec.topn import top_n, top_per_row
 
 #: :meth:`SequenceLSTM.explain` reasons read ``"because you liked {movie:<index>}"``;
 #: the caller replaces the placeholder with the title (see :func:`parse_reason`).
@@ -155,8 +157,8 @@ class SequenceLSTM(Recommender):
                 "SequenceConfig.future_weight must be >= 0 and future_window >= 1, got "
                 f"{cfg.future_weight} and {cfg.future_window}"
             )
-        push = Push.of(cfg)
-        train_push = push if cfg.dislike_push_train else None
+        push = Push.of(cfg.push)
+        train_push = push if cfg.push.dislike_push_train else None
         movie = np.asarray(data.movie, np.int64)
         fb = feedback_from_ratings(np.asarray(data.rating), cfg.like_threshold, cfg.dislike_threshold)
         ptr = np.asarray(data.user_ptr, np.int64)
@@ -215,7 +217,7 @@ class SequenceLSTM(Recommender):
         v_excl = [movie[a:b] for a, b in zip(v_first, v_cut, strict=True)]
 
         self._prior = None
-        if cfg.transition_prior:  # counted without the held-out rows while training
+        if cfg.prior.transition_prior:  # counted without the held-out rows while training
             self._prior = self._new_transitions().fit(data.subset(~held) if held.any() else data, rng)
         # Two views of every history, one flat array: the full histories (seen and disliked steps
         # included), then the liked movies alone in the same order, as a page session holds them
@@ -251,7 +253,7 @@ class SequenceLSTM(Recommender):
         # progress bar's length: the expected number of windows)
         share = cfg.likes_only_share if cfg.all_positions else 0.0
         expected = (1 - share) * np.count_nonzero(ex_view == 0) + share * np.count_nonzero(ex_view == 1)
-        bs = local_batch_size(cfg.batch_size)  # the global batch stays cfg.batch_size (trainer)
+        bs = local_batch_size(cfg.train.batch_size)  # the global batch stays cfg.train.batch_size (trainer)
         n_batches = max(1, math.ceil(expected / bs))
         # a dislike must also push down the movies like it: their item-kNN neighbours on the
         # training interactions, (n_movies + 2, K) indices padded with n_movies (start/pad rows empty)
@@ -328,7 +330,9 @@ class SequenceLSTM(Recommender):
         def validate(net: nn.Module) -> float:
             if v_user.size == 0:
                 return 0.0
-            return ndcg_at(self, net, movie, fb, v_first, v_cut, v_movie, v_excl, cfg.valid_k, train_push)
+            return validation_value(
+                self, net, self.valid_metric, movie, fb, v_first, v_cut, v_movie, v_excl, train_push
+            )
 
         # dropout draws from torch's global generator: seed it only for this fit and restore it after
         with torch.random.fork_rng(devices=[]):
@@ -337,13 +341,13 @@ class SequenceLSTM(Recommender):
                 net,
                 batches,
                 loss_fn,
-                cfg.train_config(),
+                cfg.train,
                 validate=validate if v_user.size else None,
                 n_batches=n_batches,
                 name=self.name,
                 generators=(rng,),
             )
-        if cfg.transition_prior and held.any():  # the served counts include every training row
+        if cfg.prior.transition_prior and held.any():  # the served counts include every training row
             self._prior = self._new_transitions().fit(data, rng)
         self.fit_info.epochs = len(history)
         self.fit_info.history = history
@@ -383,9 +387,9 @@ class SequenceLSTM(Recommender):
         """The transition counter of the prior, as the config sets it (no popularity term)."""
         cfg = self.config
         return Transitions(
-            window=cfg.transition_window,
-            context=cfg.transition_context,
-            decay=cfg.transition_decay,
+            window=cfg.prior.transition_window,
+            context=cfg.prior.transition_context,
+            decay=cfg.prior.transition_decay,
             popularity=0.0,
         )
 
@@ -397,13 +401,13 @@ class SequenceLSTM(Recommender):
             return net
         versions = (net.movie_head.weight._version, net.tag_head.weight._version)
         if self._int8 is None or self._int8[0] is not net or self._int8[1] != versions:
-            keep = self.config.dislike_push_space == "head"
+            keep = self.config.push.dislike_push_space == "head"
             self._int8 = (net, versions, with_int8_heads(net, keep_movie_head=keep))
         return self._int8[2]
 
     def _run(self, queries: Sequence[Query]) -> tuple[np.ndarray, np.ndarray]:
         net = self._scoring_net()
-        push = Push.of(self.config)
+        push = Push.of(self.config.push)
         last = self._last_run
         # ranking.recommend asks for movie and then tag scores of the same Query objects: run once
         if (
@@ -444,7 +448,7 @@ class SequenceLSTM(Recommender):
         """Whether ``query_vectors`` / ``item_vectors`` (and ``dislike_adjustment``) reproduce
         :meth:`score`: not with a transition prior, whose term is no inner product, nor with a
         liked-tag pull, which raises movies an inner-product search would not fetch."""
-        return self._prior is None and not self.config.liked_tag_pull
+        return self._prior is None and not self.config.push.liked_tag_pull
 
     def score_tags(self, queries: Sequence[Query]) -> np.ndarray:
         """Log-probability of each tag describing the next liked movie, float32 ``(len(queries), n_tags)``."""
@@ -468,7 +472,7 @@ class SequenceLSTM(Recommender):
         re-scores its candidates exactly with it.
         """
         net = self._net()
-        push = Push.of(self.config)
+        push = Push.of(self.config.push)
         queries = self._with_history(queries)
         shape = (len(queries), self.n_movies) if movies is None else np.shape(movies)
         if movies is not None and (len(shape) != 2 or shape[0] != len(queries)):
@@ -562,7 +566,7 @@ class SequenceLSTM(Recommender):
         self.net = net
         self._last_run = None
         self._prior = None
-        if self.config.transition_prior:
+        if self.config.prior.transition_prior:
             if "prior.indptr" not in state:
                 raise ValueError(
                     "the artifact's config has transition_prior but its weights hold no prior counts"
@@ -585,23 +589,23 @@ class SequenceAttention(SequenceLSTM):
     default_encoder = "attention"
 
 
-def ndcg_at(
+def validation_value(
     model: SequenceLSTM,
     net: nn.Module,
+    metric: ValidationMetric,
     movie: np.ndarray,
     fb: np.ndarray,
     first: np.ndarray,
     cut: np.ndarray,
     target: np.ndarray,
     exclude: list[np.ndarray],
-    k: int,
     push: Push | None = None,
 ) -> float:
-    """Mean NDCG@k of ``target`` movie indices ``(V,)`` given the flat histories
-    ``[first, cut)``, full ranking over all movies minus each history ``exclude``
+    """``metric`` of the ``target`` movie indices ``(V,)`` given the flat histories
+    ``[first, cut)``: a full ranking over all movies minus each history ``exclude``
     (with ``push``, the dislikes of each input window push their movies down)."""
-    total = 0.0
     step = 512
+    ranked = []
     for s in range(0, target.size, step):
         tokens, feedback, n = model._window(movie, fb, first[s : s + step], cut[s : s + step])
         disliked = torch.from_numpy(np.where(feedback == DISLIKE + 2, tokens, model._pad)) if push else None
@@ -616,11 +620,8 @@ def ndcg_at(
             ),
             push,
         )
-        scores = logp.numpy().copy()
-        rows = np.repeat(np.arange(n.size), [e.size for e in exclude[s : s + step]])
-        cols = np.concatenate(exclude[s : s + step]) if rows.size else rows
-        scores[rows, cols] = -np.inf
-        t_score = scores[np.arange(n.size), target[s : s + step]]
-        rank = (scores > t_score[:, None]).sum(1)  # a target's rank: the movies scored above it
-        total += float(np.where(rank < k, 1.0 / np.log2(rank + 2.0), 0.0).sum())
-    return total / max(target.size, 1)
+        ranked.append(top_n(logp.numpy(), metric.k, exclude=exclude[s : s + step])[0])
+    relevant = sp.csr_matrix(
+        (np.ones(target.size), target, np.arange(target.size + 1)), shape=(target.size, model.n_movies)
+    )
+    return metric(np.concatenate(ranked) if ranked else np.zeros((0, metric.k), np.int64), relevant)
