@@ -42,7 +42,7 @@ class Catalog:
     mean_rating:
         Mean rating, ``(n_movies,)`` float32, NaN if unrated.
     rating:
-        The shrunk mean rating (:func:`movierec.data.dataset.shrunk_mean`), ``(n_movies,)``
+        The shrunk mean rating (:func:`movierec.data.ratings.shrunk_mean`), ``(n_movies,)``
         float32, NaN if unrated: what the minimum-rating filter and the page use.
     rating_count:
         Number of ratings, ``(n_movies,)`` int64.

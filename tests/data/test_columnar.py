@@ -17,9 +17,12 @@ import pyarrow.parquet as pq
 import pytest
 from typer.testing import CliRunner
 
-from movierec.data.columnar import _line_chunks, ingest, is_columnar, load_columnar, read_manifest
-from movierec.data.dataset import FIVE_STARS, HALF_STARS, DataError, Dataset
+from movierec.data.columnar import ingest, is_columnar, load_columnar, read_manifest
+from movierec.data.dataset import Dataset
 from movierec.data.movielens import load_folder
+from movierec.data.ratings import FIVE_STARS, HALF_STARS
+from movierec.data.sources import _line_chunks
+from movierec.data.validation import DataError
 
 # ------------------------------------------------------------------ fixtures
 

@@ -6,7 +6,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from movierec.data.dataset import FIVE_STARS, HALF_STARS, TAG_SOURCES, DataError, Dataset, RatingScale
+from movierec.data.dataset import Dataset
+from movierec.data.ratings import FIVE_STARS, HALF_STARS, RatingScale
+from movierec.data.tags import TAG_SOURCES
+from movierec.data.validation import DataError
 from movierec.data.vocab import UnknownIdError, Vocabulary
 
 # ------------------------------------------------------------------ vocabulary

@@ -19,14 +19,17 @@ from pathlib import Path
 
 import pytest
 
-from movierec.data.fetch import DATASETS, MARKER, FetchError, fetch, resolve_dataset_path
+from movierec.data.cache import MARKER, _record
+from movierec.data.fetch import fetch, resolve_dataset_path
+from movierec.data.registry import DATASETS, FetchError
+from movierec.data.unpack import _unpack
 from movierec.settings import Settings
 
 RATINGS = b"userId,movieId,rating,timestamp\n1,1,4.0,964982703\n1,3,4.0,964981247\n"
 MOVIES = b"movieId,title,genres\n1,Toy Story (1995),Adventure|Animation\n3,Grumpier Old Men (1995),Comedy\n"
 SMALL = "ml-latest-small"
-# The module itself, even if movierec.data re-exports the function ``fetch`` under the same name.
-fetch_mod = importlib.import_module("movierec.data.fetch")
+# The module that reads DOWNLOAD_TIMEOUT_S when downloading (patched below).
+download_mod = importlib.import_module("movierec.data.download")
 
 
 def make_zip(members: dict[str, bytes], compression: int = zipfile.ZIP_DEFLATED) -> bytes:
@@ -101,7 +104,7 @@ class Served:
 
 @pytest.fixture
 def server(monkeypatch: pytest.MonkeyPatch) -> Iterator[Served]:
-    monkeypatch.setattr(fetch_mod, "DOWNLOAD_TIMEOUT_S", 5.0)
+    monkeypatch.setattr(download_mod, "DOWNLOAD_TIMEOUT_S", 5.0)
     served = Served(base_url="")
 
     class Handler(BaseHTTPRequestHandler):
@@ -516,8 +519,8 @@ def test_unpack_keeps_a_folder_another_process_completed(
     marker_time = (path / MARKER).stat().st_mtime_ns
     zip_path = mirror / "ml-latest-small.zip"
     digests = (hashlib.md5(small_zip).hexdigest(), hashlib.sha256(small_zip).hexdigest())
-    record = fetch_mod._record(SMALL, zip_path, digests)
-    fetch_mod._unpack(zip_path, path, SMALL, ("ratings.csv",), record, "remedy")
+    record = _record(SMALL, zip_path, digests)
+    _unpack(zip_path, path, SMALL, ("ratings.csv",), record, "remedy")
     assert (path / MARKER).stat().st_mtime_ns == marker_time
     assert leftovers(settings.cache_dir) == [
         SMALL,

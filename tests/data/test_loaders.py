@@ -11,8 +11,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from movierec.data.dataset import FIVE_STARS, HALF_STARS, TAG_SOURCES, DataError
 from movierec.data.movielens import canonical_split, data_root, detect_layout, load_folder
+from movierec.data.ratings import FIVE_STARS, HALF_STARS
+from movierec.data.tags import TAG_SOURCES
+from movierec.data.validation import DataError
 
 # --------------------------------------------------------------------- csv family
 

@@ -9,9 +9,9 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from movierec.data.dataset import DataError
 from movierec.data.metadata import load_metadata, parse_keywords
 from movierec.data.movielens import load_folder
+from movierec.data.validation import DataError
 
 
 def _write_csv(path: Path, header: list[str], rows: Sequence[Sequence[object]]) -> None:

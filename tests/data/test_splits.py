@@ -7,7 +7,8 @@ import pandas as pd
 import pytest
 
 from movierec.data import splits
-from movierec.data.dataset import DataError, Dataset
+from movierec.data.dataset import Dataset
+from movierec.data.validation import DataError
 
 
 def _data(seed: int = 0) -> Dataset:

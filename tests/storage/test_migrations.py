@@ -264,8 +264,8 @@ def test_postgres_statement_splitter() -> None:
 
 def test_v3_fills_the_shrunk_rating_of_an_older_catalogue(tmp_path: Path) -> None:
     """A catalogue built before ``movies.rating`` gets it from its means and counts, as
-    :func:`movierec.data.dataset.shrunk_mean` computes it for a rebuild."""
-    from movierec.data.dataset import shrunk_mean
+    :func:`movierec.data.ratings.shrunk_mean` computes it for a rebuild."""
+    from movierec.data.ratings import shrunk_mean
 
     conn = connect(tmp_path / "old.sqlite3")
     migrate(conn, target=2)

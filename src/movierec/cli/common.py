@@ -8,7 +8,7 @@ from typing import Annotated, Any
 
 import typer
 
-from movierec.data.dataset import DataError
+from movierec.data.validation import DataError
 from movierec.data.vocab import UnknownIdError
 from movierec.settings import Settings
 
@@ -42,7 +42,7 @@ def _user_errors() -> tuple[type[BaseException], ...]:
         FileNotFoundError,
     ]
     try:
-        from movierec.data.fetch import FetchError
+        from movierec.data.registry import FetchError
 
         errors.append(FetchError)
     except ImportError:  # pragma: no cover - fetch is part of the package

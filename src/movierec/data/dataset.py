@@ -5,11 +5,14 @@ ratings as flat arrays of *indices* sorted by (user, timestamp, movie), the
 per-movie table (titles, years, genres, external ids, optional metadata) and a
 sparse movie x tag matrix. It is validated once, here, when it is built; a
 split is a new ``Dataset`` over the same vocabularies.
+
+The rating scale and the rating rows are in :mod:`movierec.data.ratings`, the tags in
+:mod:`movierec.data.tags`, :class:`~movierec.data.validation.DataError` and the column
+checks in :mod:`movierec.data.validation`.
 """
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from functools import cached_property
@@ -19,87 +22,11 @@ import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 
-from movierec.data.titles import normalise_tags, split_titles
+from movierec.data.ratings import RatingScale, _rating_order, _rating_rows, shrunk_mean
+from movierec.data.tags import TAG_SOURCES, _minus_applications, _tag_matrix
+from movierec.data.titles import split_titles
+from movierec.data.validation import DataError, _numeric
 from movierec.data.vocab import Vocabulary
-
-log = logging.getLogger(__name__)
-
-#: Bit flags naming where a tag in the vocabulary came from.
-TAG_SOURCES: dict[str, int] = {"user": 1, "genre": 2, "tmdb": 4, "genome": 8}
-
-
-class DataError(ValueError):
-    """Input data that cannot be used as it is; the message says what and where."""
-
-
-@dataclass(frozen=True)
-class RatingScale:
-    """The explicit rating scale: ``low`` to ``high`` in steps of ``step``."""
-
-    low: float
-    high: float
-    step: float
-
-    @property
-    def levels(self) -> np.ndarray:
-        """All allowed rating values, ascending, shape ``(n_levels,)`` float32."""
-        n = round((self.high - self.low) / self.step) + 1
-        return (self.low + self.step * np.arange(n)).astype(np.float32)
-
-    def to_dict(self) -> dict[str, float]:
-        return {"low": self.low, "high": self.high, "step": self.step}
-
-
-HALF_STARS = RatingScale(0.5, 5.0, 0.5)
-FIVE_STARS = RatingScale(1.0, 5.0, 1.0)
-
-
-def _numeric(frame: pd.DataFrame, column: str, dtype: Any, what: str) -> np.ndarray:
-    """Column as ``dtype``; a clear :class:`DataError` naming the first bad row otherwise."""
-    if column not in frame.columns:
-        raise DataError(f"{what}: missing column {column!r} (have {list(frame.columns)})")
-    values = pd.to_numeric(frame[column], errors="coerce")
-    bad = values.isna().to_numpy()
-    if bad.any():
-        row = int(np.flatnonzero(bad)[0])
-        raise DataError(
-            f"{what}: column {column!r} has {int(bad.sum())} non-numeric or empty value(s); "
-            f"first at data row {row + 1}: {_plain(frame[column].iloc[row])!r}"
-        )
-    if np.dtype(dtype).kind in "iu" and values.dtype.kind == "f":
-        frac = values.to_numpy() % 1 != 0  # ids and timestamps must be whole, not silently truncated
-        if frac.any():
-            row = int(np.flatnonzero(frac)[0])
-            raise DataError(
-                f"{what}: column {column!r} has {int(frac.sum())} non-integer value(s); "
-                f"first at data row {row + 1}: {_plain(frame[column].iloc[row])!r}"
-            )
-    return values.to_numpy().astype(dtype, copy=False)
-
-
-def _plain(value: Any) -> Any:
-    """A numpy scalar as the plain Python value (``1.5``, not ``np.float64(1.5)``) for messages."""
-    return value.item() if isinstance(value, np.generic) else value
-
-
-#: Weight, in ratings, of the prior in :func:`shrunk_mean` (the data set's mean rating).
-RATING_PRIOR_WEIGHT = 10.0
-
-
-def shrunk_mean(
-    sums: np.ndarray, counts: np.ndarray, prior: float, weight: float = RATING_PRIOR_WEIGHT
-) -> np.ndarray:
-    """Bayesian (shrunk) mean rating: ``(sum + weight * prior) / (count + weight)``, NaN where
-    ``count`` is 0.
-
-    A movie's mean with few ratings says little; this pulls it toward ``prior`` (the mean
-    of all ratings) as if ``weight`` more ratings of ``prior`` had been given, so two 5-star
-    ratings give 3.75 on a 3.5 prior, while 300 ratings at 4.4 stay at 4.4.
-    """
-    counts = np.asarray(counts, dtype=np.float64)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        out = (np.asarray(sums, dtype=np.float64) + weight * prior) / (counts + weight)
-    return np.where(counts > 0, out, np.nan)
 
 
 @dataclass(frozen=True, eq=False)
@@ -124,7 +51,7 @@ class Dataset:
         CSR matrix ``(n_movies, n_tags)`` float32: how strongly each tag applies
         (user-tag application counts + 1 per genre / TMDB keyword + genome relevance).
     tag_source:
-        Bit mask per tag (see :data:`TAG_SOURCES`), shape ``(n_tags,)`` int8.
+        Bit mask per tag (see :data:`~movierec.data.tags.TAG_SOURCES`), shape ``(n_tags,)`` int8.
     tag_events:
         User tag applications: ``user_id`` (external), ``movie`` (index),
         ``tag`` (index), ``timestamp``.
@@ -239,167 +166,13 @@ class Dataset:
                     info[col] = values.to_numpy()
 
         # ratings ------------------------------------------------------------
-        r_user_ids = _numeric(ratings, "userId", np.int64, "ratings")
-        r_movie_ids = _numeric(ratings, "movieId", np.int64, "ratings")
-        r_value = _numeric(ratings, "rating", np.float32, "ratings")
-        r_time = (
-            _numeric(ratings, "timestamp", np.int64, "ratings")
-            if "timestamp" in ratings
-            else np.zeros(len(ratings), np.int64)
+        user_vocab, scale, r_user, r_movie, r_value, r_time = _rating_rows(
+            ratings, scale, movie_vocab, repairs
         )
-        if scale is None:
-            scale = HALF_STARS if (len(r_value) and np.any(r_value % 1 != 0)) else FIVE_STARS
-        off = (
-            (r_value < scale.low)
-            | (r_value > scale.high)
-            | (np.abs((r_value - scale.low) / scale.step % 1) > 1e-6)
-        )
-        if off.any():
-            row = int(np.flatnonzero(off)[0])
-            raise DataError(
-                f"ratings: {int(off.sum())} rating(s) off the {scale.low:g}-{scale.high:g} scale "
-                f"(step {scale.step:g}); first at data row {row + 1}: {r_value[row]:g}"
-            )
-        r_movie = movie_vocab.index(r_movie_ids, missing="mask")
-        if (r_movie < 0).any():
-            unknown = np.unique(r_movie_ids[r_movie < 0])
-            raise DataError(
-                f"ratings: {int((r_movie < 0).sum())} rating(s) of {len(unknown)} movie id(s) "
-                f"missing from the movie list, e.g. {unknown[:5].tolist()}"
-            )
-        user_vocab = Vocabulary.from_values(r_user_ids, "user")
-        r_user = user_vocab.index(r_user_ids)
-        # sort by (user, time, movie); duplicates (user, movie) keep the latest
-        pair = r_user * n_movies + r_movie
-        # a file in (user, movie) order without repeats (every MovieLens release) skips the duplicate search
-        maybe_dups = not bool(np.all(pair[1:] > pair[:-1]))
-        del pair
-        order = _rating_order(r_user, r_time, r_movie, len(user_vocab))
-        r_user, r_movie, r_value, r_time = r_user[order], r_movie[order], r_value[order], r_time[order]
-        del order
-        keep_idx = np.arange(len(r_user))
-        if maybe_dups:
-            key = r_user.astype(np.int64) * n_movies + r_movie
-            # keep the last occurrence in time order of every key
-            rev_unique = np.unique(key[::-1], return_index=True)[1]
-            keep_idx = np.sort(len(key) - 1 - rev_unique)
-        if len(keep_idx) < len(r_user):
-            repairs["duplicate_ratings_dropped"] = len(r_user) - len(keep_idx)
-            log.warning(
-                "ratings: dropped %d duplicate (user, movie) rating(s), kept the latest",
-                repairs["duplicate_ratings_dropped"],
-            )
-            r_user, r_movie, r_value, r_time = (a[keep_idx] for a in (r_user, r_movie, r_value, r_time))
 
         # tags -----------------------------------------------------------------
-        tag_frames: list[pd.DataFrame] = []  # columns movie (index), tag (str), weight, source
-        events = pd.DataFrame({"user_id": [], "movie": [], "tag": [], "timestamp": []})
-        if tags is not None and len(tags):
-            t_movie_ids = _numeric(tags, "movieId", np.int64, "tags")
-            t_users = _numeric(tags, "userId", np.int64, "tags")
-            t_time = (
-                _numeric(tags, "timestamp", np.int64, "tags")
-                if "timestamp" in tags
-                else np.zeros(len(tags), np.int64)
-            )
-            t_movie = movie_vocab.index(t_movie_ids, missing="mask")
-            t_name = normalise_tags(tags["tag"].fillna(""))
-            ok = (t_movie >= 0) & (t_name.str.len() > 0).to_numpy() & tags["tag"].notna().to_numpy()
-            if (~ok).any():
-                repairs["tag_rows_dropped"] = int((~ok).sum())
-                log.warning(
-                    "tags: dropped %d row(s) with an unknown movie id or an empty tag", int((~ok).sum())
-                )
-            events = pd.DataFrame(
-                {
-                    "user_id": t_users[ok],
-                    "movie": t_movie[ok],
-                    "tag": t_name[ok].to_numpy(),
-                    "timestamp": t_time[ok],
-                }
-            )
-            tag_frames.append(
-                events.groupby(["movie", "tag"], sort=False)
-                .size()
-                .rename("weight")
-                .reset_index()
-                .assign(source="user")
-            )
-        g = info[["genres"]].explode("genres").dropna()
-        if len(g):
-            tag_frames.append(
-                pd.DataFrame(
-                    {
-                        "movie": g.index.to_numpy(),
-                        "tag": normalise_tags(g["genres"]).to_numpy(),
-                        "weight": 1.0,
-                        "source": "genre",
-                    }
-                )
-            )
-        if metadata is not None and "keywords" in metadata and len(metadata):
-            kw = metadata[["movieId", "keywords"]].explode("keywords").dropna()
-            kidx = movie_vocab.index(kw["movieId"].to_numpy(np.int64), missing="mask")
-            kw = kw.loc[kidx >= 0]
-            if len(kw):
-                tag_frames.append(
-                    pd.DataFrame(
-                        {
-                            "movie": kidx[kidx >= 0],
-                            "tag": normalise_tags(kw["keywords"]).to_numpy(),
-                            "weight": 1.0,
-                            "source": "tmdb",
-                        }
-                    )
-                )
-        if genome_scores is not None and genome_tags is not None and len(genome_scores):
-            gs = genome_scores.loc[
-                pd.to_numeric(genome_scores["relevance"], errors="coerce") >= genome_threshold
-            ]
-            names = pd.Series(genome_tags["tag"].to_numpy(), index=genome_tags["tagId"].to_numpy())
-            gidx = movie_vocab.index(gs["movieId"].to_numpy(np.int64), missing="mask")
-            gs = gs.loc[gidx >= 0]
-            if len(gs):
-                tag_frames.append(
-                    pd.DataFrame(
-                        {
-                            "movie": gidx[gidx >= 0],
-                            "tag": normalise_tags(
-                                names.reindex(gs["tagId"].to_numpy()).fillna("")
-                            ).to_numpy(),
-                            "weight": gs["relevance"].to_numpy(np.float32),
-                            "source": "genome",
-                        }
-                    )
-                )
-        all_tags = (
-            pd.concat(tag_frames, ignore_index=True)
-            if tag_frames
-            else pd.DataFrame({"movie": [], "tag": [], "weight": [], "source": []})
-        )
-        all_tags = all_tags.loc[all_tags["tag"].str.len() > 0] if len(all_tags) else all_tags
-        tag_vocab = (
-            Vocabulary.from_values(all_tags["tag"].astype(str), "tag")
-            if len(all_tags)
-            else Vocabulary(np.array([], dtype=object), "tag")
-        )
-        tag_idx = (
-            tag_vocab.index(all_tags["tag"].to_numpy(object)) if len(all_tags) else np.array([], np.int64)
-        )
-        movie_tags = sp.csr_matrix(
-            (all_tags["weight"].to_numpy(np.float32), (all_tags["movie"].to_numpy(np.int64), tag_idx)),
-            shape=(n_movies, len(tag_vocab)),
-            dtype=np.float32,
-        )
-        movie_tags.sum_duplicates()
-        tag_source = np.zeros(len(tag_vocab), np.int8)
-        for source, bit in TAG_SOURCES.items():
-            sel = tag_idx[(all_tags["source"] == source).to_numpy()] if len(all_tags) else tag_idx
-            tag_source[np.unique(sel)] |= bit
-        if len(events):
-            events = events.assign(tag=tag_vocab.index(events["tag"].to_numpy(object)))
-        events = events.astype(
-            {"user_id": np.int64, "movie": np.int64, "tag": np.int64, "timestamp": np.int64}
+        tag_vocab, movie_tags, tag_source, events = _tag_matrix(
+            movie_vocab, info, tags, metadata, genome_scores, genome_tags, genome_threshold, repairs
         )
 
         user_info = None
@@ -570,8 +343,9 @@ class Dataset:
     @cached_property
     def movie_rating(self) -> np.ndarray:
         """The rating shown and filtered on: the mean pulled toward the data set's mean rating
-        (:func:`shrunk_mean`, :data:`RATING_PRIOR_WEIGHT` ratings' worth), so a film with two
-        5-star ratings does not pass a "4.5+" filter; NaN for unrated movies; float32."""
+        (:func:`~movierec.data.ratings.shrunk_mean`, :data:`~movierec.data.ratings.RATING_PRIOR_WEIGHT`
+        ratings' worth), so a film with two 5-star ratings does not pass a "4.5+" filter; NaN for
+        unrated movies; float32."""
         sums = np.bincount(self.movie, weights=self.rating, minlength=self.n_movies)
         prior = float(self.rating.mean()) if len(self.rating) else float("nan")
         return _frozen(shrunk_mean(sums, self.movie_popularity, prior).astype(np.float32))
@@ -613,52 +387,6 @@ class Dataset:
             else 0,
             "repairs": dict(self.repairs),
         }
-
-
-def _rating_order(user: np.ndarray, time: np.ndarray, movie: np.ndarray, n_users: int) -> np.ndarray:
-    """Row order sorting ratings by (user, time, movie); all inputs shape ``(n,)`` int64 (indices, seconds).
-
-    Fast path: one stable argsort of a packed ``(user, time)`` int64 key. Rows tied on
-    (user, time) then keep file order, which is movie order in MovieLens files (sorted by
-    user, movie); that is checked, and ``np.lexsort`` (3 sorts, several times slower at
-    25M rows) is the fallback when it does not hold or the key does not fit in 62 bits.
-    """
-    if len(user) == 0:
-        return np.zeros(0, np.int64)
-    t0 = int(time.min())
-    t_bits = (int(time.max()) - t0).bit_length()
-    if int(n_users).bit_length() + t_bits <= 62:
-        key = (user.astype(np.int64) << t_bits) | (time - t0)
-        order = np.argsort(key, kind="stable")
-        key = key[order]
-        moved = movie[order]
-        if not np.any((key[1:] == key[:-1]) & (moved[1:] < moved[:-1])):
-            return order
-    return np.lexsort((movie, time, user))
-
-
-def _minus_applications(movie_tags: sp.csr_matrix, removed: pd.DataFrame) -> sp.csr_matrix:
-    """``movie_tags`` ``(n_movies, n_tags)`` float32 less weight 1 per user tag application in
-    ``removed`` (columns ``movie``, ``tag``: indices), as :meth:`Dataset.build` added them.
-
-    Entries left at zero, or at float32 rounding residue of their old value, are dropped.
-    """
-    tags = movie_tags.copy()
-    tags.sum_duplicates()  # canonical: one entry per (movie, tag), columns sorted within rows
-    n_tags = tags.shape[1]
-    key = np.repeat(np.arange(tags.shape[0], dtype=np.int64), np.diff(tags.indptr)) * n_tags + tags.indices
-    pairs, counts = np.unique(
-        removed["movie"].to_numpy(np.int64) * n_tags + removed["tag"].to_numpy(np.int64), return_counts=True
-    )
-    pos = np.searchsorted(key, pairs)
-    if np.any(pos >= key.size) or np.any(key[np.minimum(pos, key.size - 1)] != pairs):
-        raise ValueError("tag_events holds applications that movie_tags does not count")
-    old = tags.data[pos].astype(np.float64)
-    new = old - counts
-    new[np.abs(new) <= 4 * np.finfo(np.float32).eps * old] = 0.0  # exact counts leave 0, not residue
-    tags.data[pos] = new.astype(np.float32)
-    tags.eliminate_zeros()
-    return tags
 
 
 def _frozen(a: np.ndarray) -> np.ndarray:

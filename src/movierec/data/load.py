@@ -24,7 +24,8 @@ def load_dataset(
     Named sets are fetched into the cache first (from the local mirror if one
     is configured); metadata from ``settings.metadata`` is joined when present.
     """
-    from movierec.data.fetch import DATASETS, resolve_dataset_path
+    from movierec.data.fetch import resolve_dataset_path
+    from movierec.data.registry import DATASETS
 
     settings = settings or Settings()
     path = resolve_dataset_path(str(name_or_path), settings, mirror=mirror)

@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from movierec.data.dataset import DataError
+from movierec.data.validation import DataError
 
 log = logging.getLogger(__name__)
 

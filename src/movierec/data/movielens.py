@@ -19,7 +19,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from movierec.data.dataset import FIVE_STARS, HALF_STARS, DataError, Dataset, RatingScale
+from movierec.data.dataset import Dataset
+from movierec.data.ratings import FIVE_STARS, HALF_STARS, RatingScale
+from movierec.data.validation import DataError
 
 log = logging.getLogger(__name__)
 

@@ -207,7 +207,7 @@ def shuffle_ties(data: Dataset, rng: np.random.Generator) -> Dataset:
 def canonical(data: Dataset, name: str) -> tuple[Dataset, Dataset]:
     """ml-100k's canonical split ``name`` (``u1``..``u5``, ``ua``, ``ub``) as (train, test).
 
-    Raises :class:`~movierec.data.dataset.DataError` if the data set has no such split files.
+    Raises :class:`~movierec.data.validation.DataError` if the data set has no such split files.
     """
     from movierec.data.movielens import canonical_split
 

@@ -14,7 +14,8 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from movierec.data.dataset import FIVE_STARS, HALF_STARS, Dataset, RatingScale
+from movierec.data.dataset import Dataset
+from movierec.data.ratings import FIVE_STARS, HALF_STARS, RatingScale
 
 _GENRES = ("Action", "Comedy", "Drama", "Sci-Fi", "Romance", "Horror", "Animation", "Documentary")
 

@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 from safetensors.numpy import load_file, save_file
 
-from movierec.data.dataset import RatingScale
+from movierec.data.ratings import RatingScale
 from movierec.data.vocab import Vocabulary
 from movierec.models.base import Recommender
 from movierec.models.configs import config_from_dict

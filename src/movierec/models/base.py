@@ -19,7 +19,8 @@ from typing import Any, ClassVar, Self
 import numpy as np
 import scipy.sparse as sp
 
-from movierec.data.dataset import Dataset, RatingScale
+from movierec.data.dataset import Dataset
+from movierec.data.ratings import RatingScale
 from movierec.data.vocab import Vocabulary
 from movierec.evaluation.metrics import ValidationMetric
 from movierec.models.configs import with_settings
