@@ -17,19 +17,19 @@ import numpy as np
 import pytest
 from fastapi.testclient import TestClient
 
-from movierec import retrieval as retrieval_module
 from movierec.data.dataset import Dataset
 from movierec.models.artifacts import save_model
 from movierec.models.popularity import Popularity
 from movierec.models.sequence import SequenceLSTM
 from movierec.retrieval import MipsConfig
+from movierec.retrieval import mips as retrieval_module
 from movierec.service.app import create_app
 from movierec.service.config import ServiceSettings
 from movierec.serving import Answer, Engine
 from movierec.settings import Settings
 from movierec.storage.catalog import build_catalog
 from movierec.storage.db import connect
-from movierec.storage.sessions import SessionState
+from movierec.storage.session_state import SessionState
 
 pytest.importorskip("faiss")
 

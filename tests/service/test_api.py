@@ -601,7 +601,7 @@ def test_recommendations_are_remembered_by_session_state(client: TestClient, cal
 
 def test_recommend_many_matches_one_by_one(tiny: Dataset) -> None:
     from movierec.serving import Engine
-    from movierec.storage.sessions import SessionState
+    from movierec.storage.session_state import SessionState
 
     model = create("itemknn").fit(tiny)
     states = [
@@ -624,7 +624,7 @@ def test_recommend_many_matches_one_by_one(tiny: Dataset) -> None:
 
 def test_a_filter_change_ranks_again_without_a_model_call(tiny: Dataset) -> None:
     from movierec.serving import Engine
-    from movierec.storage.sessions import SessionState
+    from movierec.storage.session_state import SessionState
 
     model = create("itemknn").fit(tiny)
     calls: list[int] = []
@@ -657,7 +657,7 @@ def test_a_change_prefetches_its_recommendations_and_the_request_shares_them(
 ) -> None:
     import time
 
-    from movierec.storage.sessions import SessionState
+    from movierec.storage.session_state import SessionState
 
     engine = client.app.state.service.engine  # type: ignore[attr-defined]
     r = client.post("/api/session/items", json={"kind": "movie", "value": 11, "feedback": "like"})

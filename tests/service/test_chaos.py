@@ -48,18 +48,18 @@ import uvicorn
 from movierec.service.app import create_app
 from movierec.service.config import ServiceSettings
 from movierec.settings import Settings
-from movierec.storage import sessions
+from movierec.storage import backend
 
 tmp, port, extra = Path(sys.argv[1]), int(sys.argv[2]), json.loads(sys.argv[3])
 full_flag = tmp / "disk-full"
-write_transaction = sessions.SqliteBackend.transaction
+write_transaction = backend.SqliteBackend.transaction
 
 def transaction(self, *, write):  # the chaos test's simulated full disk
     if write and full_flag.exists():
         raise sqlite3.OperationalError("database or disk is full")
     return write_transaction(self, write=write)
 
-sessions.SqliteBackend.transaction = transaction
+backend.SqliteBackend.transaction = transaction
 svc = ServiceSettings(settings=Settings(home=tmp), model_dir=tmp / "model", database_path=tmp / "db.sqlite3",
                       inference_process=True, store_wait_s=1.0, write_rate=1e6, write_burst=10**6,
                       address_write_rate=1e6, address_write_burst=10**6, session_create_rate=1e6,

@@ -26,7 +26,7 @@ from movierec.serving import Answer
 from movierec.settings import Settings
 from movierec.storage.catalog import build_catalog
 from movierec.storage.db import connect
-from movierec.storage.sessions import SessionState
+from movierec.storage.session_state import SessionState
 
 LOCAL = ("127.0.0.1", 50000)
 STATES = [

@@ -19,9 +19,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from movierec.storage import sessions
+from movierec.storage import backend, sessions
 from movierec.storage.db import connect
-from movierec.storage.sessions import SessionState, SessionStore, UnknownSessionError
+from movierec.storage.session_state import SessionState
+from movierec.storage.sessions import SessionStore, UnknownSessionError
 from pg import pg_url_fixture, postgres_fixture  # noqa: F401  (fixtures `pg_url`, `postgres`)
 
 
@@ -356,13 +357,13 @@ def test_reconnects_after_the_server_drops_the_connection(pg_url: str) -> None:
 
 # ------------------------------------------------------------------ URLs
 def test_sqlite_urls(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    assert sessions.sqlite_url_path("sqlite:///rel/x.db") == "rel/x.db"
-    assert sessions.sqlite_url_path("sqlite:////abs/x.db") == "/abs/x.db"
-    assert sessions.sqlite_url_path("sqlite://") == ":memory:"
-    assert sessions.sqlite_url_path("sqlite:///:memory:") == ":memory:"
+    assert backend.sqlite_url_path("sqlite:///rel/x.db") == "rel/x.db"
+    assert backend.sqlite_url_path("sqlite:////abs/x.db") == "/abs/x.db"
+    assert backend.sqlite_url_path("sqlite://") == ":memory:"
+    assert backend.sqlite_url_path("sqlite:///:memory:") == ":memory:"
     for bad in ("sqlite:/x.db", "sqlite://host/x.db", "file:///x.db"):
         with pytest.raises(ValueError):
-            sessions.sqlite_url_path(bad)
+            backend.sqlite_url_path(bad)
     monkeypatch.chdir(tmp_path)
     store = SessionStore("sqlite:///sub/s.sqlite3")
     assert store.backend == "sqlite" and (tmp_path / "sub" / "s.sqlite3").exists()

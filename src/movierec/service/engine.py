@@ -20,7 +20,7 @@ import numpy as np
 from movierec.service.artwork import Artwork, ArtworkCache, TmdbClient, artwork_path_for
 from movierec.service.config import ServiceSettings
 from movierec.serving import ANN_MIN_MOVIES
-from movierec.storage.sessions import SessionState
+from movierec.storage.session_state import SessionState
 
 log = logging.getLogger(__name__)
 

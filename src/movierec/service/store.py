@@ -17,7 +17,8 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar
 
-from movierec.storage.sessions import Feedback, Kind, SessionState, SessionStore
+from movierec.storage.session_state import Feedback, Kind, SessionState
+from movierec.storage.sessions import SessionStore
 
 T = TypeVar("T")
 

@@ -4,6 +4,9 @@
 ``engine``        :class:`Engine`: ids in, a :class:`~movierec.models.base.Query`
                   to :func:`movierec.ranking.recommend`, typed answers out; one
                   catalogue view built one way (:meth:`Engine.from_rows`)
+``catalogue``     that catalogue view: per-movie arrays, tag weights, titles, cards
+``questions``     the engine's questions and their answers in ids and words
+``similar``       movies similar to one movie
 ``answers``       the typed answers (frozen dataclasses)
 ``session``       what the engine reads of a session; filters and answers' changes
 ``explain``       reasons and tag suggestions
@@ -20,7 +23,8 @@ from movierec.serving.answers import (
     SessionChange,
 )
 from movierec.serving.cache import LRUCache, RememberedScores, query_key
-from movierec.serving.engine import ANN_MIN_MOVIES, CARD_FIELDS, Engine
+from movierec.serving.catalogue import CARD_FIELDS
+from movierec.serving.engine import ANN_MIN_MOVIES, Engine
 from movierec.serving.session import (
     CHANGE_ITEMS,
     SessionLike,

@@ -38,33 +38,21 @@ from movierec.retrieval import MipsConfig
 from movierec.serving.answers import (
     Answer,
     AskedQuestion,
-    QuestionOption,
     ScoredMovie,
     ScoredTag,
     SessionChange,
 )
 from movierec.serving.cache import LRUCache, RememberedScores
+from movierec.serving.catalogue import catalogue_view
 from movierec.serving.explain import Explainer
+from movierec.serving.questions import asked_question, question_options, session_change
 from movierec.serving.session import SessionLike, favourites, filters_from_dict, session_key
+from movierec.serving.similar import similar_movies
 
 log = logging.getLogger(__name__)
 
 #: Default catalogue size from which :class:`Engine` ranks through an ANN index.
 ANN_MIN_MOVIES = 200_000
-
-#: Catalogue columns a movie card shows (``service.schemas.Movie`` less score and reason).
-CARD_FIELDS = (
-    "movie_id",
-    "title",
-    "display_title",
-    "year",
-    "genres",
-    "mean_rating",
-    "rating",
-    "rating_count",
-    "poster_path",
-    "overview",
-)
 
 
 @dataclass
@@ -83,7 +71,8 @@ class Engine:
     titles:
         Display title per movie index, ``(n_movies,)`` object array of str.
     cards:
-        Optional movie cards by external movie id (the :data:`CARD_FIELDS` of each
+        Optional movie cards by external movie id (the
+        :data:`~movierec.serving.catalogue.CARD_FIELDS` of each
         catalogue row, ``genres`` a list), so that the web app builds its answers
         without a database read.
     cache_size:
@@ -217,75 +206,13 @@ class Engine:
         model missing from ``rows`` get empty rows (never recommended by filters on year).
         The ``ann_*`` options are the attributes.
         """
-        model._check_fitted()
-        assert model.movies is not None
-        n = model.n_movies
-        rows = list(rows)
-        ids = np.asarray([int(r["movie_id"]) for r in rows], np.int64)
-        idx = model.movies.index(ids, missing="mask") if len(ids) else np.zeros(0, np.int64)
-        year = np.zeros(n, np.int32)
-        mean = np.full(n, np.nan, np.float32)
-        rating = np.full(n, np.nan, np.float32)
-        count = np.zeros(n, np.int64)
-        titles = np.full(n, "", dtype=object)
-        genre_names = sorted({str(g) for r in rows for g in (r.get("genres") or ())})
-        gcol = {g: i for i, g in enumerate(genre_names)}
-        genres = np.zeros((n, len(genre_names)), bool)
-        t_rows: list[int] = []
-        t_names: list[str] = []
-        t_weights: list[float] = []
-        cards = {int(r["movie_id"]): {k: r.get(k) for k in CARD_FIELDS if r.get(k) is not None} for r in rows}
-        for row, i in zip(rows, idx.tolist(), strict=True):
-            if i < 0:
-                continue
-            year[i] = int(row.get("year") or 0)
-            mr = row.get("mean_rating")
-            mean[i] = np.nan if mr is None else float(mr)
-            shrunk = row.get("rating", mr)
-            rating[i] = np.nan if shrunk is None else float(shrunk)
-            count[i] = int(row.get("rating_count") or 0)
-            titles[i] = str(row.get("display_title") or row.get("title") or "")
-            for g in row.get("genres") or ():
-                genres[i, gcol[str(g)]] = True
-                t_rows.append(i)
-                t_names.append(str(g).strip().lower())
-                t_weights.append(1.0)
-            for t in row.get("tags") or ():
-                if isinstance(t, Mapping):
-                    name = str(t.get("tag") or t.get("name") or "")
-                    weight = float(t.get("weight") or 1.0)
-                else:
-                    name, weight = str(t), 1.0
-                t_rows.append(i)
-                t_names.append(name.strip().lower())
-                t_weights.append(weight)
-        tag_vocab = model.tags
-        if tag_vocab is not None and len(tag_vocab) and t_names:
-            cols = tag_vocab.index(np.asarray(t_names, dtype=object), missing="mask")
-        else:
-            cols = np.full(len(t_names), -1, np.int64)
-        r_arr = np.asarray(t_rows, np.int64)
-        ok = cols >= 0
-        movie_tags = sp.csr_matrix(
-            (np.asarray(t_weights, np.float32)[ok], (r_arr[ok], cols[ok])),
-            shape=(n, model.n_tags),
-            dtype=np.float32,
-        )
-        movie_tags.sum_duplicates()
-        catalog = Catalog(
-            year=year,
-            mean_rating=mean,
-            rating=rating,
-            rating_count=count,
-            genres=genres,
-            genre_names=tuple(genre_names),
-        )
+        view = catalogue_view(model, rows)
         return cls(
             model=model,
-            catalog=catalog,
-            movie_tags=movie_tags,
-            titles=titles,
-            cards=cards,
+            catalog=view.catalog,
+            movie_tags=view.movie_tags,
+            titles=view.titles,
+            cards=view.cards,
             ann_min_movies=ann_min_movies,
             ann_config=ann_config,
             ann_candidates=ann_candidates,
@@ -407,68 +334,11 @@ class Engine:
                 genre_filtered=bool(f.get("genres")),
             )
         )
-        return None if chosen is None else self._question_out(chosen)
+        return None if chosen is None else asked_question(chosen, self.model, self._movie_label)
 
     def _question_options(self, kind: str, values: Sequence[int | str]) -> tuple[int | str, ...]:
         """A question's options as indices (movies, tags) or as they are (a year, a genre)."""
-        if kind == "movies":
-            idx = [self._movie_pos.get(int(v), -1) for v in values]
-            if len(idx) != 2 or min(idx) < 0:
-                raise ValueError(f"a movie question names two movies the model knows; got {list(values)}")
-            return tuple(idx)
-        if kind == "tags":
-            tags = [self._tag_pos.get(str(v).strip().lower(), -1) for v in values]
-            if len(tags) != 2 or min(tags) < 0:
-                raise ValueError(f"a tag question names two tags the model knows; got {list(values)}")
-            return tuple(tags)
-        if kind == "era":
-            if len(values) != 1 or not 1800 <= int(values[0]) <= 2200:
-                raise ValueError(f"an era question names one year (1800-2200); got {list(values)}")
-            return (int(values[0]),)
-        if kind == "genre":
-            if len(values) != 1 or str(values[0]) not in self.catalog.genre_names:
-                raise ValueError(f"a genre question names one genre of {list(self.catalog.genre_names)}")
-            return (str(values[0]),)
-        raise ValueError(f"unknown question kind {kind!r}; one of movies, tags, era, genre")
-
-    def _question_out(self, q: Question) -> AskedQuestion:
-        assert self.model.movies is not None
-        if q.kind == "movies":
-            ids = [int(self.model.movies.ids[int(i)]) for i in q.options]
-            names = [self._movie_label(int(i)) for i in q.options]
-            values: tuple[int | str, ...] = tuple(ids)
-            options = tuple(QuestionOption(n, movie_id=m) for n, m in zip(names, ids, strict=True))
-            prompt = f"More like {names[0]} or more like {names[1]}?"
-        elif q.kind == "tags":
-            assert self.model.tags is not None
-            tags = [str(self.model.tags.ids[int(i)]) for i in q.options]
-            values = tuple(tags)
-            options = tuple(QuestionOption(f"#{t}", tag=t) for t in tags)
-            prompt = f"In the mood for #{tags[0]} or #{tags[1]}?"
-        elif q.kind == "era":
-            year = int(q.options[0])
-            values = (year,)
-            options = (
-                QuestionOption(f"Before {year}", year_max=year - 1),
-                QuestionOption(f"{year} or later", year_min=year),
-            )
-            prompt = f"Older or newer: before {year}, or {year} and after?"
-        else:
-            genre = str(q.options[0])
-            values = (genre,)
-            options = (
-                QuestionOption(f"Yes, {genre}", genre=genre),
-                QuestionOption(f"No {genre}", genre=genre),
-            )
-            prompt = f"In the mood for {genre}?"
-        return AskedQuestion(
-            kind=q.kind,
-            prompt=prompt,
-            values=values,
-            options=options,
-            gain=round(q.gain, 4),
-            probabilities=tuple(round(m, 4) for m in q.masses),
-        )
+        return question_options(kind, values, self._movie_pos, self._tag_pos, self.catalog.genre_names)
 
     def _movie_label(self, i: int) -> str:
         year = int(self.catalog.year[i])
@@ -485,21 +355,7 @@ class Engine:
         options = self._question_options(kind, values)
         genre_tag = self._tag_pos.get(str(options[0]).lower()) if kind == "genre" else None
         change = apply_answer(Question(kind, options, (), 0.0), answer, genre_tag=genre_tag)  # type: ignore[arg-type]
-        assert self.model.movies is not None
-        tag_ids = self.model.tags.ids if self.model.tags is not None else np.zeros(0, object)
-
-        def tag_name(i: int) -> str:
-            return str(tag_ids[i])
-
-        return SessionChange(
-            like_movies=tuple(int(self.model.movies.ids[i]) for i in change.like_movies),
-            dislike_movies=tuple(int(self.model.movies.ids[i]) for i in change.dislike_movies),
-            like_tags=tuple(tag_name(i) for i in change.like_tags),
-            dislike_tags=tuple(tag_name(i) for i in change.dislike_tags),
-            year_min=change.year_min,
-            year_max=change.year_max,
-            genres=tuple(change.genres),
-        )
+        return session_change(change, self.model)
 
     def _query(self, state: SessionLike) -> tuple[Query, Filters, list[str]]:
         """The model's query for a session, its filters (saved movies left out) and notes on
@@ -589,39 +445,5 @@ class Engine:
             (int(movie_id), int(n)), lambda: self._find_similar(int(movie_id), n)
         )
 
-    def _model_similarity(self, i: int) -> np.ndarray:
-        """``(n_movies,)`` float64: how near the model puts each movie to movie index ``i``."""
-        n = self.model.n_movies
-        own = getattr(self.model, "similar", None)
-        if callable(own):
-            idx, sims = own(i, n)
-            out = np.full(n, np.nan)
-            out[np.asarray(idx, np.int64)] = np.asarray(sims, np.float64)
-            return out
-        return self.model.score([Query.session([i])])[0].astype(np.float64)
-
     def _find_similar(self, movie_id: int, n: int) -> tuple[ScoredMovie, ...]:
-        assert self.model.movies is not None
-        i = self._movie_pos[movie_id]
-        profiles = self._explain.profiles
-        tags = np.asarray((profiles @ profiles[i].T).todense()).ravel()
-        sims = _standardise(self._model_similarity(i)) + _standardise(tags)
-        sims[i] = -np.inf
-        k = min(n, int(np.isfinite(sims).sum()))
-        if k <= 0:
-            return ()
-        order = np.lexsort((np.arange(sims.size), -sims))[:k]
-        ids = self.model.movies.id(order)
-        return tuple(ScoredMovie(int(m), float(sims[j])) for m, j in zip(ids, order, strict=True))
-
-
-def _standardise(x: np.ndarray) -> np.ndarray:
-    """``(x - mean) / std`` over finite entries, ``(n,)`` float64; non-finite become ``-inf``."""
-    x = np.asarray(x, np.float64)
-    ok = np.isfinite(x)
-    out = np.full(x.shape, -np.inf)
-    if ok.any():
-        v = x[ok]
-        sd = v.std()
-        out[ok] = (v - v.mean()) / (sd if sd > 0 else 1.0)
-    return out
+        return similar_movies(self.model, self._explain.profiles, self._movie_pos[movie_id], n)

@@ -11,7 +11,7 @@ from movierec.serving.answers import SessionChange
 
 
 class SessionLike(Protocol):
-    """What the engine reads from a stored session (``storage.sessions.SessionState``); a
+    """What the engine reads from a stored session (``storage.session_state.SessionState``); a
     ``favourites`` sequence of movie ids, when there is one, is left out of the answers."""
 
     @property

@@ -19,7 +19,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from movierec.data.dataset import TAG_SOURCES, Dataset
+from movierec.data.dataset import Dataset
+from movierec.data.tags import TAG_SOURCES
 from movierec.data.titles import fold_text
 from movierec.storage.db import SCHEMA_VERSION, connect, migrate, schema_version, transaction
 

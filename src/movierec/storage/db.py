@@ -119,7 +119,7 @@ CREATE TABLE favourites (
 CREATE INDEX favourites_order ON favourites(token, seq);
 """
 
-# the shrunk mean rating (movierec.data.dataset.shrunk_mean, weight 10 ratings, prior the mean of
+# the shrunk mean rating (movierec.data.ratings.shrunk_mean, weight 10 ratings, prior the mean of
 # all ratings), filled in for catalogues built before it; a rebuild writes it from the data
 _SCHEMA_V3 = """
 ALTER TABLE movies ADD COLUMN rating REAL;

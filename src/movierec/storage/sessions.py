@@ -16,15 +16,16 @@ Two backends hold the same schema behind one :class:`SessionStore`:
   the writes to one session run one after the other wherever they come from.
 
 The store's SQL is written once, with ``?`` placeholders; a small backend
-adapter (:class:`SqliteBackend`, :class:`~movierec.storage.postgres.PostgresBackend`)
-runs it. Writes and reads use two connections (one for an in-memory SQLite
-database), each behind its own lock, so a write waiting for a lock held by another
-process never holds up a read: with WAL, SQLite readers do not wait for writers.
+adapter (:class:`~movierec.storage.backend.SqliteBackend`,
+:class:`~movierec.storage.postgres.PostgresBackend`) runs it. Writes and reads
+use two connections (one for an in-memory SQLite database), each behind its own
+lock, so a write waiting for a lock held by another process never holds up a
+read: with WAL, SQLite readers do not wait for writers.
 
 Waiting is bounded: a call that cannot get its connection's lock, or the
 database's, within ``wait_s`` seconds raises :class:`StoreBusy` (the service
 answers 503 with ``Retry-After``), as does a database that is unreachable or
-full. Every call goes through one place (:meth:`SessionStore._run`) that maps
+full. Every call goes through one place (:meth:`SessionStore._use`) that maps
 those errors and reopens a dropped connection (PostgreSQL restarted, network cut)
 before its transaction begins.
 """
@@ -32,30 +33,36 @@ before its transaction begins.
 from __future__ import annotations
 
 import json
-import operator
 import secrets
 import sqlite3
 import threading
 import time
 from collections.abc import Iterator
-from contextlib import AbstractContextManager, contextmanager
-from dataclasses import dataclass, field
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Literal, Protocol
+from typing import Any
 
 from movierec.storage import db
+from movierec.storage.backend import StoreBackend, open_backend
+from movierec.storage.session_state import (
+    _FEEDBACK,
+    _KINDS,
+    Feedback,
+    Kind,
+    SessionState,
+    _check_feedback,
+    _decode,
+    _movie_id,
+    _value,
+)
 
 __all__ = [
     "MAX_FAVOURITES",
     "MAX_ITEMS",
-    "SessionState",
     "SessionStore",
-    "SqliteBackend",
-    "StoreBackend",
     "StoreBusy",
     "UnknownSessionError",
     "sessions_path_for",
-    "sqlite_url_path",
 ]
 
 #: Most items in one list (e.g. a session's liked movies).
@@ -64,11 +71,6 @@ MAX_ITEMS = 200
 MAX_FAVOURITES = 1000
 #: Longest JSON text of a session's filters.
 MAX_FILTERS_CHARS = 10_000
-
-Kind = Literal["movie", "tag"]
-Feedback = Literal["like", "dislike"]
-_KINDS = ("movie", "tag")
-_FEEDBACK = ("like", "dislike")
 
 
 _UNKNOWN = "unknown session (never created, or deleted); start a new one"  # never echo the token
@@ -90,72 +92,6 @@ class UnknownSessionError(KeyError):
         return str(self.args[0]) if self.args else "unknown session"
 
 
-@dataclass(frozen=True)
-class SessionState:
-    """Everything a session holds.
-
-    Attributes
-    ----------
-    liked, disliked:
-        MovieLens movie *ids*, oldest feedback first (the last is the most important).
-    liked_tags, disliked_tags:
-        Tag names, same order.
-    filters:
-        The session's filters (JSON object, e.g. ``{"min_year": 1990}``).
-    favourites:
-        Movie ids, most recently added first.
-    updated_at:
-        Seconds since the epoch of the last write.
-    """
-
-    liked: list[int] = field(default_factory=list)
-    disliked: list[int] = field(default_factory=list)
-    liked_tags: list[str] = field(default_factory=list)
-    disliked_tags: list[str] = field(default_factory=list)
-    filters: dict[str, Any] = field(default_factory=dict)
-    favourites: list[int] = field(default_factory=list)
-    updated_at: float = 0.0
-
-
-def _check_kind(kind: str) -> None:
-    if kind not in _KINDS:
-        raise ValueError(f"kind must be one of {_KINDS}, got {kind!r}")
-
-
-def _check_feedback(feedback: str) -> None:
-    if feedback not in _FEEDBACK:
-        raise ValueError(f"feedback must be one of {_FEEDBACK}, got {feedback!r}")
-
-
-def _movie_id(value: Any) -> int:
-    if isinstance(value, bool):
-        raise ValueError(f"a movie id must be an integer, got {value!r}")
-    try:
-        return operator.index(value)
-    except TypeError:
-        if isinstance(value, str) and value.strip().lstrip("-").isdigit():
-            return int(value)
-        raise ValueError(f"a movie id must be an integer, got {value!r}") from None
-
-
-def _decode(kind: str, stored: Any) -> int | str:
-    """A stored ``session_items.value`` back in its Python form (PostgreSQL keeps movie ids as text)."""
-    return int(stored) if kind == "movie" else str(stored)
-
-
-def _value(kind: str, value: Any) -> int | str:
-    """The stored form: ``int`` for movies, a normalised tag name (lower case, single spaces) for tags."""
-    _check_kind(kind)
-    if kind == "movie":
-        return _movie_id(value)
-    if not isinstance(value, str):
-        raise ValueError(f"a tag must be a string, got {value!r}")
-    tag = " ".join(value.lower().split())
-    if not tag:
-        raise ValueError("a tag must not be empty")
-    return tag
-
-
 def sessions_path_for(catalogue: Path | str) -> Path:
     """The SQLite file that holds the sessions of the catalogue at ``catalogue`` when no
     database URL is set: beside it, ``movierec.sqlite3`` -> ``movierec.sessions.sqlite3``.
@@ -167,176 +103,6 @@ def sessions_path_for(catalogue: Path | str) -> Path:
     """
     path = Path(catalogue)
     return path.with_name(f"{path.stem}.sessions{path.suffix or '.sqlite3'}")
-
-
-def sqlite_url_path(url: str) -> str:
-    """The file of a ``sqlite://`` URL, as SQLAlchemy reads it; ``":memory:"`` for an in-memory one.
-
-    ``sqlite:///relative/file.sqlite3`` (three slashes: relative to the working
-    directory), ``sqlite:////srv/movierec/sessions.sqlite3`` (four: absolute),
-    ``sqlite://`` or ``sqlite:///:memory:`` (in memory).
-
-    Raises
-    ------
-    ValueError
-        ``url`` is not a ``sqlite://`` URL of one of these forms.
-    """
-    text = url.strip()
-    if not text.lower().startswith("sqlite://"):
-        raise ValueError(f"not a sqlite:// URL: {url!r}")
-    rest = text[len("sqlite://") :]
-    if rest in ("", "/", "/:memory:"):
-        return ":memory:"
-    if not rest.startswith("/") or rest == "//":
-        raise ValueError(f"bad SQLite URL {url!r}: use sqlite:///relative/path or sqlite:////absolute/path")
-    return rest[1:]
-
-
-class StoreBackend(Protocol):
-    """What :class:`SessionStore` needs from a database: portable SQL in, rows (tuples) out.
-
-    ``execute`` takes SQL with ``?`` placeholders and returns a cursor
-    (``fetchone``, ``fetchall``, iteration, ``rowcount``); ``encode`` gives
-    the bound form of a ``session_items.value``; ``transaction(write=True)``
-    is a write transaction that later statements in it may rely on (locks
-    taken by its first ``UPDATE`` hold to the end), ``write=False`` one
-    consistent read snapshot.
-    """
-
-    name: str
-
-    @property
-    def conn(self) -> Any: ...
-
-    @property
-    def in_transaction(self) -> bool: ...
-
-    def execute(self, sql: str, params: tuple[Any, ...] = ()) -> Any: ...
-
-    def executemany(self, sql: str, rows: list[tuple[Any, ...]]) -> None: ...
-
-    def encode(self, value: int | str) -> int | str: ...
-
-    def transaction(self, *, write: bool) -> AbstractContextManager[None]: ...
-
-    def migrate(self) -> int: ...
-
-    def integrity_check(self) -> bool: ...
-
-    def close(self) -> None: ...
-
-    def reader(self) -> StoreBackend:
-        """A second adapter on the same database for reads (``self`` where there can be none)."""
-        ...
-
-    def ensure_open(self) -> None:
-        """Reopen the connection if it is known to be closed or broken."""
-        ...
-
-    def set_wait(self, seconds: float) -> None:
-        """Wait at most this long for the database's locks in the next statements."""
-        ...
-
-    def is_unavailable(self, exc: BaseException) -> bool:
-        """Whether ``exc`` means the database cannot be used now (locked, unreachable, full)
-        rather than a mistake in the call."""
-        ...
-
-
-#: SQLite errors that mean "not now" (another process holds the lock, the disk is full or
-#: failing), as opposed to a wrong statement
-_SQLITE_UNAVAILABLE = ("locked", "busy", "full", "disk i/o", "unable to open")
-
-
-class SqliteBackend:
-    """The session store's adapter for an SQLite connection (:func:`movierec.storage.db.connect`).
-
-    Parameters
-    ----------
-    conn:
-        The connection; closed by :meth:`close` only if ``owns``.
-    owns:
-        Whether this adapter opened ``conn``.
-    """
-
-    name = "sqlite"
-
-    def __init__(self, conn: sqlite3.Connection, *, owns: bool) -> None:
-        self._conn = conn
-        self._owns = owns
-
-    @property
-    def conn(self) -> sqlite3.Connection:
-        return self._conn
-
-    @property
-    def in_transaction(self) -> bool:
-        return self._conn.in_transaction
-
-    def execute(self, sql: str, params: tuple[Any, ...] = ()) -> sqlite3.Cursor:
-        return self._conn.execute(sql, params)
-
-    def executemany(self, sql: str, rows: list[tuple[Any, ...]]) -> None:
-        self._conn.executemany(sql, rows)
-
-    def encode(self, value: int | str) -> int | str:
-        return value  # the column has no affinity: ints stay ints, tags stay text
-
-    @contextmanager
-    def transaction(self, *, write: bool) -> Iterator[None]:
-        with db.transaction(self._conn, immediate=write):
-            yield
-
-    def migrate(self) -> int:
-        return db.migrate(self._conn)
-
-    def integrity_check(self) -> bool:
-        return db.integrity_check(self._conn)
-
-    def close(self) -> None:
-        if self._owns:
-            self._conn.close()
-
-    def reader(self) -> StoreBackend:
-        row = self._conn.execute("PRAGMA database_list").fetchone()
-        path = row[2] if row is not None else ""
-        if not path:  # in memory: one connection holds the whole database
-            return self
-        reader = SqliteBackend(db.connect(path), owns=True)
-        reader._conn.execute(f"PRAGMA busy_timeout = {int(self._timeout_ms())}")
-        return reader
-
-    def _timeout_ms(self) -> int:
-        return int(self._conn.execute("PRAGMA busy_timeout").fetchone()[0])
-
-    def ensure_open(self) -> None:
-        pass  # a local file does not drop its connection
-
-    def set_wait(self, seconds: float) -> None:
-        self._conn.execute(f"PRAGMA busy_timeout = {max(0, int(seconds * 1000))}")
-
-    def is_unavailable(self, exc: BaseException) -> bool:
-        return isinstance(exc, sqlite3.OperationalError) and any(
-            word in str(exc).lower() for word in _SQLITE_UNAVAILABLE
-        )
-
-
-def _open_backend(target: sqlite3.Connection | Path | str) -> StoreBackend:
-    if isinstance(target, sqlite3.Connection):
-        return SqliteBackend(target, owns=False)
-    if isinstance(target, str):
-        from movierec.storage import postgres
-
-        if postgres.is_postgres_url(target):
-            return postgres.PostgresBackend(target)
-        if target.strip().lower().startswith("sqlite:"):
-            return SqliteBackend(db.connect(sqlite_url_path(target)), owns=True)
-        if "://" in target:
-            raise ValueError(
-                f"unsupported database URL scheme in {target.split('://', 1)[0]!r}://...: "
-                "use postgresql://user@host:5432/db or sqlite:///path"
-            )
-    return SqliteBackend(db.connect(target), owns=True)
 
 
 class SessionStore:
@@ -360,7 +126,7 @@ class SessionStore:
         if not wait_s > 0:
             raise ValueError(f"wait_s must be a positive number of seconds, got {wait_s}")
         self.wait_s = float(wait_s)
-        self._db: StoreBackend = _open_backend(conn_or_path)
+        self._db: StoreBackend = open_backend(conn_or_path)
         self.backend: str = self._db.name
         self._lock = threading.RLock()
         try:

@@ -17,7 +17,8 @@ from movierec.service.schemas import Movie, RecommendationsOut, SessionOut, Tag
 from movierec.service.scorer import ScorerError
 from movierec.serving import CARD_FIELDS, Answer, Engine
 from movierec.storage.catalog import get_movies, has_tag
-from movierec.storage.sessions import SessionState, UnknownSessionError
+from movierec.storage.session_state import SessionState
+from movierec.storage.sessions import UnknownSessionError
 
 T = TypeVar("T")
 
