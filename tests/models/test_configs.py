@@ -38,7 +38,7 @@ class Outer:
 
 
 def test_leaf_names_paths_and_types() -> None:
-    with pytest.raises(ValueError, match="ambiguous, say which: train.epochs, other.epochs"):
+    with pytest.raises(ValueError, match=r"ambiguous, say which: train\.epochs, other\.epochs"):
         with_settings(Outer(), {"epochs": 5})
     c = with_settings(Outer(), {"train.epochs": "5", "other.rate": 1, "width": "8,4", "flag": "yes"})
     assert c == Outer(width=(8, 4), flag=True, train=Inner(5, 0.5), other=Inner(7, 1.0))
@@ -60,7 +60,12 @@ def test_the_models_route_flat_names_into_their_nested_settings() -> None:
     seq = create("sequence-attn", epochs=2, dislike_push=1.5, transition_window=3, embed_dim=16)
     cfg = seq.config
     assert isinstance(cfg, SequenceConfig)
-    assert (cfg.train.epochs, cfg.push.dislike_push, cfg.prior.transition_window, cfg.embed_dim) == (2, 1.5, 3, 16)
+    assert (cfg.train.epochs, cfg.push.dislike_push, cfg.prior.transition_window, cfg.embed_dim) == (
+        2,
+        1.5,
+        3,
+        16,
+    )
     assert cfg.encoder == "attention"
     assert knows(SequenceConfig, "lr") and knows(SequenceConfig, "push.liked_tag_pull")
     assert not knows(SequenceConfig, "valid_k") and not knows(NCFConfig, "dislike_push")
@@ -89,7 +94,7 @@ def test_describe_lists_paths_defaults_and_docs() -> None:
     text = describe(SequenceConfig)
     assert "train.epochs (int, default 20)" in text
     assert "push.dislike_push (float, default 4.5)" in text and "structural dislike push" in text
-    assert "encoder (str, default \"lstm\")" in text
+    assert 'encoder (str, default "lstm")' in text
     assert parse_assignments(["epochs=8", " train.lr = 1e-3"]) == {"epochs": "8", "train.lr": "1e-3"}
     with pytest.raises(ValueError, match="NAME=VALUE"):
         parse_assignments(["epochs"])

@@ -397,7 +397,7 @@ def test_cli_resume_needs_a_checkpoint_dir() -> None:
 
 def test_a_checkpoint_directory_in_use_is_refused_naming_its_holder(tmp_path: Path) -> None:
     """Issue: a ``--resume`` started while orphaned workers still ran failed with a gloo error."""
-    from movierec.models.trainer import _DirectoryLock
+    from movierec.models.checkpoints import DirectoryLock as _DirectoryLock
 
     held = _DirectoryLock(tmp_path)  # as a still-running worker would hold it
     try:

@@ -17,7 +17,8 @@ import pytest
 
 from contract import ModelContract
 from movierec.data import splits
-from movierec.data.dataset import FIVE_STARS, Dataset
+from movierec.data.dataset import Dataset
+from movierec.data.ratings import FIVE_STARS
 from movierec.data.synthetic import markov_sequences, synthetic_movies
 from movierec.models.artifacts import load_model, save_model
 from movierec.models.base import Query

@@ -250,7 +250,7 @@ def recommend(
     The answer is the web page's for the same session: the same engine (the model aligned
     with the catalogue database), filters, reasons and tag suggestions.
     """
-    from movierec.storage.sessions import SessionState
+    from movierec.storage.session_state import SessionState
 
     with page_engine(model_dir, dataset, mirror) as (data, conn, engine):
         ids = data.movies.ids

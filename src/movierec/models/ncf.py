@@ -37,7 +37,7 @@ from torch.nn import functional as F
 
 from movierec.data.dataset import Dataset
 from movierec.models.base import DISLIKE, Query, Recommender
-from movierec.models.rating_mlp import GenDropout, PairNet, PairRecommender, _query_seed, init_weights
+from movierec.models.pairs import GenDropout, PairNet, PairRecommender, init_weights, query_seed
 from movierec.models.trainer import TrainConfig, local_batch_size, shuffled_batches, torch_generator
 from movierec.topn import top_n
 
@@ -274,7 +274,7 @@ class _NCFBase(PairRecommender):
             return query.movies, target, np.ones(query.movies.size, np.float32)
         pos = query.movies[query.feedback != DISLIKE]
         dis = query.movies[query.feedback == DISLIKE]
-        rng = np.random.default_rng(_query_seed(query))
+        rng = np.random.default_rng(query_seed(query))
         k = self.config.fold_negatives * max(pos.size, 1)
         neg = rng.integers(0, n, k)
         neg = neg[~np.isin(neg, query.movies)]

@@ -42,15 +42,12 @@ stops at once with :class:`CheckpointError` saying who holds it.
 
 from __future__ import annotations
 
-import contextvars
 import copy
-import json
 import logging
 import math
 import os
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -61,18 +58,37 @@ import torch.distributed as dist
 from torch import nn
 from tqdm.auto import tqdm
 
+from movierec.models.checkpoints import (
+    CHECKPOINT_FILE,
+    CHECKPOINT_FORMAT,
+    CheckpointError,
+    DirectoryLock,
+    checkpointing,
+    load_checkpoint,
+    rng_states,
+    save_atomic,
+    scoped_checkpoint_dir,
+    set_rng_states,
+)
+
 log = logging.getLogger(__name__)
 
-#: file name of the checkpoint inside a checkpoint directory
-CHECKPOINT_FILE = "checkpoint.pt"
-#: bumped when the checkpoint layout changes
-CHECKPOINT_FORMAT = 1
+__all__ = [
+    "CHECKPOINT_FILE",
+    "CheckpointError",
+    "TrainConfig",
+    "checkpointing",
+    "default_threads",
+    "load_checkpoint",
+    "local_batch_size",
+    "shard_batches",
+    "shuffled_batches",
+    "torch_generator",
+    "train",
+]
+
 #: TrainConfig fields a resumed run must share with the checkpoint
 _RESUME_MUST_MATCH = ("batch_size", "lr", "weight_decay", "lr_decay", "clip_norm")
-
-
-class CheckpointError(ValueError):
-    """A checkpoint cannot be read, or belongs to another run than the one resuming from it."""
 
 
 @dataclass
@@ -111,115 +127,10 @@ def torch_generator(rng: np.random.Generator) -> torch.Generator:
     return g
 
 
-# ------------------------------------------------------------- checkpoints
-
-
-class _CheckpointScope:
-    """Where the ``train`` calls inside one :func:`checkpointing` block write."""
-
-    def __init__(self, directory: Path, resume: bool) -> None:
-        self.directory = directory
-        self.resume = resume
-        self.calls = 0
-
-    def next_dir(self, name: str) -> Path:
-        self.calls += 1
-        safe = "".join(c if c.isalnum() or c in "-_." else "_" for c in name)
-        return self.directory / f"{self.calls:02d}-{safe}"
-
-
-_SCOPE: contextvars.ContextVar[_CheckpointScope | None] = contextvars.ContextVar(
-    "movierec_ckpt", default=None
-)
-
-
-@contextmanager
-def checkpointing(directory: str | Path, *, resume: bool = False) -> Iterator[Path]:
-    """Checkpoint every :func:`train` call made inside the block (whose config has no ``checkpoint_dir``).
-
-    The ``k``-th call writes to ``directory / f"{k:02d}-{name}"`` (a model
-    that trains several networks, such as a pre-trained NeuMF, gets one
-    sub-directory per network). Re-running the same fit with ``resume=True``
-    makes the calls pick up where they stopped: a finished call restores its
-    final weights without training, an interrupted one continues after its
-    last completed epoch.
-    """
-    path = Path(directory)
-    token = _SCOPE.set(_CheckpointScope(path, resume))
-    try:
-        yield path
-    finally:
-        _SCOPE.reset(token)
-
-
-def _rng_states(generators: Sequence[torch.Generator | np.random.Generator]) -> list[torch.Tensor | str]:
-    out: list[torch.Tensor | str] = []
-    for g in generators:
-        if isinstance(g, torch.Generator):
-            out.append(g.get_state())
-        elif isinstance(g, np.random.Generator):
-            out.append(json.dumps(g.bit_generator.state))
-        else:
-            raise TypeError(
-                f"generators must be torch.Generator or numpy.random.Generator, got {type(g).__name__}"
-            )
-    return out
-
-
-def _set_rng_states(
-    generators: Sequence[torch.Generator | np.random.Generator], states: list[torch.Tensor | str]
-) -> None:
-    if len(states) != len(generators):
-        raise CheckpointError(
-            f"the checkpoint holds {len(states)} generator states, train() was given {len(generators)}"
-        )
-    for g, s in zip(generators, states, strict=True):
-        if isinstance(g, torch.Generator) and isinstance(s, torch.Tensor):
-            g.set_state(s)
-        elif isinstance(g, np.random.Generator) and isinstance(s, str):
-            g.bit_generator.state = json.loads(s)
-        else:
-            raise CheckpointError(
-                "the checkpoint's generator states do not match the kinds of generators given"
-            )
-
-
-def _save_atomic(obj: dict[str, Any], path: Path) -> None:
-    """``torch.save`` to a temporary file in the same directory, then rename over ``path``."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    try:
-        with open(tmp, "wb") as fh:
-            torch.save(obj, fh)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-
-
-def load_checkpoint(path: str | Path) -> dict[str, Any]:
-    """Read a checkpoint written by :func:`train` (tensors and plain values only, ``weights_only``)."""
-    path = Path(path)
-    if path.is_dir():
-        path = path / CHECKPOINT_FILE
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # any unreadable or unsafe file (weights_only refuses other objects)
-        raise CheckpointError(f"cannot read checkpoint {path}: {exc}") from exc
-    if not isinstance(state, dict) or state.get("format") != CHECKPOINT_FORMAT:
-        raise CheckpointError(f"{path} is not a movierec training checkpoint (format {CHECKPOINT_FORMAT})")
-    return state
-
-
 def _checkpoint_dir(config: TrainConfig, name: str) -> tuple[Path | None, bool]:
     if config.checkpoint_dir:
         return Path(config.checkpoint_dir), config.resume
-    scope = _SCOPE.get()
-    if scope is None:
-        return None, False
-    return scope.next_dir(name), scope.resume
+    return scoped_checkpoint_dir(name)
 
 
 # ------------------------------------------------------------ distribution
@@ -248,44 +159,13 @@ def default_threads() -> int:
     return max(1, cores // max(1, local))
 
 
-class _DirectoryLock:
-    """An exclusive ``flock`` on ``directory/.lock`` that names its holder (released when the
-    process ends, however it ends)."""
-
-    def __init__(self, directory: Path) -> None:
-        import fcntl
-        import socket
-
-        directory.mkdir(parents=True, exist_ok=True)
-        self.path = directory / ".lock"
-        self._fh = open(self.path, "a+")  # noqa: SIM115 - held until release()
-        try:
-            fcntl.flock(self._fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError:
-            self._fh.seek(0)
-            holder = self._fh.read().strip() or "another process"
-            self._fh.close()
-            raise CheckpointError(
-                f"checkpoint directory {directory} is in use by {holder}; stop that run (orphaned "
-                "training workers too) or use another directory"
-            ) from None
-        self._fh.seek(0)
-        self._fh.truncate()
-        stamp = time.strftime("%Y-%m-%d %H:%M:%S")
-        self._fh.write(f"pid {os.getpid()} on {socket.gethostname()} since {stamp}\n")
-        self._fh.flush()
-
-    def release(self) -> None:
-        self._fh.close()
-
-
 def _lock_directory(ckpt_dir: Path | None, rank: int, distributed: bool, device: torch.device) -> Any:
-    """Rank 0's :class:`_DirectoryLock` on ``ckpt_dir`` (None without one); every rank raises
+    """Rank 0's :class:`~movierec.models.checkpoints.DirectoryLock` on ``ckpt_dir`` (None without one); every rank raises
     :class:`CheckpointError` together when rank 0 cannot take it."""
     lock, error = None, None
     if ckpt_dir is not None and rank == 0:
         try:
-            lock = _DirectoryLock(ckpt_dir)
+            lock = DirectoryLock(ckpt_dir)
         except CheckpointError as exc:
             error = exc
     if distributed and ckpt_dir is not None:
@@ -423,7 +303,7 @@ def train(
             if ckpt_path is None:
                 return
             if rank == 0:
-                _save_atomic(
+                save_atomic(
                     {
                         "format": CHECKPOINT_FORMAT,
                         "name": name,
@@ -438,7 +318,7 @@ def train(
                         "best_state": best_state,
                         "stale": stale,
                         "history": history,
-                        "generators": _rng_states(generators),
+                        "generators": rng_states(generators),
                         "torch_rng": torch.get_rng_state(),
                     },
                     ckpt_path,
@@ -470,7 +350,7 @@ def train(
             best, best_state, stale = float(state["best"]), state["best_state"], int(state["stale"])
             history = list(state["history"])
             start_epoch = int(state["epoch"])
-            _set_rng_states(generators, state["generators"])
+            set_rng_states(generators, state["generators"])
             torch.set_rng_state(state["torch_rng"])
             log.info("%s: resumed from %s after epoch %d", name, ckpt_path, start_epoch)
             if state["finished"]:
