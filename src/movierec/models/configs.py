@@ -175,30 +175,8 @@ def _coerce(value: Any, tp: Any, path: str) -> Any:
         if isinstance(value, str) and value.lower() in ("true", "false", "1", "0", "yes", "no", "on", "off"):
             return value.lower() in ("true", "1", "yes", "on")
         raise ValueError(f"{path} takes true or false, got {value!r}")
-    if tp is int:
-        if isinstance(value, bool):
-            raise ValueError(f"{path} takes an integer, got {value!r}")
-        if isinstance(value, int):
-            return value
-        if isinstance(value, float) and value.is_integer():
-            return int(value)
-        if isinstance(value, str):
-            try:
-                return int(value)
-            except ValueError:
-                pass
-        raise ValueError(f"{path} takes an integer, got {value!r}")
-    if tp is float:
-        if isinstance(value, bool):
-            raise ValueError(f"{path} takes a number, got {value!r}")
-        if isinstance(value, int | float):
-            return float(value)
-        if isinstance(value, str):
-            try:
-                return float(value)
-            except ValueError:
-                pass
-        raise ValueError(f"{path} takes a number, got {value!r}")
+    if tp in (int, float):
+        return _number(value, tp, path)
     if tp is str:
         if isinstance(value, str):
             return value
@@ -213,6 +191,21 @@ def _coerce(value: Any, tp: Any, path: str) -> Any:
             raise ValueError(f"{path} takes a mapping, got {value!r}")
         return value
     return value
+
+
+def _number(value: Any, tp: type, path: str) -> Any:
+    """``value`` as an int or a float (text parsed; a bool is neither; a whole float is an int)."""
+    what = "an integer" if tp is int else "a number"
+    if isinstance(value, str):
+        try:
+            value = tp(value)
+        except ValueError:
+            raise ValueError(f"{path} takes {what}, got {value!r}") from None
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise ValueError(f"{path} takes {what}, got {value!r}")
+    if tp is int and not float(value).is_integer():
+        raise ValueError(f"{path} takes {what}, got {value!r}")
+    return tp(value)
 
 
 def _set(config: Any, path: list[str], value: Any, full: str) -> Any:
