@@ -91,17 +91,6 @@ def test_bundled_model_directory_found() -> None:
     assert (path / "modules.json").is_file()
 
 
-def test_image_provider_is_an_interface_only() -> None:
-    class Posters:
-        dim = 2
-
-        def embed_posters(self, poster_paths: Sequence[str | None]) -> np.ndarray:
-            return np.zeros((len(poster_paths), 2), np.float32)
-
-    assert isinstance(Posters(), E.ImageEmbeddingProvider)
-    assert not isinstance(object(), E.ImageEmbeddingProvider)
-
-
 def test_chunked_encoding_caches_every_chunk(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(E, "CHUNK", 2)
     texts = ["a", "bb", "ccc", "dddd", "a"]

