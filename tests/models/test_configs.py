@@ -120,6 +120,8 @@ def test_cli_train_set_and_help_config(tmp_path: Path, monkeypatch: pytest.Monke
     runner = CliRunner()
     r = runner.invoke(app, ["train", "--model", "neumf", "--help-config"])
     assert r.exit_code == 0 and "train.batch_size (int, default 4096)" in r.output, r.output
+    r = runner.invoke(app, ["train", "--model", "sequence-attn", "--help-config"])
+    assert 'encoder (str, default "attention")' in r.output, r.output  # the model's own default
     out = tmp_path / "m"
     args = ["train", "--model", "sequence", "--dataset", str(folder), "--out", str(out)]
     r = runner.invoke(app, [*args, "--set", "epochs=1", "--set", "embed_dim=8", "--set", "threads=1"])

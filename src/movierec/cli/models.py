@@ -89,7 +89,7 @@ def train(
         raise typer.BadParameter(str(exc), param_hint="--model") from exc
     if help_config:
         typer.echo(f"settings of {model} (movierec train --model {model} --set NAME=VALUE):\n")
-        typer.echo(describe(cls.Config))
+        typer.echo(describe(cls.Config, cls().config))
         return
     try:
         overrides = parse_assignments(settings_ or [])

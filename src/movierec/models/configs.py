@@ -260,11 +260,18 @@ def _type_name(tp: Any) -> str:
     return str(tp).replace("typing.", "")
 
 
-def describe(cls: type) -> str:
-    """A text listing of ``cls``'s settings: path, type, default and documentation."""
+def describe(cls: type, defaults: Any | None = None) -> str:
+    """A text listing of ``cls``'s settings: path, type, default (read from ``defaults``, an
+    instance, when given: a model class may start from other values than ``cls()``) and
+    documentation."""
     rows = []
     for s in setting_paths(cls):
-        default = json.dumps(s.default) if isinstance(s.default, str | bool) else repr(s.default)
+        value = s.default
+        if defaults is not None:
+            value = defaults
+            for part in s.path.split("."):
+                value = getattr(value, part)
+        default = json.dumps(value) if isinstance(value, str | bool) else repr(value)
         rows.append(
             f"{s.path} ({_type_name(s.type)}, default {default})" + (f"\n    {s.doc}" if s.doc else "")
         )
