@@ -15,7 +15,6 @@ import torch
 from torch import nn
 
 from movierec.data.dataset import Dataset
-from movierec.evaluation.metrics import ValidationMetric
 from movierec.models.base import DISLIKE, LIKE, Histories, feedback_from_ratings
 from movierec.models.knn import ItemKNN
 from movierec.models.sequence.config import Push
@@ -26,6 +25,7 @@ from movierec.models.trainer import local_batch_size, torch_generator, train
 from movierec.topn import top_n, top_per_row
 
 if TYPE_CHECKING:
+    from movierec.evaluation.metrics import ValidationMetric
     from movierec.models.sequence.recommender import SequenceLSTM
 
 __all__ = ["fit_sequence_model", "validation_value"]
