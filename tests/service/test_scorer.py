@@ -215,3 +215,19 @@ def test_int8_heads_reach_the_scoring_process(tmp_path: Path, tiny: Dataset) -> 
         assert s(requests) == here.recommend_many(requests)
     finally:
         s.close(wait=True)
+
+
+def test_answers_cross_the_process_boundary_unchanged() -> None:
+    """Answers pickle as constructor calls (cheaper than dataclass slots state); nothing lost."""
+    import pickle
+
+    from movierec.serving import Answer, ScoredMovie, ScoredTag
+
+    answer = Answer(
+        (ScoredMovie(1, 0.5, "because you liked X"), ScoredMovie(2, 0.25)),
+        (ScoredTag("heist", 1.0),),
+        True,
+        ("n",),
+    )
+    back = pickle.loads(pickle.dumps([answer, answer], protocol=5))
+    assert back == [answer, answer] and back[0].movies[1].reason is None
