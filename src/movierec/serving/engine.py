@@ -410,10 +410,9 @@ class Engine:
         assert self.model.movies is not None
         movie_ids = self.model.movies.id(rec.movies)
         reasons = self._explain.reasons(query, rec.movies, rec.fallback, sims)
-        movies = tuple(
-            ScoredMovie(int(m), float(s), r)
-            for m, s, r in zip(movie_ids, rec.movie_scores, reasons, strict=True)
-        )
+        # plain ints and floats in one call each, then one constructor per movie: the answer is
+        # built for every recommendation, and per-element numpy scalar conversions were most of it
+        movies = tuple(map(ScoredMovie, movie_ids.tolist(), rec.movie_scores.tolist(), reasons))
         if rec.tags.size:
             tag_idx, tag_scores = rec.tags, rec.tag_scores
         else:
@@ -421,7 +420,7 @@ class Engine:
         tags: tuple[ScoredTag, ...] = ()
         if self.model.tags is not None and tag_idx.size:
             names = self.model.tags.id(tag_idx)
-            tags = tuple(ScoredTag(str(t), float(s)) for t, s in zip(names, tag_scores, strict=True))
+            tags = tuple(map(ScoredTag, map(str, names.tolist()), np.asarray(tag_scores).tolist()))
         return Answer(movies, tags, rec.fallback, tuple(notes))
 
     # ---------------------------------------------------------------- similar

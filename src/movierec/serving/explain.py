@@ -107,9 +107,10 @@ class Explainer:
                 # important) likes win near-ties
                 sims = sims * (1.0 + 0.01 * np.arange(liked.size))[None, :]
                 best = sims.argmax(axis=1)
-                for i in range(movies.size):
-                    if sims[i, best[i]] > 0:
-                        out[i] = f"because you liked {self.titles[liked[best[i]]]}"
+                shared = (sims[np.arange(movies.size), best] > 0).tolist()
+                for i, (yes, who) in enumerate(zip(shared, liked[best].tolist(), strict=True)):
+                    if yes:
+                        out[i] = f"because you liked {self.titles[who]}"
             if query.liked_tags.size and self.model.tags is not None:
                 sub = np.asarray(self.movie_tags[movies][:, query.liked_tags].todense())
                 best = sub.argmax(axis=1)
