@@ -21,7 +21,7 @@ from movierec.data.columnar import ingest, is_columnar, load_columnar, read_mani
 from movierec.data.dataset import Dataset
 from movierec.data.movielens import load_folder
 from movierec.data.ratings import FIVE_STARS, HALF_STARS
-from movierec.data.sources import _line_chunks
+from movierec.data.sources import line_chunks
 from movierec.data.validation import DataError
 
 # ------------------------------------------------------------------ fixtures
@@ -223,10 +223,10 @@ def test_line_chunks_cover_every_line_once() -> None:
     import io
 
     data = b"a\nbb\n\nccc\nd"  # blank line, no newline at the end
-    chunks = list(_line_chunks(io.BytesIO(data), 2, "x"))
+    chunks = list(line_chunks(io.BytesIO(data), 2, "x"))
     assert [c for _, c in chunks] == [b"a\nbb\n", b"\nccc\n", b"d"]
     assert [o for o, _ in chunks] == [0, 2, 4]
-    assert b"".join(c for _, c in _line_chunks(io.BytesIO(data), 1, "x")) == data
+    assert b"".join(c for _, c in line_chunks(io.BytesIO(data), 1, "x")) == data
 
 
 @pytest.mark.parametrize("chunk_rows", [1, 7, 100])
@@ -238,7 +238,7 @@ def test_line_chunks_across_read_pieces(chunk_rows: int, final_newline: bool) ->
     rng = np.random.default_rng(3)
     lines = [b"x" * int(k) for k in rng.integers(0, 300, 2_000)]
     data = b"\n".join(lines) + (b"\n" if final_newline else b"")
-    chunks = list(_line_chunks(io.BytesIO(data), chunk_rows, "x"))
+    chunks = list(line_chunks(io.BytesIO(data), chunk_rows, "x"))
     assert b"".join(c for _, c in chunks) == data
     assert all(c.endswith(b"\n") for _, c in chunks[:-1])
     assert all(c.count(b"\n") == chunk_rows for _, c in chunks[:-1])

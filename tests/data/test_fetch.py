@@ -19,10 +19,10 @@ from pathlib import Path
 
 import pytest
 
-from movierec.data.cache import MARKER, _record
+from movierec.data.cache import MARKER, record
 from movierec.data.fetch import fetch, resolve_dataset_path
 from movierec.data.registry import DATASETS, FetchError
-from movierec.data.unpack import _unpack
+from movierec.data.unpack import unpack
 from movierec.settings import Settings
 
 RATINGS = b"userId,movieId,rating,timestamp\n1,1,4.0,964982703\n1,3,4.0,964981247\n"
@@ -519,8 +519,8 @@ def test_unpack_keeps_a_folder_another_process_completed(
     marker_time = (path / MARKER).stat().st_mtime_ns
     zip_path = mirror / "ml-latest-small.zip"
     digests = (hashlib.md5(small_zip).hexdigest(), hashlib.sha256(small_zip).hexdigest())
-    record = _record(SMALL, zip_path, digests)
-    _unpack(zip_path, path, SMALL, ("ratings.csv",), record, "remedy")
+    marker = record(SMALL, zip_path, digests)
+    unpack(zip_path, path, SMALL, ("ratings.csv",), marker, "remedy")
     assert (path / MARKER).stat().st_mtime_ns == marker_time
     assert leftovers(settings.cache_dir) == [
         SMALL,

@@ -16,13 +16,13 @@ __all__ = ["MARKER"]
 MARKER = ".complete"
 #: Temporary files and folders older than this (seconds) are left-overs of a killed process.
 _STALE_AFTER_S = 24 * 3600
-_PARTIAL = ".partial-"
+PARTIAL = ".partial-"
 
 
-def _remove_stale_partials(folder: Path) -> None:
+def remove_stale_partials(folder: Path) -> None:
     """Delete temporary files and folders a killed process left in ``folder`` (older than a day)."""
     cutoff = time.time() - _STALE_AFTER_S
-    for entry in folder.glob(f"{_PARTIAL}*"):
+    for entry in folder.glob(f"{PARTIAL}*"):
         try:
             if entry.lstat().st_mtime < cutoff:
                 if entry.is_dir() and not entry.is_symlink():
@@ -33,7 +33,7 @@ def _remove_stale_partials(folder: Path) -> None:
             pass
 
 
-def _is_complete(folder: Path, required: tuple[str, ...], *, md5: str | None, sha256: str | None) -> bool:
+def is_complete(folder: Path, required: tuple[str, ...], *, md5: str | None, sha256: str | None) -> bool:
     """Whether ``folder`` was fully unpacked from a zip with the expected checksum."""
     try:
         record = json.loads((folder / MARKER).read_text())
@@ -48,7 +48,7 @@ def _is_complete(folder: Path, required: tuple[str, ...], *, md5: str | None, sh
     return all((folder / name).is_file() for name in required)
 
 
-def _record(name: str, zip_path: Path, digests: tuple[str, str]) -> dict[str, Any]:
+def record(name: str, zip_path: Path, digests: tuple[str, str]) -> dict[str, Any]:
     return {
         "dataset": name,
         "zip": zip_path.name,

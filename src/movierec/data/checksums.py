@@ -13,14 +13,14 @@ from movierec.data.registry import DatasetInfo, FetchError
 # the messages keep the logger of the public entry point, movierec.data.fetch
 log = logging.getLogger("movierec.data.fetch")
 
-_CHUNK = 1 << 20
+CHUNK = 1 << 20
 
 
-def _hash_file(path: Path) -> tuple[str, str]:
+def hash_file(path: Path) -> tuple[str, str]:
     """``(md5, sha256)`` hex digests of a file, read once in 1 MiB chunks."""
     md5, sha = hashlib.md5(usedforsecurity=False), hashlib.sha256()
     with open(path, "rb") as handle:
-        while chunk := handle.read(_CHUNK):
+        while chunk := handle.read(CHUNK):
             md5.update(chunk)
             sha.update(chunk)
     return md5.hexdigest(), sha.hexdigest()
@@ -29,21 +29,21 @@ def _hash_file(path: Path) -> tuple[str, str]:
 _MD5_RE = re.compile(r"\b([0-9a-fA-F]{32})\b")
 
 
-def _parse_md5(text: str) -> str | None:
+def parse_md5(text: str) -> str | None:
     """The md5 in a ``.md5`` file, BSD (``MD5 (f) = h``) or GNU (``h  f``) style."""
     found = _MD5_RE.search(text)
     return found.group(1).lower() if found else None
 
 
-def _read_sidecar(zip_path: Path) -> str | None:
+def read_sidecar(zip_path: Path) -> str | None:
     """The md5 in ``<zip>.md5`` next to a local zip, if that file exists and holds one."""
     sidecar = Path(f"{zip_path}.md5")
     if not sidecar.is_file():
         return None
-    return _parse_md5(sidecar.read_text(errors="replace"))
+    return parse_md5(sidecar.read_text(errors="replace"))
 
 
-def _verify(
+def verify(
     path: Path,
     info: DatasetInfo,
     digests: tuple[str, str],

@@ -41,9 +41,9 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from movierec.data.dataset import Dataset
-from movierec.data.ingest_tables import _SPECS, _stream_table
+from movierec.data.ingest_tables import SPECS, stream_table
 from movierec.data.ratings import FIVE_STARS, HALF_STARS, RatingScale
-from movierec.data.sources import _Source
+from movierec.data.sources import Source
 from movierec.data.validation import DataError
 
 __all__ = ["FORMAT", "ingest", "is_columnar", "load_columnar", "read_manifest"]
@@ -101,7 +101,7 @@ def ingest(
     if out_dir.exists() and not (overwrite and is_columnar(out_dir)):
         hint = "" if not is_columnar(out_dir) else "; pass overwrite=True (--overwrite) to replace it"
         raise DataError(f"{out_dir} already exists{hint}")
-    src = _Source(Path(source))
+    src = Source(Path(source))
     try:
         layout = src.layout()
         out_dir.parent.mkdir(parents=True, exist_ok=True)
@@ -114,7 +114,7 @@ def ingest(
                 r = table.column("rating").to_numpy()
                 fractional[0] = fractional[0] or bool(np.any(r % 1 != 0))
 
-            for spec in _SPECS:
+            for spec in SPECS:
                 file = spec.csv_file if layout == "csv" else spec.dat_file
                 if file is None or not src.exists(file):
                     if spec.required:
@@ -124,7 +124,7 @@ def ingest(
                     continue  # as the direct loader: genome only when both files are there
                 if spec.table == "genome_tags" and "genome_scores" not in rows:
                     continue
-                rows[spec.table] = _stream_table(
+                rows[spec.table] = stream_table(
                     src,
                     spec,
                     layout,
@@ -211,7 +211,7 @@ def _ratings_frame(path: Path, n_rows: int) -> pd.DataFrame:
         pf = pq.ParquetFile(path)
     except (OSError, pa.ArrowException) as exc:
         raise DataError(f"{path}: unreadable Parquet ({exc}); ingest again") from exc
-    columns = dict(_SPECS[0].columns)
+    columns = dict(SPECS[0].columns)
     if pf.metadata.num_rows != n_rows:
         raise DataError(f"{path}: {pf.metadata.num_rows} rows, the manifest says {n_rows}; ingest again")
     arrays = {c: np.empty(n_rows, t.to_pandas_dtype()) for c, t in columns.items()}

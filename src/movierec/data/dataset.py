@@ -22,10 +22,10 @@ import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 
-from movierec.data.ratings import RatingScale, _rating_order, _rating_rows, shrunk_mean
-from movierec.data.tags import TAG_SOURCES, _minus_applications, _tag_matrix
+from movierec.data.ratings import RatingScale, rating_order, rating_rows, shrunk_mean
+from movierec.data.tags import TAG_SOURCES, minus_applications, tag_matrix
 from movierec.data.titles import split_titles
-from movierec.data.validation import DataError, _numeric
+from movierec.data.validation import DataError, numeric
 from movierec.data.vocab import Vocabulary
 
 
@@ -128,7 +128,7 @@ class Dataset:
         repairs: dict[str, int] = {}
 
         # movies -------------------------------------------------------------
-        movie_ids = _numeric(movies, "movieId", np.int64, "movies")
+        movie_ids = numeric(movies, "movieId", np.int64, "movies")
         if pd.Index(movie_ids).has_duplicates:
             dup = pd.Index(movie_ids)[pd.Index(movie_ids).duplicated()][:5].tolist()
             raise DataError(f"movies: duplicate movieId(s) {dup}")
@@ -150,7 +150,7 @@ class Dataset:
             }
         )
         if links is not None and len(links):
-            lidx = movie_vocab.index(_numeric(links, "movieId", np.int64, "links"), missing="mask")
+            lidx = movie_vocab.index(numeric(links, "movieId", np.int64, "links"), missing="mask")
             keep = lidx >= 0
             for col, out in (("imdbId", "imdb_id"), ("tmdbId", "tmdb_id")):
                 if col in links:
@@ -166,19 +166,19 @@ class Dataset:
                     info[col] = values.to_numpy()
 
         # ratings ------------------------------------------------------------
-        user_vocab, scale, r_user, r_movie, r_value, r_time = _rating_rows(
+        user_vocab, scale, r_user, r_movie, r_value, r_time = rating_rows(
             ratings, scale, movie_vocab, repairs
         )
 
         # tags -----------------------------------------------------------------
-        tag_vocab, movie_tags, tag_source, events = _tag_matrix(
+        tag_vocab, movie_tags, tag_source, events = tag_matrix(
             movie_vocab, info, tags, metadata, genome_scores, genome_tags, genome_threshold, repairs
         )
 
         user_info = None
         if users is not None and len(users):
             u = users.copy()
-            u["userId"] = _numeric(u, "userId", np.int64, "users")
+            u["userId"] = numeric(u, "userId", np.int64, "users")
             uidx = user_vocab.index(u["userId"].to_numpy(), missing="mask")
             user_info = u.loc[uidx >= 0].assign(user=uidx[uidx >= 0]).set_index("user").sort_index()
 
@@ -254,7 +254,7 @@ class Dataset:
         if not drop.any():
             return self.movie_tags, events
         kept = events.loc[~drop].reset_index(drop=True)
-        return _minus_applications(self.movie_tags, events.loc[drop]), kept
+        return minus_applications(self.movie_tags, events.loc[drop]), kept
 
     def retimed(self, order: np.ndarray, timestamp: np.ndarray, name: str | None = None) -> Dataset:
         """The same ratings, rows taken in ``order`` (a permutation), with new ``timestamp`` values.
@@ -267,7 +267,7 @@ class Dataset:
         if order.shape != (self.n_ratings,) or timestamp.shape != order.shape:
             raise ValueError(f"order and timestamp must have shape ({self.n_ratings},)")
         if not np.array_equal(
-            _rating_order(self.user[order], timestamp, self.movie[order], self.n_users), np.arange(order.size)
+            rating_order(self.user[order], timestamp, self.movie[order], self.n_users), np.arange(order.size)
         ):
             raise ValueError("rows must stay sorted by (user, timestamp, movie) under the new times")
         return self._take(order, timestamp, name)

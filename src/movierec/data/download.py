@@ -14,8 +14,8 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-from movierec.data.cache import _PARTIAL
-from movierec.data.checksums import _CHUNK, _parse_md5
+from movierec.data.cache import PARTIAL
+from movierec.data.checksums import CHUNK, parse_md5
 from movierec.data.registry import FetchError
 
 # the messages keep the logger of the public entry point, movierec.data.fetch
@@ -23,13 +23,13 @@ log = logging.getLogger("movierec.data.fetch")
 
 #: Seconds a single network operation (connect or read) may block.
 DOWNLOAD_TIMEOUT_S = 60.0
-_MIRROR_HINT = (
+MIRROR_HINT = (
     "set MOVIEREC_MIRROR (or pass mirror=) to a directory holding the official GroupLens zips, "
     "e.g. ml-latest-small.zip"
 )
 
 
-def _download_sidecar(url: str) -> str | None:
+def download_sidecar(url: str) -> str | None:
     """The md5 GroupLens serves at ``<url>.md5``; ``None`` (with a warning) if it cannot be had."""
     try:
         with urllib.request.urlopen(f"{url}.md5", timeout=DOWNLOAD_TIMEOUT_S) as response:
@@ -39,13 +39,13 @@ def _download_sidecar(url: str) -> str | None:
             "could not fetch the checksum %s.md5 (%s); relying on the zip's CRC checks only", url, exc
         )
         return None
-    md5 = _parse_md5(text)
+    md5 = parse_md5(text)
     if md5 is None:
         log.warning("%s.md5 holds no md5; relying on the zip's CRC checks only", url)
     return md5
 
 
-def _download(url: str, folder: Path, *, progress: bool, notes: list[str]) -> tuple[Path, tuple[str, str]]:
+def download(url: str, folder: Path, *, progress: bool, notes: list[str]) -> tuple[Path, tuple[str, str]]:
     """Stream ``url`` into a temporary file in ``folder``; return it and its ``(md5, sha256)``.
 
     The temporary file is removed on any failure (network error, short read,
@@ -56,10 +56,10 @@ def _download(url: str, folder: Path, *, progress: bool, notes: list[str]) -> tu
     def network_error(detail: str) -> FetchError:
         return FetchError(
             f"could not download {url}: {detail}{tried}. Nothing was kept. If this machine "
-            f"has no internet access, {_MIRROR_HINT}"
+            f"has no internet access, {MIRROR_HINT}"
         )
 
-    fd, name = tempfile.mkstemp(prefix=f"{_PARTIAL}download-", suffix=".part", dir=folder)
+    fd, name = tempfile.mkstemp(prefix=f"{PARTIAL}download-", suffix=".part", dir=folder)
     part = Path(name)
     md5, sha = hashlib.md5(usedforsecurity=False), hashlib.sha256()
     received = 0
@@ -84,7 +84,7 @@ def _download(url: str, folder: Path, *, progress: bool, notes: list[str]) -> tu
                 ) as bar:
                     while True:
                         try:
-                            chunk = response.read(_CHUNK)
+                            chunk = response.read(CHUNK)
                         except (OSError, http.client.HTTPException) as exc:
                             raise network_error(
                                 f"connection failed after {received} bytes ({exc!r})"

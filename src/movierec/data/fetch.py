@@ -33,11 +33,11 @@ import logging
 import os
 from pathlib import Path
 
-from movierec.data.cache import _is_complete, _record, _remove_stale_partials
-from movierec.data.checksums import _hash_file, _read_sidecar, _verify
-from movierec.data.download import _MIRROR_HINT, _download, _download_sidecar
+from movierec.data.cache import is_complete, record, remove_stale_partials
+from movierec.data.checksums import hash_file, read_sidecar, verify
+from movierec.data.download import MIRROR_HINT, download, download_sidecar
 from movierec.data.registry import DATASETS, FetchError, dataset_info
-from movierec.data.unpack import _unpack, _unpack_user_zip
+from movierec.data.unpack import unpack, unpack_user_zip
 from movierec.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -83,15 +83,15 @@ def fetch(
     info = dataset_info(name)
     cache = Path(settings.cache_dir)
     cache.mkdir(parents=True, exist_ok=True)
-    _remove_stale_partials(cache)
+    remove_stale_partials(cache)
     dest = cache / info.folder
-    if not force and _is_complete(dest, info.required, md5=info.md5, sha256=info.sha256):
+    if not force and is_complete(dest, info.required, md5=info.md5, sha256=info.sha256):
         log.debug("%s: using unpacked copy %s", name, dest)
         return dest
 
-    def unpack(zip_path: Path, digests: tuple[str, str], remedy: str) -> Path:
-        record = _record(info.name, zip_path, digests)
-        return _unpack(zip_path, dest, info.folder, info.required, record, remedy, replace_complete=force)
+    def unpack_into_cache(zip_path: Path, digests: tuple[str, str], remedy: str) -> Path:
+        marker = record(info.name, zip_path, digests)
+        return unpack(zip_path, dest, info.folder, info.required, marker, remedy, replace_complete=force)
 
     notes: list[str] = []
     mirror_dir = mirror if mirror is not None else settings.mirror
@@ -99,10 +99,10 @@ def fetch(
         candidate = Path(mirror_dir).expanduser() / info.zip_name
         if candidate.is_file():
             remedy = f"replace {candidate} with a fresh copy of {info.url(settings.base_url)}"
-            digests = _hash_file(candidate)
-            _verify(candidate, info, digests, _read_sidecar(candidate), remedy)
+            digests = hash_file(candidate)
+            verify(candidate, info, digests, read_sidecar(candidate), remedy)
             log.info("%s: unpacking mirror copy %s", name, candidate)
-            return unpack(candidate, digests, remedy)
+            return unpack_into_cache(candidate, digests, remedy)
         notes.append(f"the mirror {Path(mirror_dir).expanduser()} holds no {info.zip_name}")
         log.warning("%s: %s; trying the cache and the network", name, notes[-1])
 
@@ -112,21 +112,21 @@ def fetch(
         Path(f"{cached_zip}.md5").unlink(missing_ok=True)
     elif cached_zip.is_file():
         remedy = f"delete {cached_zip} and run again"
-        digests = _hash_file(cached_zip)
+        digests = hash_file(cached_zip)
         try:
-            _verify(cached_zip, info, digests, _read_sidecar(cached_zip), remedy)
+            verify(cached_zip, info, digests, read_sidecar(cached_zip), remedy)
         except FetchError as exc:
             log.warning("%s; deleting it and downloading again", exc)
             cached_zip.unlink(missing_ok=True)
         else:
-            return unpack(cached_zip, digests, remedy)
+            return unpack_into_cache(cached_zip, digests, remedy)
 
     url = info.url(settings.base_url)
-    sidecar = None if (info.md5 or info.sha256) else _download_sidecar(url)
-    part, digests = _download(url, cache, progress=progress, notes=notes)
+    sidecar = None if (info.md5 or info.sha256) else download_sidecar(url)
+    part, digests = download(url, cache, progress=progress, notes=notes)
     try:
-        _verify(
-            part, info, digests, sidecar, f"nothing was kept; try again later, or {_MIRROR_HINT}", source=url
+        verify(
+            part, info, digests, sidecar, f"nothing was kept; try again later, or {MIRROR_HINT}", source=url
         )
         os.replace(part, cached_zip)
     finally:
@@ -134,7 +134,7 @@ def fetch(
     if sidecar is not None:
         Path(f"{cached_zip}.md5").write_text(f"MD5 ({info.zip_name}) = {sidecar}\n")
     remedy = f"delete {cached_zip} and run again"
-    return unpack(cached_zip, digests, remedy)
+    return unpack_into_cache(cached_zip, digests, remedy)
 
 
 def resolve_dataset_path(
@@ -182,7 +182,7 @@ def resolve_dataset_path(
                 f"{path} is a file but not a .zip; give a data set name "
                 f"({', '.join(sorted(DATASETS))}), an unpacked folder or a .zip"
             )
-        return _unpack_user_zip(path, settings)
+        return unpack_user_zip(path, settings)
     if name_or_path in DATASETS:
         return fetch(name_or_path, settings, mirror=mirror, progress=progress)
     raise FetchError(

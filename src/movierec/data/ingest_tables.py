@@ -15,7 +15,7 @@ import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
 from movierec.data.ratings import HALF_STARS
-from movierec.data.sources import _READ_ERRORS, _is_utf8, _line_chunks, _Source
+from movierec.data.sources import READ_ERRORS, Source, is_utf8, line_chunks
 from movierec.data.validation import DataError
 
 _STR = pa.string()
@@ -34,7 +34,7 @@ class _TableSpec:
     required: bool = False
 
 
-_SPECS = (
+SPECS = (
     _TableSpec(
         "ratings",
         "ratings.csv",
@@ -139,8 +139,8 @@ def _locate(data: bytes, parse: Callable[[bytes], pa.Table]) -> tuple[int, bytes
     return lo, lines[lo], reason
 
 
-def _stream_table(
-    source: _Source,
+def stream_table(
+    source: Source,
     spec: _TableSpec,
     layout: str,
     out: Path,
@@ -155,7 +155,7 @@ def _stream_table(
         raise ValueError(f"{spec.table} has no file in the {layout} layout")
     what = source.describe(file)
     text = spec.table != "ratings"  # ratings are numeric; other files may hold text
-    latin1 = layout == "dat" and text and not _is_utf8(source, file)
+    latin1 = layout == "dat" and text and not is_utf8(source, file)
     schema = pa.schema([pa.field(n, t, nullable=False) for n, t in spec.columns])
     rows = 0
     with source.open(file) as fh, pq.ParquetWriter(out, schema, compression=compression) as writer:
@@ -163,7 +163,7 @@ def _stream_table(
         if layout == "csv":
             try:
                 first = fh.readline()
-            except _READ_ERRORS as exc:
+            except READ_ERRORS as exc:
                 raise DataError(f"{what}: read failed ({exc}); truncated or corrupt?") from exc
             first_text = first.decode("utf-8", errors="replace").removeprefix("\ufeff").strip("\r\n")
             names = next(csv.reader([first_text])) if first_text else []
@@ -183,7 +183,7 @@ def _stream_table(
                 block, names, spec, delimiter="," if layout == "csv" else "\t", quoted=layout == "csv"
             )
 
-        for offset, block in _line_chunks(fh, chunk_rows, what):
+        for offset, block in line_chunks(fh, chunk_rows, what):
             if block.isspace():  # (no .strip(): it would copy the block)
                 continue
             try:

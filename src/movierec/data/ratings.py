@@ -9,7 +9,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from movierec.data.validation import DataError, _numeric
+from movierec.data.validation import DataError, numeric
 from movierec.data.vocab import Vocabulary
 
 # the messages come from Dataset.build and keep its logger
@@ -57,7 +57,7 @@ def shrunk_mean(
     return np.where(counts > 0, out, np.nan)
 
 
-def _rating_rows(
+def rating_rows(
     ratings: pd.DataFrame, scale: RatingScale | None, movie_vocab: Vocabulary, repairs: dict[str, int]
 ) -> tuple[Vocabulary, RatingScale, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """The rating rows of :meth:`~movierec.data.dataset.Dataset.build`, checked and in order.
@@ -67,11 +67,11 @@ def _rating_rows(
     (user, movie) ratings keep the latest, and their count goes into ``repairs``.
     """
     n_movies = len(movie_vocab)
-    r_user_ids = _numeric(ratings, "userId", np.int64, "ratings")
-    r_movie_ids = _numeric(ratings, "movieId", np.int64, "ratings")
-    r_value = _numeric(ratings, "rating", np.float32, "ratings")
+    r_user_ids = numeric(ratings, "userId", np.int64, "ratings")
+    r_movie_ids = numeric(ratings, "movieId", np.int64, "ratings")
+    r_value = numeric(ratings, "rating", np.float32, "ratings")
     r_time = (
-        _numeric(ratings, "timestamp", np.int64, "ratings")
+        numeric(ratings, "timestamp", np.int64, "ratings")
         if "timestamp" in ratings
         else np.zeros(len(ratings), np.int64)
     )
@@ -102,7 +102,7 @@ def _rating_rows(
     # a file in (user, movie) order without repeats (every MovieLens release) skips the duplicate search
     maybe_dups = not bool(np.all(pair[1:] > pair[:-1]))
     del pair
-    order = _rating_order(r_user, r_time, r_movie, len(user_vocab))
+    order = rating_order(r_user, r_time, r_movie, len(user_vocab))
     r_user, r_movie, r_value, r_time = r_user[order], r_movie[order], r_value[order], r_time[order]
     del order
     keep_idx = np.arange(len(r_user))
@@ -122,7 +122,7 @@ def _rating_rows(
     return user_vocab, scale, r_user, r_movie, r_value, r_time
 
 
-def _rating_order(user: np.ndarray, time: np.ndarray, movie: np.ndarray, n_users: int) -> np.ndarray:
+def rating_order(user: np.ndarray, time: np.ndarray, movie: np.ndarray, n_users: int) -> np.ndarray:
     """Row order sorting ratings by (user, time, movie); all inputs shape ``(n,)`` int64 (indices, seconds).
 
     Fast path: one stable argsort of a packed ``(user, time)`` int64 key. Rows tied on

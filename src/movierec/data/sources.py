@@ -16,7 +16,7 @@ import numpy as np
 from movierec.data.validation import DataError
 
 
-class _Source:
+class Source:
     """The files of a data set in a folder or a zip, opened as binary streams."""
 
     def __init__(self, path: Path) -> None:
@@ -79,10 +79,10 @@ class _Source:
             self._zip.close()
 
 
-_READ_ERRORS = (zipfile.BadZipFile, EOFError, zlib.error, OSError)
+READ_ERRORS = (zipfile.BadZipFile, EOFError, zlib.error, OSError)
 
 
-def _line_chunks(stream: IO[bytes], chunk_rows: int, what: str) -> Iterator[tuple[int, bytes]]:
+def line_chunks(stream: IO[bytes], chunk_rows: int, what: str) -> Iterator[tuple[int, bytes]]:
     """``(first_line_offset, bytes)`` chunks of at most ``chunk_rows`` whole lines each.
 
     ``first_line_offset`` is the number of lines before the chunk. A final line without a
@@ -100,7 +100,7 @@ def _line_chunks(stream: IO[bytes], chunk_rows: int, what: str) -> Iterator[tupl
         while lines < chunk_rows and not eof:
             try:
                 piece = stream.read(read_size)
-            except _READ_ERRORS as exc:
+            except READ_ERRORS as exc:
                 raise DataError(
                     f"{what}: read failed after line {offset + lines} ({exc}); truncated or corrupt?"
                 ) from exc
@@ -127,7 +127,7 @@ def _line_chunks(stream: IO[bytes], chunk_rows: int, what: str) -> Iterator[tupl
         offset += n
 
 
-def _is_utf8(source: _Source, file: str) -> bool:
+def is_utf8(source: Source, file: str) -> bool:
     """Whether the whole file decodes as UTF-8 (streamed; the dat loader's rule for text files)."""
     decoder = codecs.getincrementaldecoder("utf-8")()
     with source.open(file) as fh:
@@ -137,6 +137,6 @@ def _is_utf8(source: _Source, file: str) -> bool:
             decoder.decode(b"", final=True)
         except UnicodeDecodeError:
             return False
-        except _READ_ERRORS as exc:
+        except READ_ERRORS as exc:
             raise DataError(f"{source.describe(file)}: read failed ({exc}); truncated or corrupt?") from exc
     return True

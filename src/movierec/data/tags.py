@@ -11,7 +11,7 @@ import pandas as pd
 import scipy.sparse as sp
 
 from movierec.data.titles import normalise_tags
-from movierec.data.validation import _numeric
+from movierec.data.validation import numeric
 from movierec.data.vocab import Vocabulary
 
 # the messages come from Dataset.build and keep its logger
@@ -21,7 +21,7 @@ log = logging.getLogger("movierec.data.dataset")
 TAG_SOURCES: dict[str, int] = {"user": 1, "genre": 2, "tmdb": 4, "genome": 8}
 
 
-def _tag_matrix(
+def tag_matrix(
     movie_vocab: Vocabulary,
     info: pd.DataFrame,
     tags: pd.DataFrame | None,
@@ -41,10 +41,10 @@ def _tag_matrix(
     tag_frames: list[pd.DataFrame] = []  # columns movie (index), tag (str), weight, source
     events = pd.DataFrame({"user_id": [], "movie": [], "tag": [], "timestamp": []})
     if tags is not None and len(tags):
-        t_movie_ids = _numeric(tags, "movieId", np.int64, "tags")
-        t_users = _numeric(tags, "userId", np.int64, "tags")
+        t_movie_ids = numeric(tags, "movieId", np.int64, "tags")
+        t_users = numeric(tags, "userId", np.int64, "tags")
         t_time = (
-            _numeric(tags, "timestamp", np.int64, "tags")
+            numeric(tags, "timestamp", np.int64, "tags")
             if "timestamp" in tags
             else np.zeros(len(tags), np.int64)
         )
@@ -140,7 +140,7 @@ def _tag_matrix(
     return tag_vocab, movie_tags, tag_source, events
 
 
-def _minus_applications(movie_tags: sp.csr_matrix, removed: pd.DataFrame) -> sp.csr_matrix:
+def minus_applications(movie_tags: sp.csr_matrix, removed: pd.DataFrame) -> sp.csr_matrix:
     """``movie_tags`` ``(n_movies, n_tags)`` float32 less weight 1 per user tag application in
     ``removed`` (columns ``movie``, ``tag``: indices), as
     :meth:`~movierec.data.dataset.Dataset.build` added them.

@@ -16,8 +16,8 @@ import zlib
 from pathlib import Path, PurePosixPath
 from typing import Any
 
-from movierec.data.cache import _PARTIAL, MARKER, _is_complete, _record, _remove_stale_partials
-from movierec.data.checksums import _CHUNK, _hash_file
+from movierec.data.cache import MARKER, PARTIAL, is_complete, record, remove_stale_partials
+from movierec.data.checksums import CHUNK, hash_file
 from movierec.data.registry import DATASETS, FetchError
 from movierec.settings import Settings
 
@@ -43,7 +43,7 @@ def _open_zip(zip_path: Path, remedy: str) -> zipfile.ZipFile:
         raise FetchError(f"{zip_path} is not a readable zip (truncated or corrupt: {exc}); {remedy}") from exc
 
 
-def _unpack(
+def unpack(
     zip_path: Path,
     dest: Path,
     folder: str | None,
@@ -86,7 +86,7 @@ def _unpack(
                 f"unpacking {zip_path} needs {needed / 1e6:.0f} MB but {parent} has only "
                 f"{free / 1e6:.0f} MB free; free some space or set MOVIEREC_HOME elsewhere"
             )
-        tmp = Path(tempfile.mkdtemp(prefix=f"{_PARTIAL}{dest.name}-", dir=parent))
+        tmp = Path(tempfile.mkdtemp(prefix=f"{PARTIAL}{dest.name}-", dir=parent))
         try:
             root = tmp / "root"
             root.mkdir()
@@ -99,7 +99,7 @@ def _unpack(
                 try:
                     # Reading a member to its end checks its CRC-32 (BadZipFile on mismatch).
                     with archive.open(member) as src, open(target, "wb") as out:
-                        shutil.copyfileobj(src, out, _CHUNK)
+                        shutil.copyfileobj(src, out, CHUNK)
                 except (zipfile.BadZipFile, EOFError, zlib.error, NotImplementedError) as exc:
                     raise FetchError(
                         f"{zip_path}: member {member.filename!r} is corrupt ({exc}); {remedy}"
@@ -116,10 +116,10 @@ def _unpack(
 def _move_into_place(unpacked: Path, dest: Path, record: dict[str, Any], *, replace_complete: bool) -> None:
     """Rename ``unpacked`` onto ``dest``, first moving an outdated ``dest`` aside and deleting it."""
     same = {"md5": record["md5"], "sha256": record["sha256"]}
-    if not replace_complete and _is_complete(dest, (), **same):
+    if not replace_complete and is_complete(dest, (), **same):
         return  # another process finished the same unpack meanwhile; readers may be using it
     if dest.exists() or dest.is_symlink():
-        aside = dest.parent / f"{_PARTIAL}old-{dest.name}-{os.getpid()}-{time.monotonic_ns()}"
+        aside = dest.parent / f"{PARTIAL}old-{dest.name}-{os.getpid()}-{time.monotonic_ns()}"
         try:
             os.rename(dest, aside)
         except FileNotFoundError:
@@ -133,28 +133,28 @@ def _move_into_place(unpacked: Path, dest: Path, record: dict[str, Any], *, repl
         os.rename(unpacked, dest)
     except OSError as exc:
         # Another process may have finished the same unpack a moment earlier.
-        if _is_complete(dest, (), **same):
+        if is_complete(dest, (), **same):
             return
         raise FetchError(f"could not move the unpacked data into {dest}: {exc}") from exc
 
 
-def _unpack_user_zip(zip_path: Path, settings: Settings) -> Path:
+def unpack_user_zip(zip_path: Path, settings: Settings) -> Path:
     """Unpack a user's zip into the cache (official zips to their usual folder) and return the folder."""
     cache = Path(settings.cache_dir)
     cache.mkdir(parents=True, exist_ok=True)
-    _remove_stale_partials(cache)
-    md5, sha256 = digests = _hash_file(zip_path)
+    remove_stale_partials(cache)
+    md5, sha256 = digests = hash_file(zip_path)
     remedy = f"check {zip_path} (download it again or make a fresh zip)"
     official = next((info for info in DATASETS.values() if info.matches(md5, sha256)), None)
     if official is not None:
         dest = cache / official.folder
-        if not _is_complete(dest, official.required, md5=md5, sha256=sha256):
-            _unpack(
+        if not is_complete(dest, official.required, md5=md5, sha256=sha256):
+            unpack(
                 zip_path,
                 dest,
                 official.folder,
                 official.required,
-                _record(official.name, zip_path, digests),
+                record(official.name, zip_path, digests),
                 remedy,
             )
         return dest
@@ -167,6 +167,6 @@ def _unpack_user_zip(zip_path: Path, settings: Settings) -> Path:
     folder = next(iter(tops)) if nested else None
     local = cache / "local" / sha256[:16]
     dest = local / (folder if folder is not None else zip_path.stem)
-    if not _is_complete(dest, (), md5=md5, sha256=sha256):
-        _unpack(zip_path, dest, folder, (), _record(zip_path.stem, zip_path, digests), remedy)
+    if not is_complete(dest, (), md5=md5, sha256=sha256):
+        unpack(zip_path, dest, folder, (), record(zip_path.stem, zip_path, digests), remedy)
     return dest

@@ -14,7 +14,7 @@ class DataError(ValueError):
     """Input data that cannot be used as it is; the message says what and where."""
 
 
-def _numeric(frame: pd.DataFrame, column: str, dtype: Any, what: str) -> np.ndarray:
+def numeric(frame: pd.DataFrame, column: str, dtype: Any, what: str) -> np.ndarray:
     """Column as ``dtype``; a clear :class:`DataError` naming the first bad row otherwise."""
     if column not in frame.columns:
         raise DataError(f"{what}: missing column {column!r} (have {list(frame.columns)})")

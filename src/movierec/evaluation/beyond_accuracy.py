@@ -14,14 +14,14 @@ import scipy.sparse as sp
 from numpy.typing import ArrayLike
 from scipy.stats import rankdata
 
-from movierec.evaluation.metrics import FloatArray, IntArray, _as_ranked, _check_k
+from movierec.evaluation.metrics import FloatArray, IntArray, as_ranked, check_k
 
 __all__ = ["coverage", "intra_list_diversity", "novelty", "popularity_percentile"]
 
 
 def _top_k(ranked: ArrayLike, k: int, n_movies: int) -> IntArray:
-    r = _as_ranked(ranked, n_movies)
-    return r[:, : _check_k(k, r.shape[1])]
+    r = as_ranked(ranked, n_movies)
+    return r[:, : check_k(k, r.shape[1])]
 
 
 def _as_popularity(item_popularity: ArrayLike) -> FloatArray:

@@ -109,7 +109,7 @@ def mae(pred: ArrayLike, truth: ArrayLike) -> float:
 # -------------------------------------------------------------------- ranking
 
 
-def _as_ranked(ranked: ArrayLike, n_movies: int | None = None) -> IntArray:
+def as_ranked(ranked: ArrayLike, n_movies: int | None = None) -> IntArray:
     """Validate ``ranked`` (2-D ints, ``-1`` padding, indices < ``n_movies``) as int64."""
     arr = np.asarray(ranked)
     if arr.ndim != 2:
@@ -127,7 +127,7 @@ def _as_ranked(ranked: ArrayLike, n_movies: int | None = None) -> IntArray:
     return out
 
 
-def _check_k(k: int, k_max: int) -> int:
+def check_k(k: int, k_max: int) -> int:
     if isinstance(k, bool) or not isinstance(k, int | np.integer):
         raise TypeError(f"k must be an int, got {type(k).__name__}")
     if not 1 <= k <= k_max:
@@ -203,7 +203,7 @@ def hits_matrix(ranked: ArrayLike, relevant: Any) -> BoolArray:
     if arr.ndim != 2:
         raise ValueError(f"ranked must be 2-D (n_users, K_max), got shape {arr.shape}")
     keys, n_movies = _relevant_keys(relevant, arr.shape[0])
-    r = _as_ranked(arr, n_movies)
+    r = as_ranked(arr, n_movies)
     n_users, k_max = r.shape
     if r.size == 0:
         return np.zeros((n_users, k_max), dtype=np.bool_)
@@ -228,7 +228,7 @@ def _as_hits(hits: ArrayLike, k: int) -> tuple[BoolArray, int]:
         if h.size and not np.isin(h, (0, 1)).all():
             raise ValueError("hits must be boolean (or 0/1)")
         h = h.astype(np.bool_)
-    k = _check_k(k, h.shape[1])
+    k = check_k(k, h.shape[1])
     return h[:, :k], k
 
 

@@ -15,9 +15,9 @@ from movierec.evaluation.protocol_base import (
     BATCH_USERS,
     Prepared,
     Protocol,
-    _ndcg_curve,
-    _rows,
-    _train_popularity,
+    ndcg_curve,
+    train_popularity,
+    user_rows,
 )
 from movierec.models.base import Query, Recommender, feedback_from_ratings, feedback_thresholds
 from movierec.topn import top_n, top_per_row
@@ -56,7 +56,7 @@ class NextItemProtocol(Protocol):
         feedback = feedback_from_ratings(np.asarray(hist.rating), like, dislike)
         ptr = hist.user_ptr
         k_max = max(ks)
-        fallback = np.log1p(_train_popularity(prepared.train)).astype(np.float32)
+        fallback = np.log1p(train_popularity(prepared.train)).astype(np.float32)
         ranked = np.full((len(users), k_max), -1, np.int64)
         for start in range(0, len(users), BATCH_USERS):
             batch = users[start : start + BATCH_USERS]
@@ -75,12 +75,12 @@ class NextItemProtocol(Protocol):
             ranked[start : start + len(batch)], _ = top_n(
                 scores, k_max, exclude=[q.movies for q in queries], fallback=fallback
             )
-        relevant = _rows(prepared.test.interactions(), users)
+        relevant = user_rows(prepared.test.interactions(), users)
         full = M.ranking_metrics(ranked, relevant, ks)
         per_user = {k: v for k, v in full.items() if k.split("@")[0] in ("hr", "ndcg", "mrr")}
-        pop = _train_popularity(prepared.train)
+        pop = train_popularity(prepared.train)
         curves = {
-            "ndcg_at": _ndcg_curve(ranked, relevant, k_max),
+            "ndcg_at": ndcg_curve(ranked, relevant, k_max),
             "rec_popularity": pop[ranked[ranked >= 0]],
         }
         return per_user, {}, curves

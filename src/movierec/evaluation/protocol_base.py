@@ -136,16 +136,17 @@ def _round(x: float) -> float | None:
 # ------------------------------------------------------------------ helpers
 
 
-def _rows(m: sp.csr_matrix, users: np.ndarray) -> sp.csr_matrix:
+def user_rows(m: sp.csr_matrix, users: np.ndarray) -> sp.csr_matrix:
+    """Rows ``users`` of ``m``, a CSR matrix of its own."""
     return sp.csr_matrix(m[users])
 
 
-def _train_popularity(train: Dataset) -> np.ndarray:
+def train_popularity(train: Dataset) -> np.ndarray:
     """Distinct training users per movie, ``(n_movies,)`` int64 (ratings are unique per pair)."""
     return np.asarray(train.movie_popularity, np.int64)
 
 
-def _ndcg_curve(ranked: np.ndarray, relevant: sp.csr_matrix, k_max: int) -> np.ndarray:
+def ndcg_curve(ranked: np.ndarray, relevant: sp.csr_matrix, k_max: int) -> np.ndarray:
     """Mean NDCG@k for k = 1..k_max, shape ``(k_max,)``."""
     hits = M.hits_matrix(ranked[:, :k_max], relevant)
     n_rel = M.count_relevant(relevant)
@@ -188,7 +189,7 @@ def size_key(metric: str, size: int) -> str:
     return f"{metric}[k={size}]"
 
 
-def _split_size_key(key: str) -> tuple[str, int | None]:
+def split_size_key(key: str) -> tuple[str, int | None]:
     """``"ndcg@24[k=3]"`` -> ``("ndcg@24", 3)``; a plain key -> ``(key, None)``."""
     if key.endswith("]") and "[k=" in key:
         name, _, size = key[:-1].rpartition("[k=")

@@ -60,10 +60,10 @@ from movierec.evaluation.protocol_base import (
     Protocol,
     Result,
     UnsupportedError,
-    _ndcg_curve,
-    _rows,
-    _split_size_key,
-    _train_popularity,
+    ndcg_curve,
+    split_size_key,
+    train_popularity,
+    user_rows,
 )
 from movierec.evaluation.session_protocol import SessionProtocol, TagSessionProtocol
 from movierec.evaluation.statistics import bootstrap_ci, paired_comparison
@@ -128,7 +128,7 @@ def _beyond_accuracy(
     ranked: np.ndarray, prepared: Prepared, ks: tuple[int, ...]
 ) -> tuple[dict[str, np.ndarray], dict[str, float]]:
     """Per-user novelty / popularity / diversity and global coverage at each k."""
-    pop = _train_popularity(prepared.train)
+    pop = train_popularity(prepared.train)
     n_train_users = max(int(np.count_nonzero(np.diff(prepared.train.user_ptr))), 1)
     pop = np.minimum(pop, n_train_users)
     feats = _genre_features(prepared.data)
@@ -204,16 +204,16 @@ class TopNProtocol(Protocol):
     ) -> tuple[dict[str, np.ndarray], dict[str, float], dict[str, np.ndarray]]:
         users = prepared.users
         k_max = max(ks)
-        exclude = _rows(prepared.train.interactions(), users)
-        relevant = _rows(prepared.test.interactions(), users)
-        fallback = np.log1p(_train_popularity(prepared.train)).astype(np.float32)
+        exclude = user_rows(prepared.train.interactions(), users)
+        relevant = user_rows(prepared.test.interactions(), users)
+        fallback = np.log1p(train_popularity(prepared.train)).astype(np.float32)
         ranked = _rank_full(model, users, k_max, exclude, fallback)
         per_user = M.ranking_metrics(ranked, relevant, ks)
         extra, scalars = _beyond_accuracy(ranked, prepared, ks)
         per_user.update(extra)
-        pop = _train_popularity(prepared.train)
+        pop = train_popularity(prepared.train)
         curves = {
-            "ndcg_at": _ndcg_curve(ranked, relevant, k_max),
+            "ndcg_at": ndcg_curve(ranked, relevant, k_max),
             "rec_popularity": pop[ranked[ranked >= 0]],
         }
         return per_user, scalars, curves
@@ -235,7 +235,7 @@ class SampledTopNProtocol(Protocol):
             raise ValueError("topn-sampled uses a leave-latest-out split; --split is not allowed")
         train, _, test = splits.temporal_leave_last(data, n_valid=0, n_test=1)
         users = test.user.astype(np.int64)  # one test row per user, ascending
-        seen = _rows(data.interactions(), users)
+        seen = user_rows(data.interactions(), users)
         n_free = data.n_movies - np.diff(seen.indptr)
         if len(users) and n_free.min() < self.n_negatives:
             raise ValueError(
@@ -277,7 +277,7 @@ class SampledTopNProtocol(Protocol):
         ks_ok = tuple(k for k in ks if k <= k_max)
         full = M.ranking_metrics(ranked, relevant, ks_ok)
         per_user = {k: v for k, v in full.items() if k.split("@")[0] in ("hr", "ndcg", "mrr")}
-        return per_user, {}, {"ndcg_at": _ndcg_curve(ranked, relevant, k_max)}
+        return per_user, {}, {"ndcg_at": ndcg_curve(ranked, relevant, k_max)}
 
 
 PROTOCOLS: dict[str, type[Protocol]] = {
@@ -353,7 +353,7 @@ def run(
     result.per_user = per_user
     means = {k: float(np.nanmean(v)) if np.any(~np.isnan(v)) else math.nan for k, v in per_user.items()}
     for key, value in {**means, **scalars}.items():
-        name, size = _split_size_key(key)
+        name, size = split_size_key(key)
         if size is None:
             result.metrics[key] = value
         else:

@@ -18,10 +18,10 @@ from movierec.evaluation.protocol_base import (
     BATCH_USERS,
     Prepared,
     Protocol,
-    _ndcg_curve,
-    _split_size_key,
-    _train_popularity,
+    ndcg_curve,
     size_key,
+    split_size_key,
+    train_popularity,
 )
 from movierec.evaluation.session import clicks_to_relevant, summarise_clicks
 from movierec.models.base import LIKE, Query, Recommender, feedback_thresholds
@@ -148,7 +148,7 @@ class SessionProtocol(Protocol):
         users = prepared.users
         likes = self.likes(prepared)
         k_max = max(ks)
-        pop = _train_popularity(prepared.train)
+        pop = train_popularity(prepared.train)
         fallback = np.log1p(pop).astype(np.float32)
         per_user: dict[str, np.ndarray] = {}
         scalars: dict[str, float] = {}
@@ -174,13 +174,13 @@ class SessionProtocol(Protocol):
                 scalars[size_key(f"coverage@{k}", size)] = coverage(ranked, prepared.data.n_movies, k)
             curves[size_key("rec_popularity", size)] = pop[ranked[ranked >= 0]]
             if size == self.session_sizes[0]:
-                curves["ndcg_at"] = _ndcg_curve(ranked, relevant, k_max)
+                curves["ndcg_at"] = ndcg_curve(ranked, relevant, k_max)
         # averages over the sizes, per user (per-user arrays) and overall (scalars)
         for key in [k for k in per_user if k.endswith(f"[k={self.session_sizes[0]}]")]:
-            name = _split_size_key(key)[0]
+            name = split_size_key(key)[0]
             per_user[name] = np.mean([per_user[size_key(name, s)] for s in self.session_sizes], axis=0)
         for key in [k for k in scalars if k.endswith(f"[k={self.session_sizes[0]}]")]:
-            name = _split_size_key(key)[0]
+            name = split_size_key(key)[0]
             scalars[name] = float(np.mean([scalars[size_key(name, s)] for s in self.session_sizes]))
         if self.clicks:
             clicks = clicks_to_relevant(

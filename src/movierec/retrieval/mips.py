@@ -105,7 +105,7 @@ class MipsConfig:
             raise ValueError(f"n_lists must be >= 1 or None, got {self.n_lists}")
 
 
-def _as_vectors(x: Any, what: str, dim: int | None = None) -> np.ndarray:
+def as_vectors(x: Any, what: str, dim: int | None = None) -> np.ndarray:
     """Validate a 2-D float array and return it as C-contiguous float32."""
     arr = np.asarray(x)
     if arr.ndim != 2:
@@ -120,14 +120,14 @@ def _as_vectors(x: Any, what: str, dim: int | None = None) -> np.ndarray:
     return arr
 
 
-def _check_mask(mask: Any, n: int) -> np.ndarray:
+def check_mask(mask: Any, n: int) -> np.ndarray:
     arr = np.asarray(mask)
     if arr.dtype != np.bool_ or arr.shape != (n,):
         raise ValueError(f"allowed mask must be a bool array of shape ({n},), got {arr.dtype} {arr.shape}")
     return arr
 
 
-def _check_k(k: int, what: str = "k") -> int:
+def check_k(k: int, what: str = "k") -> int:
     if isinstance(k, bool) or not isinstance(k, int | np.integer) or k < 1:
         raise ValueError(f"{what} must be a positive integer, got {k!r}")
     return int(k)
@@ -181,7 +181,7 @@ class MipsIndex:
         faiss = _faiss()
         config = config or MipsConfig()
         rng = rng if rng is not None else np.random.default_rng(0)
-        items = _as_vectors(item_vectors, "item_vectors")
+        items = as_vectors(item_vectors, "item_vectors")
         n, dim = items.shape
         if n == 0:
             raise ValueError("item_vectors is empty: nothing to index")
@@ -242,14 +242,14 @@ class MipsIndex:
             (``k`` larger than the catalogue, or too few items in the probed IVF cells).
         """
         faiss = _faiss()
-        k = _check_k(k)
-        q = _as_vectors(query_vectors, "query_vectors", self.dim)
+        k = check_k(k)
+        q = as_vectors(query_vectors, "query_vectors", self.dim)
         b = q.shape[0]
         kk = min(k, self.n_items)
         n_allowed = self.n_items
         sel_kw: dict[str, Any] = {}
         if allowed is not None:
-            mask = _check_mask(allowed, self.n_items)
+            mask = check_mask(allowed, self.n_items)
             n_allowed = int(mask.sum())
             bits = np.packbits(mask, bitorder="little")  # referenced until the search returns
             sel_kw["sel"] = faiss.IDSelectorBitmap(self.n_items, faiss.swig_ptr(bits))

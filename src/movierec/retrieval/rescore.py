@@ -10,7 +10,7 @@ from collections.abc import Callable, Sequence
 import numpy as np
 import scipy.sparse as sp
 
-from movierec.retrieval.mips import MipsIndex, _as_vectors, _check_k, _check_mask
+from movierec.retrieval.mips import MipsIndex, as_vectors, check_k, check_mask
 from movierec.topn import top_n
 
 #: ``adjust(rows (r,) int64, candidates (r, C) int64) -> (r, C) float``: see :func:`candidates_then_rescore`
@@ -227,10 +227,10 @@ def candidates_then_rescore(
     scores:
         ``(B, k)`` float32 exact scores (``-inf`` at padding).
     """
-    k = _check_k(k)
+    k = check_k(k)
     if max_retries < 0 or widen_factor < 2:
         raise ValueError("max_retries must be >= 0 and widen_factor >= 2")
-    q = _as_vectors(query_vectors, "query_vectors", index.dim)
+    q = as_vectors(query_vectors, "query_vectors", index.dim)
     items = np.asarray(item_vectors)
     if items.ndim != 2 or items.shape != (index.n_items, index.dim):
         raise ValueError(
@@ -242,9 +242,9 @@ def candidates_then_rescore(
     allowed: np.ndarray | None = None
     n_allowed = n
     if allowed_mask is not None:
-        allowed = _check_mask(allowed_mask, n)
+        allowed = check_mask(allowed_mask, n)
         n_allowed = int(allowed.sum())
-    pool = _check_k(n_candidates, "n_candidates") if n_candidates is not None else max(4 * k, 100)
+    pool = check_k(n_candidates, "n_candidates") if n_candidates is not None else max(4 * k, 100)
     if pool < k:
         raise ValueError(f"n_candidates ({pool}) must be >= k ({k})")
     ex_keys = _exclusion_keys(exclude, b, n)
