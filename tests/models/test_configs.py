@@ -136,3 +136,20 @@ def test_cli_train_set_and_help_config(tmp_path: Path, monkeypatch: pytest.Monke
     ]:
         r = runner.invoke(app, [*args, *bad])
         assert r.exit_code == 2 and message in r.output, r.output
+
+
+def test_numpy_scalars_and_none() -> None:
+    """A grid search hands numpy scalars over; ``none`` sets an optional field to None."""
+
+    @dataclass
+    class Opt:
+        name: str | None = "x"
+        k: int = 1
+        rate: float = 0.5
+
+    c = with_settings(Opt(), {"k": np.int64(3), "rate": np.float32(0.25), "name": "none"})
+    assert c == Opt(None, 3, 0.25) and type(c.k) is int and type(c.rate) is float
+    with pytest.raises(ValueError, match="takes an integer"):
+        with_settings(Opt(), {"k": np.bool_(True)})
+    with pytest.raises(ValueError, match=r"train: Inner has no setting 'nope'"):
+        with_settings(Outer(), {"train": {"nope": 1}})

@@ -272,3 +272,17 @@ def test_real_minilm_neighbours_and_text_query() -> None:
     scifi = np.array(["Sci-Fi" in g for g in genres])
     drama = np.array([g == ("Drama",) or (("Drama" in g) and "Sci-Fi" not in g) for g in genres])
     assert s[scifi].mean() > s[drama & ~scifi].mean()
+
+
+def test_hybrid_with_a_neural_part_keeps_its_nested_config(data: Dataset, tmp_path: Path) -> None:
+    """The collaborative part's config is saved nested (train, ...) and comes back as the
+    model's dataclass; a flat one saved before the nesting still loads (issue "One way
+    through the house": the hybrid rebuilt it with Config(**dict), leaving dicts inside)."""
+    h = Hybrid(encoder=fake_encoder, collab="gmf", collab_config={"epochs": 2, "threads": 1}).fit(data)
+    collab = h._parts()[0]
+    assert collab.config.train.epochs == 2 and h.config.collab_config["train"]["epochs"] == 2
+    loaded = load_model(save_model(h, tmp_path / "h"))
+    assert isinstance(loaded, Hybrid)
+    assert loaded._parts()[0].config == collab.config
+    q = [Query.session(liked=[0, 1])]
+    np.testing.assert_array_equal(loaded.score(q), h.score(q))

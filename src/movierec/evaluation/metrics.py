@@ -40,6 +40,7 @@ import scipy.sparse as sp
 from numpy.typing import ArrayLike, NDArray
 
 __all__ = [
+    "ValidationMetric",
     "count_relevant",
     "hit_rate",
     "hits_matrix",
@@ -452,7 +453,9 @@ class ValidationMetric:
     def __call__(self, ranked: ArrayLike, relevant: Any) -> float:
         hits = hits_matrix(ranked, relevant)
         n_rel = count_relevant(relevant)
-        k = max(1, min(self.k, hits.shape[1]))  # a catalogue smaller than k: its whole list
+        # a catalogue smaller than k: its whole list (columns that are padding everywhere do not count)
+        filled = int((np.asarray(ranked) >= 0).any(axis=0).sum()) if np.size(ranked) else hits.shape[1]
+        k = max(1, min(self.k, hits.shape[1], filled))
         if self.name == "ndcg":
             values = ndcg(hits, n_rel, k)
         elif self.name == "recall":

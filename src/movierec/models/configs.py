@@ -19,6 +19,7 @@ import dataclasses
 import functools
 import inspect
 import json
+import numbers
 import re
 import types
 import typing
@@ -117,7 +118,8 @@ def _sub_configs(cls: type, prefix: str = "") -> dict[str, type]:
 
 
 def _resolve(cls: type, key: str) -> str:
-    """The dotted path of ``key`` (a path, or a leaf name unique in the tree)."""
+    """The dotted path of ``key`` (a path, or a leaf name unique in the tree; a path is taken as
+    it is, so a top-level field wins over a nested leaf of the same name)."""
     paths = [s.path for s in setting_paths(cls)] + list(_sub_configs(cls))
     if key in paths:
         return key
@@ -148,11 +150,14 @@ def _coerce(value: Any, tp: Any, path: str) -> Any:
     """``value`` as type ``tp`` (text from a command line is parsed); a clear error otherwise."""
     origin = typing.get_origin(tp)
     if origin in (typing.Union, types.UnionType):
+        args = typing.get_args(tp)
+        if type(None) in args and (
+            value is None or (isinstance(value, str) and value.lower() in ("none", "null"))
+        ):
+            return None
         errors = []
-        for arg in typing.get_args(tp):
+        for arg in args:
             if arg is type(None):
-                if value is None or (isinstance(value, str) and value.lower() in ("none", "null")):
-                    return None
                 continue
             try:
                 return _coerce(value, arg, path)
@@ -201,7 +206,8 @@ def _number(value: Any, tp: type, path: str) -> Any:
             value = tp(value)
         except ValueError:
             raise ValueError(f"{path} takes {what}, got {value!r}") from None
-    if isinstance(value, bool) or not isinstance(value, int | float):
+    # numpy scalars count (a grid search hands them over); a bool (Python's or numpy's) does not
+    if type(value).__name__ in ("bool", "bool_") or not isinstance(value, numbers.Real):
         raise ValueError(f"{path} takes {what}, got {value!r}")
     if tp is int and not float(value).is_integer():
         raise ValueError(f"{path} takes {what}, got {value!r}")
@@ -231,7 +237,7 @@ def with_settings(config: Any, settings: Mapping[str, Any], *, prefix: str = "")
         try:
             path = _resolve(cls, key)
         except ValueError as exc:
-            raise ValueError(f"{prefix + '.' if prefix else ''}{exc}") from None
+            raise ValueError(f"{prefix}: {exc}" if prefix else str(exc)) from None
         config = _set(config, path.split("."), value, f"{prefix}.{path}" if prefix else path)
     return config
 

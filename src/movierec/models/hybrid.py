@@ -21,6 +21,7 @@ import numpy as np
 from movierec.content.embeddings import Encoder
 from movierec.data.dataset import Dataset
 from movierec.models.base import CannotScoreError, NotFittedError, Query, Recommender
+from movierec.models.configs import config_from_dict
 from movierec.models.content import ContentConfig, ContentRecommender
 
 log = logging.getLogger(__name__)
@@ -126,8 +127,12 @@ class Hybrid(Recommender):
 
     def _make_parts(self) -> tuple[Recommender, ContentRecommender]:
         cls = self._collab_class()
-        collab = cls(cls.Config(**self.config.collab_config))
-        content = ContentRecommender(ContentConfig(**self.config.content_config), encoder=self._encoder)
+        # through the settings machinery: nested sub-configs (train, push, prior) and flat names
+        # saved before the nesting both come back as dataclasses, on the model's own defaults
+        collab = cls(**self.config.collab_config)
+        content = ContentRecommender(
+            config_from_dict(ContentConfig, self.config.content_config), encoder=self._encoder
+        )
         return collab, content
 
     def _parts(self) -> tuple[Recommender, ContentRecommender]:
@@ -146,8 +151,8 @@ class Hybrid(Recommender):
     # ---------------------------------------------------------------- fitting
     def _fit(self, data: Dataset, rng: np.random.Generator, valid: Dataset | None) -> None:
         collab, content = self._make_parts()
-        collab.fit(data, rng, valid=valid)
-        content.fit(data, rng, valid=valid)
+        collab.fit(data, rng, valid=valid, metric=self.valid_metric)
+        content.fit(data, rng, valid=valid, metric=self.valid_metric)
         self.collab, self.content = collab, content
         self.rating_count = np.asarray(data.movie_popularity, np.int64)
         self.config = dataclasses.replace(

@@ -412,7 +412,10 @@ class Engine:
         reasons = self._explain.reasons(query, rec.movies, rec.fallback, sims)
         # plain ints and floats in one call each, then one constructor per movie: the answer is
         # built for every recommendation, and per-element numpy scalar conversions were most of it
-        movies = tuple(map(ScoredMovie, movie_ids.tolist(), rec.movie_scores.tolist(), reasons))
+        ids, scores = movie_ids.tolist(), rec.movie_scores.tolist()
+        if not len(ids) == len(scores) == len(reasons):
+            raise RuntimeError(f"{len(ids)} movies, {len(scores)} scores and {len(reasons)} reasons")
+        movies = tuple(map(ScoredMovie, ids, scores, reasons))
         if rec.tags.size:
             tag_idx, tag_scores = rec.tags, rec.tag_scores
         else:
@@ -420,7 +423,10 @@ class Engine:
         tags: tuple[ScoredTag, ...] = ()
         if self.model.tags is not None and tag_idx.size:
             names = self.model.tags.id(tag_idx)
-            tags = tuple(map(ScoredTag, map(str, names.tolist()), np.asarray(tag_scores).tolist()))
+            tag_names, tag_values = [str(t) for t in names.tolist()], np.asarray(tag_scores).tolist()
+            if len(tag_names) != len(tag_values):
+                raise RuntimeError(f"{len(tag_names)} tags and {len(tag_values)} tag scores")
+            tags = tuple(map(ScoredTag, tag_names, tag_values))
         return Answer(movies, tags, rec.fallback, tuple(notes))
 
     # ---------------------------------------------------------------- similar
