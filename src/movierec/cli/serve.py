@@ -319,9 +319,11 @@ def train_in_background(dataset: str, mirror: Path | None, model_dir: Path) -> s
         "mirror": str(mirror) if mirror else None,
         "name": name,
         "model_dir": str(model_dir),
+        "progress": False,  # a log file is no terminal: per-epoch lines, no progress bars
     }
     code = (
-        "import json, sys\n"
+        "import json, logging, sys\n"
+        "logging.basicConfig(level=logging.INFO, format='%(asctime)s %(message)s', stream=sys.stdout)\n"
         "from movierec.cli.serve import train_default\n"
         "s = train_default(**json.loads(sys.argv[1]))\n"
         "print(f'trained in {s:.1f} s', flush=True)\n"
