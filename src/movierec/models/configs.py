@@ -47,6 +47,7 @@ class Setting:
     doc: str
 
 
+@functools.cache
 def _hints(cls: type) -> dict[str, Any]:
     return typing.get_type_hints(cls)
 
@@ -80,47 +81,42 @@ def _docs(cls: type) -> dict[str, str]:
     return out
 
 
-def _walk(cls: type, prefix: str = "") -> Iterator[Setting]:
+def _walk(cls: type, values: Any, prefix: str = "") -> Iterator[Setting]:
+    """The leaf settings of ``cls`` with their values in the instance ``values``."""
     hints = _hints(cls)
     docs = _docs(cls)
-    instance = cls()
     for f in dataclasses.fields(cls):
         tp = hints[f.name]
         path = f"{prefix}{f.name}"
         if _is_config(tp):
-            yield from _walk(tp, path + ".")
+            yield from _walk(tp, getattr(values, f.name), path + ".")
         else:
-            yield Setting(path, tp, getattr(instance, f.name), docs.get(f.name, ""))
+            yield Setting(path, tp, getattr(values, f.name), docs.get(f.name, ""))
 
 
 @functools.cache
 def setting_paths(cls: type) -> tuple[Setting, ...]:
     """Every leaf setting of config class ``cls``, in declaration order (defaults from ``cls()``;
     a nested config's defaults are the ones its parent's factory gives)."""
-    defaults = cls()
-    out = []
-    for s in _walk(cls):
-        value: Any = defaults
-        for part in s.path.split("."):
-            value = getattr(value, part)
-        out.append(dataclasses.replace(s, default=value))
-    return tuple(out)
+    return tuple(_walk(cls, cls()))
 
 
-def _sub_configs(cls: type, prefix: str = "") -> dict[str, type]:
-    out: dict[str, type] = {}
-    hints = _hints(cls)
-    for f in dataclasses.fields(cls):
-        if _is_config(hints[f.name]):
-            out[prefix + f.name] = hints[f.name]
-            out.update(_sub_configs(hints[f.name], prefix + f.name + "."))
-    return out
+@functools.cache
+def _paths(cls: type) -> tuple[str, ...]:
+    """Every dotted path of ``cls``: its leaf settings, then its nested configs."""
+    nested = [p for s in setting_paths(cls) for p in _prefixes(s.path)]
+    return tuple(s.path for s in setting_paths(cls)) + tuple(dict.fromkeys(nested))
+
+
+def _prefixes(path: str) -> list[str]:
+    parts = path.split(".")
+    return [".".join(parts[:i]) for i in range(1, len(parts))]
 
 
 def _resolve(cls: type, key: str) -> str:
     """The dotted path of ``key`` (a path, or a leaf name unique in the tree; a path is taken as
     it is, so a top-level field wins over a nested leaf of the same name)."""
-    paths = [s.path for s in setting_paths(cls)] + list(_sub_configs(cls))
+    paths = _paths(cls)
     if key in paths:
         return key
     found = [p for p in paths if p.rsplit(".", 1)[-1] == key]
@@ -218,7 +214,8 @@ def _set(config: Any, path: list[str], value: Any, full: str) -> Any:
     head = path[0]
     if len(path) > 1:
         return dataclasses.replace(config, **{head: _set(getattr(config, head), path[1:], value, full)})
-    tp = _hints(type(config))[head]
+    cls: type = type(config)
+    tp = _hints(cls)[head]
     if _is_config(tp):
         if isinstance(value, tp):
             return dataclasses.replace(config, **{head: value})
@@ -271,12 +268,8 @@ def describe(cls: type, defaults: Any | None = None) -> str:
     instance, when given: a model class may start from other values than ``cls()``) and
     documentation."""
     rows = []
-    for s in setting_paths(cls):
+    for s in setting_paths(cls) if defaults is None else _walk(cls, defaults):
         value = s.default
-        if defaults is not None:
-            value = defaults
-            for part in s.path.split("."):
-                value = getattr(value, part)
         default = json.dumps(value) if isinstance(value, str | bool) else repr(value)
         rows.append(
             f"{s.path} ({_type_name(s.type)}, default {default})" + (f"\n    {s.doc}" if s.doc else "")
