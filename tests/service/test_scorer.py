@@ -231,3 +231,22 @@ def test_answers_cross_the_process_boundary_unchanged() -> None:
     )
     back = pickle.loads(pickle.dumps([answer, answer], protocol=5))
     assert back == [answer, answer] and back[0].movies[1].reason is None
+
+
+def test_a_remembered_answer_is_one_object_for_the_garbage_collector() -> None:
+    """The engine's caches hold thousands of answers: their columns are tuples of numbers and
+    strings, which the collector stops tracking, so a full collection does not walk each
+    movie of each remembered answer (per-movie slots objects made the saturated p99 longer)."""
+    import gc
+
+    from movierec.serving import Answer
+
+    answer = Answer.from_columns(
+        [1, 2], [0.5, 0.25], ["because you liked X", None], ["heist"], [1.0], False, ("n",)
+    )
+    gc.collect()
+    columns = [getattr(answer, name) for name in Answer.FIELDS if name != "fallback"]
+    assert not any(gc.is_tracked(c) for c in columns)
+    assert [m.movie_id for m in answer.movies] == [1, 2] and answer.tags[0].tag == "heist"
+    with pytest.raises(ValueError, match="2 movies, 2 scores and 1 reasons"):
+        Answer.from_columns([1, 2], [0.5, 0.25], ["x"])

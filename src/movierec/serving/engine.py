@@ -39,7 +39,6 @@ from movierec.serving.answers import (
     Answer,
     AskedQuestion,
     ScoredMovie,
-    ScoredTag,
     SessionChange,
 )
 from movierec.serving.cache import LRUCache, RememberedScores
@@ -410,24 +409,24 @@ class Engine:
         assert self.model.movies is not None
         movie_ids = self.model.movies.id(rec.movies)
         reasons = self._explain.reasons(query, rec.movies, rec.fallback, sims)
-        # plain ints and floats in one call each, then one constructor per movie: the answer is
-        # built for every recommendation, and per-element numpy scalar conversions were most of it
-        ids, scores = movie_ids.tolist(), rec.movie_scores.tolist()
-        if not len(ids) == len(scores) == len(reasons):
-            raise RuntimeError(f"{len(ids)} movies, {len(scores)} scores and {len(reasons)} reasons")
-        movies = tuple(map(ScoredMovie, ids, scores, reasons))
+        # plain ints and floats in one call each: the answer is built for every recommendation,
+        # and per-element numpy scalar conversions were most of it
         if rec.tags.size:
             tag_idx, tag_scores = rec.tags, rec.tag_scores
         else:
             tag_idx, tag_scores = self._explain.tags_from_movies(rec.movies, query, n_tags)
-        tags: tuple[ScoredTag, ...] = ()
+        tag_names: list[str] = []
+        tag_values: list[float] = []
         if self.model.tags is not None and tag_idx.size:
-            names = self.model.tags.id(tag_idx)
-            tag_names, tag_values = [str(t) for t in names.tolist()], np.asarray(tag_scores).tolist()
-            if len(tag_names) != len(tag_values):
-                raise RuntimeError(f"{len(tag_names)} tags and {len(tag_values)} tag scores")
-            tags = tuple(map(ScoredTag, tag_names, tag_values))
-        return Answer(movies, tags, rec.fallback, tuple(notes))
+            tag_names = [str(t) for t in self.model.tags.id(tag_idx).tolist()]
+            tag_values = np.asarray(tag_scores).tolist()
+        try:
+            return Answer.from_columns(
+                movie_ids.tolist(), rec.movie_scores.tolist(), reasons, tag_names, tag_values,
+                rec.fallback, notes,
+            )  # fmt: skip
+        except ValueError as exc:
+            raise RuntimeError(f"inconsistent answer: {exc}") from exc
 
     # ---------------------------------------------------------------- similar
     def similar(self, movie_id: int, n: int = 12) -> tuple[ScoredMovie, ...]:

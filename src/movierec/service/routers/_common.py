@@ -82,10 +82,12 @@ async def recommendations_out(
     tags, and the server's time since ``start`` (``time.perf_counter()``; default: now)."""
     start = time.perf_counter() if start is None else start
     rec = await recommendations_for(v, state, n, n_tags)
-    extra = {m.movie_id: {"score": m.score, "reason": m.reason} for m in rec.movies}
+    extra = {
+        m: {"score": s, "reason": r} for m, s, r in zip(rec.movie_ids, rec.scores, rec.reasons, strict=True)
+    }
     return RecommendationsOut(
-        movies=cards(v, [m.movie_id for m in rec.movies], extra),
-        tags=[Tag(tag=t.tag, score=t.score) for t in rec.tags],
+        movies=cards(v, list(rec.movie_ids), extra),
+        tags=[Tag(tag=t, score=s) for t, s in zip(rec.tag_names, rec.tag_scores, strict=True)],
         fallback=rec.fallback,
         notes=list(rec.notes),
         elapsed_ms=round((time.perf_counter() - start) * 1000, 2),
