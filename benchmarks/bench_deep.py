@@ -62,13 +62,18 @@ from movierec.models.base import Query, Recommender
 from movierec.models.registry import UnknownModelError, create
 from movierec.settings import Settings
 from movierec.topn import top_n
+from surprise_adapter import ALGORITHMS, SurpriseRating
 
 RATING_MODELS = ("mlp-reg", "mlp-clf", "mf")
 TOPN_MODELS = ("pop", "gmf", "mlp", "neumf", "neumf-nopre")
 
 #: --seeds mode: models per protocol (variants: ``neumf-nopre``, ``gmf-explicit``, ``neumf-explicit``)
-SEED_RATING_MODELS = ("mlp-reg", "mlp-clf", "gmf-explicit", "mf")
-SEED_TOPN_MODELS = ("neumf", "neumf-nopre", "mf", "ease", "als", "pop")
+SEED_RATING_MODELS = (
+    "autorec", "mlp-reg", "mlp-clf", "gmf-explicit", "mf", "surprise-svdpp", "surprise-knnbaseline",
+)  # fmt: skip
+SEED_TOPN_MODELS = ("multvae", "recvae", "neumf", "neumf-nopre", "mf", "ease", "als", "pop")
+#: the model every other is compared with, seed by seed, per protocol (the classical best)
+PAIRED_REFERENCE = {"rating": "mf", "topn": "ease"}
 #: the headline metric per protocol (a lower value is better for rating errors)
 HEADLINE = {"rating": ("rmse", "mae"), "topn": ("ndcg@10", "recall@10")}
 #: variant name -> (registered model, config overrides)
@@ -228,9 +233,9 @@ def run_seed(protocol: str, name: str, seed: int, prepared: Prepared, threads: i
     proto = get_protocol(protocol)
     base, overrides = VARIANTS.get(name, (name, {}))
     overrides = dict(overrides)
-    if base not in _NO_TORCH:
+    if base not in _NO_TORCH and base not in ALGORITHMS:
         overrides["threads"] = threads
-    model = create(base, **overrides)
+    model = SurpriseRating(algorithm=name) if name in ALGORITHMS else create(base, **overrides)
     result = run_protocol(
         model,
         proto,
@@ -313,6 +318,17 @@ def print_seed_summary(rows: list[dict[str, Any]]) -> None:
                 f"{_num(np.mean([r['s_per_epoch'] for r in rs]), 8, 2)} {np.mean([r['fit_s'] for r in rs]):7.1f} "
                 f"{np.mean([r['examples_per_s'] for r in rs]):9.0f}"
             )
+        ref = PAIRED_REFERENCE[protocol]
+        by_seed = {r["seed"]: r["metrics"][m1] for r in mine if r["model"] == ref}
+        if by_seed:
+            sign = "lower" if protocol == "rating" else "higher"
+            print(
+                f"\n== {protocol}: paired difference of {m1} against {ref} on the same seeds ({sign} is better)"
+            )
+            for name, _, rs in sorted(summary, key=better):
+                diffs = [r["metrics"][m1] - by_seed[r["seed"]] for r in rs if r["seed"] in by_seed]
+                if name != ref and diffs:
+                    print(f"{name:<15} {len(diffs):2d} {_mean_ci(diffs):>17}")
 
 
 def run_seeds(

@@ -11,6 +11,10 @@ model      protocol    selected on
 mlp-reg    rating      RMSE on a random 10 % of the *training* rows
 mlp-clf    rating      RMSE (expected rating) on a random 10 % of the training rows
 neumf      topn        NDCG@10, full ranking, per-user 20 % of the training rows
+autorec    rating      RMSE on a random 10 % of the training rows
+sparsefc   rating      RMSE on a random 10 % of the training rows
+multvae    topn        NDCG@10, full ranking, per-user 20 % of the training rows
+recvae     topn        NDCG@10, full ranking, per-user 20 % of the training rows
 =========  ==========  ============================================================
 
 The outer split is the one the harness makes for ``--seed`` (child seed
@@ -24,9 +28,10 @@ Trial 0 of every model is its current default; trial ``i >= 1`` draws each
 setting independently from the model's grid with ``default_rng([seed, crc32(model), i])``,
 so a search can be extended (``--trials 10`` after ``--trials 6``) or resumed:
 trials already in ``--log`` (JSON lines) are not run again, and the table is
-printed from the log. Rating models are fitted with the validation part for
-early stopping (its score is cheap), so a trial also gives the best epoch count;
-``neumf``'s full ranking is too costly per epoch, so its epochs are searched.
+printed from the log. Rating models and the autoencoders (``multvae``, ``recvae``: one
+forward pass ranks every validation user) are fitted with the validation part for early
+stopping (its score is cheap), so a trial also gives the best epoch count; ``neumf``'s full
+ranking is too costly per epoch, so its epochs are searched.
 """
 
 from __future__ import annotations
@@ -57,7 +62,21 @@ TASKS: dict[str, tuple[str, str, bool, float]] = {
     "mlp-reg": ("rating", "rmse", True, 0.1),
     "mlp-clf": ("rating", "rmse", True, 0.1),
     "neumf": ("topn", "ndcg@10", False, 0.2),
+    "autorec": ("rating", "rmse", True, 0.1),
+    "sparsefc": ("rating", "rmse", True, 0.1),
+    "multvae": ("topn", "ndcg@10", False, 0.2),
+    "recvae": ("topn", "ndcg@10", False, 0.2),
+    # classical references on the same validation part (their defaults only: trial 0)
+    "mf": ("rating", "rmse", True, 0.1),
+    "ease": ("topn", "ndcg@10", False, 0.2),
 }
+
+#: models without torch threads to set
+CLASSICAL = ("mf", "ease")
+
+#: top-N models whose validation is cheap (one forward pass per user): they get the
+#: validation part for early stopping, as the rating models do, so a trial gives the best epoch
+EARLY_STOPPED_TOPN = ("multvae", "recvae")
 
 #: model -> setting -> choices of the random search
 GRIDS: dict[str, dict[str, list[Any]]] = {
@@ -81,6 +100,37 @@ GRIDS: dict[str, dict[str, list[Any]]] = {
         "lr": [1e-3, 2e-3, 5e-3],
         "epochs": [3, 5, 8],
     },
+    "autorec": {
+        "hidden": [100, 200, 500],
+        "l2": [10.0, 30.0, 100.0],
+        "lr": [1e-4, 3e-4, 1e-3],
+        "batch_size": [64, 128, 256],
+        "dropout": [0.0, 0.25, 0.5],
+    },
+    "sparsefc": {
+        "hidden": [200, 500],
+        "l2": [10.0, 30.0, 100.0],
+        "kernel_l2": [0.001, 0.006, 0.03, 0.1],
+        "lr": [3e-4, 1e-3],
+        "batch_size": [64, 128, 256],
+        "dropout": [0.0, 0.25, 0.5],
+    },
+    "multvae": {
+        "hidden": [300, 600],
+        "latent": [50, 100, 200],
+        "dropout": [0.3, 0.5, 0.7],
+        "beta": [0.1, 0.2, 0.5],
+        "lr": [5e-4, 1e-3, 3e-3],
+        "batch_size": [16, 64],
+    },
+    "recvae": {
+        "hidden": [300, 600],
+        "latent": [50, 100, 200],
+        "dropout": [0.3, 0.5, 0.7],
+        "gamma": [0.002, 0.005, 0.01, 0.03],
+        "lr": [2e-4, 5e-4, 1e-3],
+        "batch_size": [16, 64],
+    },
 }
 
 #: fixed settings while searching: the epoch cap for early-stopped rating models
@@ -88,6 +138,12 @@ FIXED: dict[str, dict[str, Any]] = {
     "mlp-reg": {"epochs": 15, "patience": 3},
     "mlp-clf": {"epochs": 15, "patience": 3},
     "neumf": {},
+    "autorec": {"epochs": 200, "patience": 10},
+    "sparsefc": {"epochs": 200, "patience": 10},
+    "multvae": {"epochs": 200, "patience": 15},
+    "recvae": {"epochs": 60, "patience": 6},
+    "mf": {},
+    "ease": {},
 }
 
 #: child seeds: [seed, 0] is the harness's split, [seed, 1] its fits, [seed, 2] its bootstrap
@@ -98,6 +154,8 @@ def trial_settings(model: str, seed: int, trial: int) -> dict[str, Any]:
     """Settings of ``trial`` (0: the defaults, i.e. ``{}``) drawn from :data:`GRIDS`."""
     if trial == 0:
         return {}
+    if not GRIDS.get(model):
+        raise ValueError(f"{model} has no search grid: only its defaults (trial 0) are scored")
     rng = np.random.default_rng([seed, zlib.crc32(model.encode()), trial])
     out = {k: v[int(rng.integers(len(v)))] for k, v in GRIDS[model].items()}
     return out
@@ -129,7 +187,7 @@ def inner_split(data: Dataset, model: str, seed: int) -> Prepared:
         data=outer.train,
         train=fit,
         test=valid,
-        valid=valid if protocol == "rating" else None,
+        valid=valid if protocol == "rating" or model in EARLY_STOPPED_TOPN else None,
         users=np.unique(valid.user).astype(np.int64),
         split=f"{outer.split}, then {share:.0%} of train for validation",
     )
@@ -153,7 +211,9 @@ def run_trial(
     """Fit and score one trial; a JSON-able row for the log."""
     protocol, metric, lower, _ = TASKS[model_name]
     settings = trial_settings(model_name, seed, trial)
-    overrides = {**FIXED[model_name], **_expand(model_name, settings), "threads": threads}
+    overrides = {**FIXED[model_name], **_expand(model_name, settings)}
+    if model_name not in CLASSICAL:
+        overrides["threads"] = threads
     model = create(model_name, **overrides)
     result: Result = run(
         model,
@@ -250,7 +310,7 @@ def main() -> None:
     rows = list(done)
     for model in models:
         prepared = inner_split(data, model, args.seed)
-        for trial in range(args.trials):
+        for trial in range(args.trials if GRIDS.get(model) else 1):
             if (model, trial) in have:
                 continue
             start = time.perf_counter()

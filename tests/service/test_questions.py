@@ -251,3 +251,46 @@ def test_the_cli_similar_is_the_movie_views_similar(tmp_path: Path, tiny_folder:
         app, ["similar", "No Such Film", "--model", str(tmp_path / "ease"), "--dataset", str(tiny_folder)]
     )
     assert r.exit_code != 0 and "Traceback" not in r.output
+
+
+def test_the_cli_similar_in_the_models_embedding_space(tmp_path: Path, tiny_folder: Path) -> None:
+    """`movierec similar TITLE --space embedding`: the nearest movies by the cosine of the
+    model's own movie vectors (mf's factors here), as ``nearest_movies`` gives them, in the
+    same text format as the page's space; a model without movie vectors (item-kNN) is one
+    clear line naming it, exit code 2."""
+    import json
+
+    from typer.testing import CliRunner
+
+    from movierec.cli import app
+    from movierec.data.load import load_dataset
+    from movierec.models.artifacts import load_model, save_model
+    from movierec.models.registry import create
+    from movierec.serving import nearest_movies
+
+    data = load_dataset(str(tiny_folder), Settings(home=tmp_path / "home"))
+    save_model(create("mf", factors=4, iterations=3).fit(data), tmp_path / "mf")
+    save_model(create("itemknn").fit(data), tmp_path / "itemknn")
+    args = ["similar", "The Matrix", "--dataset", str(tiny_folder), "-n", "5", "--model"]
+    r = CliRunner().invoke(app, [*args, str(tmp_path / "mf"), "--space", "embedding", "--json"])
+    assert r.exit_code == 0, r.output
+    cli = json.loads(r.output)
+    assert cli["model"] == "mf" and cli["space"] == "embedding" and len(cli["similar"]) == 5
+    model = load_model(tmp_path / "mf")
+    assert model.movies is not None
+    want = nearest_movies(model, model.movies.index_one(cli["movie_id"]), 5)
+    assert [(m["movie_id"], m["score"]) for m in cli["similar"]] == [(f.movie_id, f.score) for f in want]
+    assert cli["movie_id"] not in [m["movie_id"] for m in cli["similar"]]
+    assert all(m["title"] for m in cli["similar"])
+    page = json.loads(CliRunner().invoke(app, [*args, str(tmp_path / "mf"), "--json"]).output)
+    assert page["space"] == "page" and len(page["similar"]) == 5
+    text = CliRunner().invoke(app, [*args, str(tmp_path / "mf"), "--space", "embedding"])
+    lines = text.output.splitlines()
+    assert text.exit_code == 0 and lines[0].endswith("by mf:") and len(lines) == 6
+    assert [line.split(". ", 1)[1] for line in lines[1:]] == [m["title"] for m in cli["similar"]]
+    assert lines[1].startswith("  1. ")
+    r = CliRunner().invoke(app, [*args, str(tmp_path / "itemknn"), "--space", "embedding"])
+    assert r.exit_code == 2 and "Traceback" not in r.output
+    assert "'itemknn' has no movie embeddings" in " ".join(r.output.split())
+    r = CliRunner().invoke(app, [*args, str(tmp_path / "mf"), "--space", "nowhere"])
+    assert r.exit_code == 2

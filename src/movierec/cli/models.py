@@ -7,7 +7,7 @@ import time
 from collections.abc import Iterator
 from contextlib import AbstractContextManager, contextmanager, nullcontext
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 import numpy as np
 import pandas as pd
@@ -315,12 +315,23 @@ def similar(
         str | None,
         typer.Option("--dataset", "-d", help="Data set (default: the one the model was trained on)."),
     ] = None,
+    space: Annotated[
+        Literal["page", "embedding"],
+        typer.Option(
+            "--space",
+            help="page: the page's similar movies (the model's neighbours blended with shared "
+            "tags); embedding: the cosine of the model's own movie vectors (mf, als, the "
+            "neural and sequence models, content).",
+        ),
+    ] = "page",
     mirror: MirrorOpt = None,
     json_out: JsonOpt = False,
 ) -> None:
     """The movies a trained model puts nearest to one movie: the page's "similar movies"
     (the model's own neighbours, else its scores for a session of that one like, blended with
-    shared tags)."""
+    shared tags), or with --space embedding the nearest in the model's own embedding space."""
+    from movierec.serving import nearest_movies
+
     model_dir = model_dir or settings(mirror).home / "models" / "default"
     with page_engine(model_dir, dataset, mirror) as (data, conn, engine):
         movie = _resolve_movies(conn, [title], data)[0]
@@ -329,12 +340,20 @@ def similar(
         raise typer.BadParameter(
             f"model {model_dir} does not know {data.movie_info.at[movie, 'display_title']}"
         )
-    found = engine.similar(movie_id, n)
+    if space == "embedding":
+        model = engine.model
+        assert model.movies is not None  # a loaded model has its vocabularies
+        try:
+            found = nearest_movies(model, model.movies.index_one(movie_id), n)
+        except ValueError as exc:
+            raise typer.BadParameter(f"{exc}; use --space page", param_hint="--space") from exc
+    else:
+        found = engine.similar(movie_id, n)
     rows = [
         {"movie_id": f.movie_id, "title": engine.movie_label(f.movie_id), "score": f.score} for f in found
     ]
     if json_out:
-        echo_json({"movie_id": movie_id, "model": engine.model.name, "similar": rows})
+        echo_json({"movie_id": movie_id, "model": engine.model.name, "space": space, "similar": rows})
         return
     typer.echo(f"like {engine.movie_label(movie_id)}, by {engine.model.name}:")
     for k, r in enumerate(rows, 1):

@@ -74,11 +74,15 @@ def low_rank_ratings(
     return data, np.clip(truth, scale.low, scale.high)
 
 
-def checkerboard(n_users: int, n_movies: int, density: float, rng: np.random.Generator) -> Dataset:
-    """Users with even index like (rate 4-5) even movies, odd users odd movies; nothing across."""
+def checkerboard(
+    n_users: int, n_movies: int, density: float, rng: np.random.Generator, n_groups: int = 2
+) -> Dataset:
+    """Users with even index like (rate 4-5) even movies, odd users odd movies; nothing across.
+
+    ``n_groups`` > 2: user ``u`` rates movies ``m`` with ``m % n_groups == u % n_groups``."""
     users = np.repeat(np.arange(n_users), n_movies)
     movies = np.tile(np.arange(n_movies), n_users)
-    keep = (users % 2 == movies % 2) & (rng.random(users.size) < density)
+    keep = (users % n_groups == movies % n_groups) & (rng.random(users.size) < density)
     users, movies = users[keep], movies[keep]
     ratings = pd.DataFrame(
         {

@@ -98,6 +98,10 @@ class ALS(Recommender):
         """``(n_movies, factors)`` float32."""
         return np.asarray(self._require().item_factors, np.float32)
 
+    def movie_embeddings(self) -> np.ndarray:
+        """The movie factors, float32 ``(n_movies, factors)`` (a copy of :attr:`item_factors`)."""
+        return np.array(self.item_factors, np.float32)
+
     def score_users(self, users: np.ndarray) -> np.ndarray:
         u = np.asarray(users, np.int64)
         uf = self.user_factors

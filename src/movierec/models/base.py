@@ -337,6 +337,19 @@ class Recommender(ABC):
         """A short reason per recommended movie index, ``None`` where the model has none."""
         return [None] * len(movies)
 
+    def movie_embeddings(self) -> np.ndarray | None:
+        """The model's own movie vectors, float32 ``(n_movies, d)``, row ``i`` for movie *index*
+        ``i``: the space in which its neighbours are measured, by cosine
+        (:func:`movierec.serving.similar.nearest_movies`); ``None`` (the default) for a model
+        without any (popularity, item / user kNN, EASE, transitions, the hybrid). A fresh
+        array: changing it leaves the model alone.
+
+        Not the sequence models' ``item_vectors`` (their output head, with its bias, for
+        maximum-inner-product retrieval). Raises :class:`NotFittedError` before ``fit``/load
+        in a model that has them.
+        """
+        return None
+
     # -------------------------------------------------------------- persistence
     @abstractmethod
     def state(self) -> dict[str, np.ndarray]:

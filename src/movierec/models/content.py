@@ -137,6 +137,10 @@ class ContentRecommender(Recommender):
             raise NotFittedError(f"{self.name}: fit or load the model first")
         return self.movie_emb
 
+    def movie_embeddings(self) -> np.ndarray:
+        """The movies' unit-length text embeddings, float32 ``(n_movies, dim)`` (a copy)."""
+        return np.array(self._emb(), np.float32)
+
     # ---------------------------------------------------------------- scoring
     def taste(self, query: Query) -> np.ndarray | None:
         """The query's taste vector, float32 ``(dim,)`` (unit norm), or ``None`` if it says nothing."""

@@ -16,6 +16,7 @@ import numpy as np
 import scipy.sparse as sp
 
 from movierec.data.dataset import Dataset
+from movierec.data.ratings import RatingScale
 from movierec.models.base import DISLIKE, LIKE, CannotScoreError, NotFittedError, Query, Recommender
 
 __all__ = ["BiasedMF", "BiasedMFConfig"]
@@ -77,6 +78,57 @@ def _half_step(
         g[:, 0, 0] += bias_reg
         out[start:stop] = np.linalg.solve(g, rhs[start:stop, :, None])[:, :, 0]
     return out[:, 0], out[:, 1:]
+
+
+def check_pairs(
+    users: np.ndarray, movies: np.ndarray, n_users: int, n_movies: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """User and movie *indices* ``(n,)`` as int64: ``ValueError`` if their shapes differ,
+    ``IndexError`` if one is outside ``0..n_users - 1`` / ``0..n_movies - 1``."""
+    u = np.asarray(users, np.int64)
+    m = np.asarray(movies, np.int64)
+    if u.shape != m.shape:
+        raise ValueError(f"users and movies must have the same shape, got {u.shape} and {m.shape}")
+    for arr, n, what in ((u, n_users, "user"), (m, n_movies, "movie")):
+        if arr.size and (arr.min() < 0 or arr.max() >= n):
+            raise IndexError(f"{what} index out of range 0..{n - 1}")
+    return u, m
+
+
+def clip_to_scale(pred: np.ndarray, scale: RatingScale | None) -> np.ndarray:
+    """``pred`` clipped to the rating scale (unchanged without one), float32."""
+    if scale is not None:
+        pred = np.clip(pred, scale.low, scale.high)
+    return np.asarray(pred, np.float32)
+
+
+def ridge_fold_in(
+    query: Query,
+    factors: np.ndarray,
+    base: np.ndarray,
+    scale: RatingScale | None,
+    reg: float,
+    bias_reg: float,
+) -> tuple[float, np.ndarray]:
+    """A new session's bias and factor offsets ``(k,)`` float64, with the movies' factors fixed.
+
+    ``factors`` ``(n, k)``: the factors of the query's ``n`` movies; ``base`` ``(n,)``: what
+    the model predicts for them before the session says anything. The target of a movie is the
+    query's explicit rating where given, else the scale's top for a like, its bottom for a
+    dislike and ``base`` for "seen"; the offsets are the ridge solution of ``target - base`` on
+    ``[1, factors]``, the bias penalised by ``bias_reg``, the factors by ``reg`` times ``n``.
+    """
+    if query.movies.size == 0:
+        raise CannotScoreError("a session needs at least one movie")
+    hi = scale.high if scale is not None else 5.0
+    lo = scale.low if scale is not None else 1.0
+    y = np.where(query.feedback == LIKE, hi, np.where(query.feedback == DISLIKE, lo, base))
+    y = np.where(np.isnan(query.ratings), y, query.ratings).astype(np.float64)
+    f = np.hstack([np.ones((factors.shape[0], 1)), np.asarray(factors, np.float64)])
+    penalty = np.full(f.shape[1], reg * factors.shape[0])
+    penalty[0] = bias_reg
+    x = np.linalg.solve(f.T @ f + np.diag(penalty), f.T @ (y - base))
+    return float(x[0]), x[1:]
 
 
 class BiasedMF(Recommender):
@@ -141,20 +193,9 @@ class BiasedMF(Recommender):
     def predict(self, users: np.ndarray, movies: np.ndarray) -> np.ndarray:
         """Ratings of user *indices* ``(n,)`` for movie *indices* ``(n,)``, float32, clipped to the scale."""
         self._require()
-        u = np.asarray(users, np.int64)
-        m = np.asarray(movies, np.int64)
-        if u.shape != m.shape:
-            raise ValueError(f"users and movies must have the same shape, got {u.shape} and {m.shape}")
-        for arr, n, what in ((u, self._p.shape[0], "user"), (m, self._q.shape[0], "movie")):
-            if arr.size and (arr.min() < 0 or arr.max() >= n):
-                raise IndexError(f"{what} index out of range 0..{n - 1}")
+        u, m = check_pairs(users, movies, self._p.shape[0], self._q.shape[0])
         pred = self._mu[0] + self._bu[u] + self._bi[m] + np.einsum("nk,nk->n", self._p[u], self._q[m])
-        return self._clip(pred)
-
-    def _clip(self, pred: np.ndarray) -> np.ndarray:
-        if self.scale is not None:
-            pred = np.clip(pred, self.scale.low, self.scale.high)
-        return np.asarray(pred, np.float32)
+        return clip_to_scale(pred, self.scale)
 
     def score_users(self, users: np.ndarray) -> np.ndarray:
         """Predicted ratings (not clipped, so that ranking keeps its order) of every movie
@@ -169,20 +210,9 @@ class BiasedMF(Recommender):
     def fold_in(self, query: Query) -> tuple[float, np.ndarray]:
         """Bias and factors ``(factors,)`` float64 of a new session (see the class docstring)."""
         self._require()
-        if query.movies.size == 0:
-            raise CannotScoreError(f"{self.name}: a session needs at least one movie")
-        cfg = self.config
-        hi = self.scale.high if self.scale is not None else 5.0
-        lo = self.scale.low if self.scale is not None else 1.0
         m = query.movies
-        base = self._mu[0] + self._bi[m]
-        y = np.where(query.feedback == LIKE, hi, np.where(query.feedback == DISLIKE, lo, base))
-        y = np.where(np.isnan(query.ratings), y, query.ratings).astype(np.float64)
-        f = np.hstack([np.ones((m.size, 1)), self._q[m].astype(np.float64)])
-        reg = np.full(f.shape[1], cfg.reg * m.size)
-        reg[0] = cfg.bias_reg
-        x = np.linalg.solve(f.T @ f + np.diag(reg), f.T @ (y - base))
-        return float(x[0]), x[1:]
+        cfg = self.config
+        return ridge_fold_in(query, self._q[m], self._mu[0] + self._bi[m], self.scale, cfg.reg, cfg.bias_reg)
 
     def score(self, queries: Sequence[Query]) -> np.ndarray:
         self._require()
@@ -195,6 +225,11 @@ class BiasedMF(Recommender):
                 b, x = self.fold_in(q)
                 out[i] = self._mu[0] + b + self._bi + self._q @ x.astype(np.float32)
         return out
+
+    def movie_embeddings(self) -> np.ndarray:
+        """The movie factors ``q``, float32 ``(n_movies, factors)`` (a copy)."""
+        self._require()
+        return self._q.copy()
 
     # ------------------------------------------------------------ persistence
     def state(self) -> dict[str, np.ndarray]:

@@ -226,6 +226,10 @@ class _NeuMFNet(PairNet):
     def user_repr(self, users: torch.Tensor) -> torch.Tensor:
         return torch.cat([self.gmf.user_repr(users), self.mlp.user_repr(users)], dim=1)
 
+    def movie_vectors(self) -> torch.Tensor:
+        """The GMF and the MLP movie embeddings side by side, ``(n_movies, factors + mlp_layers[0] // 2)``."""
+        return torch.cat([self.gmf.movie_vectors(), self.mlp.movie_vectors()], dim=1)
+
     def forward_repr(self, urep: torch.Tensor, movies: torch.Tensor) -> torch.Tensor:
         g = self.gmf.last(urep[:, : self.factors], movies)
         m = self.mlp.last(urep[:, self.factors :], movies)

@@ -76,6 +76,14 @@ class PairNet(nn.Module):
     def forward(self, users: torch.Tensor, movies: torch.Tensor) -> torch.Tensor:
         return self.forward_repr(self.user_repr(users), movies)
 
+    def movie_vectors(self) -> torch.Tensor:
+        """The network's own movie vectors ``(n_movies, D)``: its ``movie_emb`` table's weights;
+        a network with several movie tables overrides it (side by side)."""
+        emb = getattr(self, "movie_emb", None)
+        if not isinstance(emb, nn.Embedding):
+            raise NotImplementedError(f"{type(self).__name__} has no movie_emb table")
+        return emb.weight
+
     def all_user_reprs(self) -> torch.Tensor:
         """Representations of every training user, ``(n_users, R)``."""
         n = self.n_users
@@ -237,6 +245,14 @@ class PairRecommender(Recommender):
             raise IndexError(f"user index out of range 0..{n_users - 1}")
         if m.numel() and (int(m.min()) < 0 or int(m.max()) >= self.n_movies):
             raise IndexError(f"movie index out of range 0..{self.n_movies - 1}")
+
+    def movie_embeddings(self) -> np.ndarray:
+        """The network's movie embedding table(s), float32 ``(n_movies, D)`` (a copy; see
+        :meth:`PairNet.movie_vectors`)."""
+        self._check_fitted()
+        with torch.no_grad():
+            w = self.net.movie_vectors()
+        return w.detach().cpu().numpy().astype(np.float32)
 
     # -------------------------------------------------------------- scoring
     def score_users(self, users: np.ndarray) -> np.ndarray:

@@ -6,7 +6,8 @@
                   catalogue view built one way (:meth:`Engine.from_rows`)
 ``catalogue``     that catalogue view: per-movie arrays, tag weights, titles, cards
 ``questions``     the engine's questions and their answers in ids and words
-``similar``       movies similar to one movie
+``similar``       movies similar to one movie: the page's blend, or the model's own
+                  embedding space (:func:`nearest_movies`)
 ``answers``       the typed answers (frozen dataclasses)
 ``session``       what the engine reads of a session; filters and answers' changes
 ``explain``       reasons and tag suggestions
@@ -33,6 +34,7 @@ from movierec.serving.session import (
     filters_from_dict,
     session_key,
 )
+from movierec.serving.similar import nearest_movies
 
 __all__ = [
     "ANN_MIN_MOVIES",
@@ -51,6 +53,7 @@ __all__ = [
     "change_items",
     "changed_filters",
     "filters_from_dict",
+    "nearest_movies",
     "query_key",
     "session_key",
 ]

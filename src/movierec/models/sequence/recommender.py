@@ -314,6 +314,15 @@ class SequenceLSTM(Recommender):
             w = torch.cat([net.movie_head.weight, net.movie_head.bias.unsqueeze(1)], dim=1)
         return w.numpy().astype(np.float32)
 
+    def movie_embeddings(self) -> np.ndarray:
+        """The network's input movie embeddings (what a step of a session reads), float32
+        ``(n_movies, embed_dim)``, without the start and padding rows; not the output head
+        (:meth:`item_vectors`). :meth:`explain` measures its cosines in this space."""
+        net = self._net()
+        with torch.no_grad():
+            w = net.movie_emb.weight[: self.n_movies]
+        return w.detach().cpu().numpy().astype(np.float32)
+
     def explain(self, query: Query, movies: np.ndarray) -> list[str | None]:
         """``"because you liked {movie:<index>}"``: the session's liked movie whose
         embedding is most similar (cosine) to each recommended movie index; ``None`` without likes."""
