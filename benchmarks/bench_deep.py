@@ -34,6 +34,15 @@ summary covers every logged run of the requested seeds and models (start a
 new log after changing a model's defaults)::
 
     .venv/bin/python benchmarks/bench_deep.py --seeds 0,1,2 --log deep.jsonl --only topn
+
+ml-100k's canonical ``u1`` split, where the data is at hand (it cannot be shipped: the
+licence forbids it)::
+
+    .venv/bin/python benchmarks/bench_deep.py --data-path ~/ml-100k --split u1 --seeds 0,1,2 \
+        --only rating --rating-models autorec,sparsefc,mf,surprise-svdpp,surprise-knnbaseline
+
+Surprise's models (``surprise-svd``, ``surprise-svdpp``, ``surprise-knnbaseline``) need the
+``bench`` extra (``pip install -e '.[bench]'``).
 """
 
 from __future__ import annotations
@@ -53,6 +62,7 @@ from threadpoolctl import threadpool_limits
 
 from movierec.data.dataset import Dataset
 from movierec.data.load import load_dataset
+from movierec.data.movielens import load_folder
 from movierec.data.splits import per_user_holdout, random_holdout
 from movierec.evaluation import metrics as M
 from movierec.evaluation.protocols import Prepared, Protocol, get_protocol
@@ -337,8 +347,12 @@ def run_seeds(
     plan: dict[str, list[str]],
     threads: int,
     log: Path | None,
+    split: str | None = None,
 ) -> None:
-    """Run every (protocol, model, seed) of ``plan`` not yet in ``log`` and print the summary."""
+    """Run every (protocol, model, seed) of ``plan`` not yet in ``log`` and print the summary.
+
+    ``split``: an ml-100k canonical split (``u1``..``u5``, ``ua``, ``ub``) instead of the
+    seeded one; the seeds then vary only the fits."""
     logged = (
         [json.loads(x) for x in log.read_text().splitlines() if x.strip()] if log and log.exists() else []
     )
@@ -354,7 +368,7 @@ def run_seeds(
             todo = [n for n in names if (protocol, n, seed) not in done]
             if not todo:
                 continue
-            prepared = get_protocol(protocol).prepare(data, np.random.default_rng([seed, 0]))
+            prepared = get_protocol(protocol).prepare(data, np.random.default_rng([seed, 0]), split=split)
             for name in todo:
                 new = run_seed(protocol, name, seed, prepared, threads)
                 for r in new:
@@ -375,6 +389,13 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--mirror", type=Path, default=Path("/work/shared/data/movielens"))
     ap.add_argument("--dataset", default="ml-latest-small")
+    ap.add_argument(
+        "--data-path",
+        type=Path,
+        default=None,
+        help="an unpacked MovieLens folder of any layout (e.g. ml-100k) instead of --dataset",
+    )
+    ap.add_argument("--split", default=None, help="with --seeds: an ml-100k canonical split (u1..u5, ua, ub)")
     ap.add_argument("--only", choices=("rating", "topn"))
     ap.add_argument("--models", default="")
     ap.add_argument(
@@ -390,15 +411,20 @@ def main() -> None:
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     threadpool_limits(args.threads)
-    with tempfile.TemporaryDirectory() as home:
-        data = load_dataset(args.dataset, Settings(home=Path(home), mirror=args.mirror), with_metadata=False)
+    if args.data_path is not None:
+        data = load_folder(args.data_path)
+    else:
+        with tempfile.TemporaryDirectory() as home:
+            data = load_dataset(
+                args.dataset, Settings(home=Path(home), mirror=args.mirror), with_metadata=False
+            )
     if args.seeds:
         plan = {
             p: [m for m in ms.split(",") if m]
             for p, ms in (("rating", args.rating_models), ("topn", args.topn_models))
             if args.only in (None, p)
         }
-        run_seeds(data, [int(x) for x in args.seeds.split(",")], plan, args.threads, args.log)
+        run_seeds(data, [int(x) for x in args.seeds.split(",")], plan, args.threads, args.log, args.split)
         return
     chosen = [m for m in args.models.split(",") if m]
     if args.only != "topn":

@@ -101,11 +101,11 @@ GRIDS: dict[str, dict[str, list[Any]]] = {
         "epochs": [3, 5, 8],
     },
     "autorec": {
-        "hidden": [100, 200, 500],
-        "l2": [10.0, 30.0, 100.0],
-        "lr": [1e-4, 3e-4, 1e-3],
-        "batch_size": [64, 128, 256],
-        "dropout": [0.0, 0.25, 0.5],
+        "hidden": [50, 100, 150],
+        "l2": [20.0, 30.0, 50.0],
+        "lr": [3e-4, 1e-3],
+        "batch_size": [64, 128],
+        "dropout": [0.4, 0.5, 0.6, 0.7],
     },
     "sparsefc": {
         "hidden": [200, 500],
