@@ -72,8 +72,10 @@ class AutoRecConfig:
     #: learn the residuals of the baseline ``mu + b_u + b_i`` (regularised means) instead of
     #: the raw ratings: a movie with few ratings then falls back to its baseline
     residual: bool = True
-    #: shrinkage of the baseline's user and movie biases (a count added to the denominator)
-    bias_reg: float = 10.0
+    #: shrinkage of the baseline's user and movie biases (a count added to the denominator);
+    #: validation RMSE, seeds 0 / 1: 2 → 0.847 / 0.841, 5 → 0.846 / 0.840, 10 → 0.847 / 0.841,
+    #: 25 → 0.849 / 0.842, 50 → 0.850 / 0.844
+    bias_reg: float = 5.0
     #: share of a movie's observed ratings hidden from its input while training (they are
     #: still predicted: a denoising autoencoder); 0 trains on the full columns
     dropout: float = 0.5
@@ -378,6 +380,7 @@ class SparseFCConfig(AutoRecConfig):
 
     hidden: int = 200
     layers: int = 2
+    bias_reg: float = 10.0
     kernel_dim: int = 5
     kernel_l2: float = 0.001
     dropout: float = 0.25
