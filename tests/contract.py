@@ -13,10 +13,11 @@ The synthetic data sets are built once per module; nothing touches the network.
 
 from __future__ import annotations
 
+import hashlib
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import ClassVar
+from typing import Any, ClassVar
 
 import numpy as np
 import pytest
@@ -25,6 +26,8 @@ from movierec.data.dataset import Dataset
 from movierec.data.synthetic import checkerboard, low_rank_ratings
 from movierec.models.artifacts import load_model, save_model
 from movierec.models.base import Query, Recommender
+from movierec.models.configs import knows
+from movierec.models.registry import create, model_class
 from movierec.ranking import Catalog, recommend
 
 N_USERS, N_MOVIES = 40, 60
@@ -166,3 +169,44 @@ class ModelContract:
 
         with pytest.raises(NotFittedError):
             type(self).make().score([Query.session(liked=[0])])
+
+
+# ------------------------------------------------------------- every model, tiny
+
+#: settings that keep every model's fit on the 40 x 60 checkerboard well under a second; each
+#: is applied only to the models whose config has it
+TINY: dict[str, Any] = {
+    "epochs": 1,
+    "enc_epochs": 1,
+    "iterations": 2,
+    "factors": 4,
+    "mlp_layers": (8, 4),
+    "embedding_dim": 8,
+    "embed_dim": 8,
+    "hidden_dim": 16,
+    "max_len": 8,
+    "latent": 8,
+    "batch_size": 64,
+    "threads": 1,
+    "patience": 0,
+    "progress": False,
+}
+
+
+def text_encoder(texts: Sequence[str]) -> np.ndarray:
+    """A 16-dimensional hashed bag of words (unit rows): content without the MiniLM model."""
+    out = np.zeros((len(texts), 16), np.float32)
+    for i, t in enumerate(texts):
+        for w in t.lower().split():
+            out[i, int(hashlib.md5(w.encode()).hexdigest(), 16) % out.shape[1]] += 1.0
+    return out / np.maximum(np.linalg.norm(out, axis=1, keepdims=True), 1e-12)
+
+
+def tiny(name: str) -> Recommender:
+    """An unfitted registered model ``name`` with the :data:`TINY` settings its config has."""
+    settings: dict[str, Any] = {k: v for k, v in TINY.items() if knows(model_class(name).Config, k)}
+    if name in ("content", "hybrid"):
+        settings["encoder"] = text_encoder
+    if name in ("autorec", "sparsefc", "multvae", "recvae"):
+        settings["hidden"] = 16  # one width (the rating MLPs' "hidden" is a tuple of layers)
+    return create(name, **settings)

@@ -5,40 +5,18 @@ copy, the same after save / load, and refused before ``fit``."""
 
 from __future__ import annotations
 
-import hashlib
-from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import pytest
 
-from contract import make_checkerboard
+from contract import TINY, make_checkerboard, tiny
 from movierec.data.dataset import Dataset
 from movierec.models.artifacts import load_model, save_model
-from movierec.models.base import NotFittedError, Recommender
-from movierec.models.configs import knows
-from movierec.models.registry import MODELS, create, model_class
+from movierec.models.base import NotFittedError
+from movierec.models.registry import MODELS
 from movierec.serving import nearest_movies
 
-#: settings that keep every model's fit on the 40 x 60 checkerboard well under a second; each
-#: is applied only to the models whose config has it
-TINY: dict[str, Any] = {
-    "epochs": 1,
-    "enc_epochs": 1,
-    "iterations": 2,
-    "factors": 4,
-    "mlp_layers": (8, 4),
-    "embedding_dim": 8,
-    "embed_dim": 8,
-    "hidden_dim": 16,
-    "max_len": 8,
-    "latent": 8,
-    "batch_size": 64,
-    "threads": 1,
-    "patience": 0,
-    "progress": False,
-}
 #: the models with movie vectors of their own, and the size of a vector under TINY
 DIMS = {
     "mf": 4,
@@ -50,7 +28,7 @@ DIMS = {
     "neumf": 4 + 4,  # the GMF table and the MLP table side by side
     "sequence": 8,
     "sequence-attn": 8,
-    "content": 16,
+    "content": 16,  # contract.text_encoder's width
     "autorec": 16,
     "sparsefc": 16,
     "multvae": 16,  # the decoder's last layer: its hidden width
@@ -58,24 +36,6 @@ DIMS = {
 }
 #: the models without: popularity, neighbourhoods, EASE, transitions, and the hybrid blend
 NONE = {"pop", "itemknn", "userknn", "ease", "transitions", "hybrid"}
-
-
-def text_encoder(texts: Sequence[str]) -> np.ndarray:
-    """A 16-dimensional hashed bag of words (unit rows): content without the MiniLM model."""
-    out = np.zeros((len(texts), DIMS["content"]), np.float32)
-    for i, t in enumerate(texts):
-        for w in t.lower().split():
-            out[i, int(hashlib.md5(w.encode()).hexdigest(), 16) % out.shape[1]] += 1.0
-    return out / np.maximum(np.linalg.norm(out, axis=1, keepdims=True), 1e-12)
-
-
-def tiny(name: str) -> Recommender:
-    settings: dict[str, Any] = {k: v for k, v in TINY.items() if knows(model_class(name).Config, k)}
-    if name in ("content", "hybrid"):
-        settings["encoder"] = text_encoder
-    if name in ("autorec", "sparsefc", "multvae", "recvae"):
-        settings["hidden"] = 16  # one width (the rating MLPs' "hidden" is a tuple of layers)
-    return create(name, **settings)
 
 
 @pytest.fixture(scope="module")
