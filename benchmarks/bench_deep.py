@@ -69,7 +69,8 @@ from movierec.evaluation.protocols import Prepared, Protocol, get_protocol
 from movierec.evaluation.protocols import run as run_protocol
 from movierec.evaluation.statistics import bootstrap_ci
 from movierec.models.base import Query, Recommender
-from movierec.models.registry import UnknownModelError, create
+from movierec.models.configs import knows
+from movierec.models.registry import UnknownModelError, create, model_class
 from movierec.settings import Settings
 from movierec.topn import top_n
 from surprise_adapter import ALGORITHMS, SurpriseRating
@@ -92,8 +93,6 @@ VARIANTS: dict[str, tuple[str, dict[str, Any]]] = {
     "gmf-explicit": ("gmf", {"explicit": True}),
     "neumf-explicit": ("neumf", {"explicit": True}),
 }
-#: models whose config has no ``threads`` field (ALS's is its solver's)
-_NO_TORCH = ("pop", "mf", "ease", "itemknn", "userknn")
 
 
 def _rank(scores: np.ndarray, train: Any, users: np.ndarray, k: int) -> np.ndarray:
@@ -243,8 +242,8 @@ def run_seed(protocol: str, name: str, seed: int, prepared: Prepared, threads: i
     proto = get_protocol(protocol)
     base, overrides = VARIANTS.get(name, (name, {}))
     overrides = dict(overrides)
-    if base not in _NO_TORCH and base not in ALGORITHMS:
-        overrides["threads"] = threads
+    if base not in ALGORITHMS and knows(model_class(base).Config, "threads"):
+        overrides["threads"] = threads  # torch's (ALS: its solver's)
     model = SurpriseRating(algorithm=name) if name in ALGORITHMS else create(base, **overrides)
     result = run_protocol(
         model,

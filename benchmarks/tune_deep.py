@@ -54,7 +54,8 @@ from movierec.data.load import load_dataset
 from movierec.data.splits import per_user_holdout, random_holdout
 from movierec.evaluation.protocols import Prepared, Result, get_protocol, run
 from movierec.models.base import Recommender
-from movierec.models.registry import create
+from movierec.models.configs import knows
+from movierec.models.registry import create, model_class
 from movierec.settings import Settings
 
 #: model -> (protocol, metric, lower is better, validation share of the training part)
@@ -70,9 +71,6 @@ TASKS: dict[str, tuple[str, str, bool, float]] = {
     "mf": ("rating", "rmse", True, 0.1),
     "ease": ("topn", "ndcg@10", False, 0.2),
 }
-
-#: models without torch threads to set
-CLASSICAL = ("mf", "ease")
 
 #: top-N models whose validation is cheap (one forward pass per user): they get the
 #: validation part for early stopping, as the rating models do, so a trial gives the best epoch
@@ -212,7 +210,7 @@ def run_trial(
     protocol, metric, lower, _ = TASKS[model_name]
     settings = trial_settings(model_name, seed, trial)
     overrides = {**FIXED[model_name], **_expand(model_name, settings)}
-    if model_name not in CLASSICAL:
+    if knows(model_class(model_name).Config, "threads"):
         overrides["threads"] = threads
     model = create(model_name, **overrides)
     result: Result = run(

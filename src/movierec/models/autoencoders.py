@@ -51,6 +51,13 @@ def _dense_rows(x: sp.csr_matrix, rows: np.ndarray) -> torch.Tensor:
     return torch.from_numpy(np.asarray(x[rows].toarray(), np.float32))
 
 
+def _binary(x: sp.csr_matrix) -> sp.csr_matrix:
+    """A float32 copy of ``x`` with every stored entry 1 (who has which movie)."""
+    out = x.astype(np.float32)
+    out.data[:] = 1.0
+    return out
+
+
 def _normalise(x: torch.Tensor) -> torch.Tensor:
     """Rows of ``x`` ``(B, n)`` scaled to unit L2 norm (an all-zero row stays zero)."""
     return x / x.norm(dim=1, keepdim=True).clamp_min(1e-12)
@@ -270,6 +277,10 @@ class _AutoencoderBase(Recommender):
     def _loss(self, net: nn.Module, batch: Any) -> torch.Tensor:
         raise NotImplementedError
 
+    def _init_weights(self, net: nn.Module, g: torch.Generator) -> None:
+        """Every weight of a fresh ``net`` drawn from ``g``."""
+        init_weights(net, g, emb_std=0.0)
+
     def _n_batches(self, n_users: int) -> int:
         return -(-n_users // local_batch_size(self.config.train.batch_size))
 
@@ -283,13 +294,10 @@ class _AutoencoderBase(Recommender):
         c = self.config
         if c.hidden < 1 or c.latent < 1 or not 0.0 <= c.dropout < 1.0 or c.dislike_weight < 0:
             raise ValueError(f"invalid {type(self).__name__} settings: {c}")
-        x = data.interactions().astype(np.float32)
-        x.data[:] = 1.0
+        x = _binary(data.interactions())
         g = torch_generator(rng)
         net = self._build_net()
-        init_weights(net, g, emb_std=0.0)
-        if isinstance(net, _RecVAENet):
-            net.update_prior()
+        self._init_weights(net, g)
         net.generator = g  # type: ignore[assignment]
         validate = self._validator(data, valid, net) if valid is not None and valid.n_ratings else None
         try:
@@ -312,8 +320,7 @@ class _AutoencoderBase(Recommender):
     def _validator(self, data: Dataset, valid: Dataset, net: nn.Module) -> Any:
         users = np.unique(valid.user).astype(np.int64)[: self.config.valid_users]
         train_m = data.interactions()[users]
-        inputs = train_m.astype(np.float32)
-        inputs.data[:] = 1.0
+        inputs = _binary(train_m)
         relevant = valid.interactions()[users]
         metric = self.valid_metric
 
@@ -372,9 +379,7 @@ class _AutoencoderBase(Recommender):
         u = np.asarray(users, np.int64).ravel()
         if u.size and (u.min() < 0 or u.max() >= self._train.shape[0]):
             raise IndexError(f"user index out of range 0..{self._train.shape[0] - 1}")
-        x = self._train[u].astype(np.float32)
-        x.data[:] = 1.0
-        return self._forward_rows(self.net, x)
+        return self._forward_rows(self.net, _binary(self._train[u]))
 
     def movie_embeddings(self) -> np.ndarray:
         """Each movie's row of the decoder's last layer, float32 ``(n_movies, width)``: the
@@ -434,6 +439,11 @@ class RecVAE(_AutoencoderBase):
         if len(c.prior_mix) != 3 or min(c.prior_mix) <= 0:
             raise ValueError(f"RecVAEConfig.prior_mix needs three positive weights, got {c.prior_mix}")
         return _RecVAENet(self.n_movies, c.hidden, c.latent, copy.deepcopy(c))
+
+    def _init_weights(self, net: nn.Module, g: torch.Generator) -> None:
+        super()._init_weights(net, g)
+        if isinstance(net, _RecVAENet):
+            net.update_prior()  # the prior starts as the freshly drawn encoder
 
     def _n_batches(self, n_users: int) -> int:
         return (self.config.enc_epochs + 1) * super()._n_batches(n_users)
